@@ -1,0 +1,252 @@
+/**
+ * The whole datagram: header, auth block, body, tag. Decoding checks framing and every
+ * field but not the tag: which key verifies it depends on the auth layer, which gets the
+ * exact signed byte range from `signedRange`.
+ */
+import {
+  AuthMode,
+  Flags,
+  HEADER_LENGTH,
+  KNOWN_FLAGS,
+  Limits,
+  MAGIC,
+  MAX_DATAGRAM,
+  MsgType,
+  NONCE_LENGTH,
+  TAG_LENGTH,
+  VERSION,
+} from './constants.ts';
+import {
+  type Cursor,
+  cursor,
+  expectEnd,
+  readBytes,
+  readString,
+  readU8,
+  readU16,
+  readU32,
+  readU53,
+  readU64,
+  readVarBytes,
+  stringLength,
+  writeBytes,
+  writeString,
+  writeU8,
+  writeU16,
+  writeU32,
+  writeU53,
+  writeU64,
+  writeVarBytes,
+} from './cursor.ts';
+import { DecodeError, DecodeErrorCode } from './errors.ts';
+import { BODIES, type Bodies } from './messages.ts';
+
+/** Auth data a client request carries right after the header, by auth mode. */
+export type AuthBlock =
+  | { mode: typeof AuthMode.CREDENTIAL; credId: string; nonce: Uint8Array }
+  | { mode: typeof AuthMode.TOKEN; token: Uint8Array }
+  | { mode: typeof AuthMode.SESSION }
+  | { mode: typeof AuthMode.ADMIN; keyId: string };
+
+/** A datagram of type T, decoded. */
+export interface Datagram<T extends MsgType = MsgType> {
+  type: T;
+  flags: number;
+  /** Present (and only present) on client requests: flags === 0. */
+  auth: AuthBlock;
+  requestId: number;
+  sessionId: bigint;
+  seq: number;
+  /** Milliseconds since the Unix epoch, UTC. */
+  timestamp: number;
+  body: Bodies[T];
+  /** HMAC-SHA256 over every byte before it; all zero until signed. */
+  tag: Uint8Array;
+}
+
+export type AnyDatagram = { [K in MsgType]: Datagram<K> }[MsgType];
+
+const TYPES: ReadonlySet<number> = new Set(Object.values(MsgType));
+
+/** True when a datagram with these flags carries an auth block (a client request). */
+export function hasAuthBlock(flags: number): boolean {
+  return (flags & (Flags.REPLY | Flags.FROM_SERVER)) === 0;
+}
+
+function authBlockLength(flags: number, a: AuthBlock): number {
+  if (!hasAuthBlock(flags)) return 0;
+  switch (a.mode) {
+    case AuthMode.CREDENTIAL:
+      return stringLength(a.credId) + NONCE_LENGTH;
+    case AuthMode.TOKEN:
+      return 2 + a.token.length;
+    case AuthMode.SESSION:
+      return 0;
+    case AuthMode.ADMIN:
+      return stringLength(a.keyId);
+  }
+}
+
+/** Total bytes of the datagram, tag included. */
+export function encodingLength(d: AnyDatagram): number {
+  const body = BODIES[d.type] as { encodingLength(v: unknown): number };
+  return HEADER_LENGTH + authBlockLength(d.flags, d.auth) + body.encodingLength(d.body) + TAG_LENGTH;
+}
+
+/**
+ * Writes the datagram at the cursor (with `d.tag` as its tag) and advances it.
+ * @throws {RangeError} when a field is out of range or the datagram exceeds 1200 bytes
+ * @throws {TypeError} when a field has the wrong type
+ */
+export function encode(d: AnyDatagram, c: Cursor): void {
+  if (!TYPES.has(d.type)) throw new RangeError(`type must be a known message type, got ${d.type}`);
+  if ((d.flags & ~KNOWN_FLAGS) !== 0) throw new RangeError(`flags has unknown bits: ${d.flags}`);
+  const length = encodingLength(d);
+  if (length > MAX_DATAGRAM) {
+    throw new RangeError(`datagram would be ${length} bytes, at most ${MAX_DATAGRAM}`);
+  }
+  if (!(d.tag instanceof Uint8Array) || d.tag.length !== TAG_LENGTH) {
+    throw new TypeError(`tag must be a Uint8Array of ${TAG_LENGTH} bytes`);
+  }
+  if (!Number.isSafeInteger(d.timestamp) || d.timestamp < 0) {
+    throw new RangeError('timestamp must be a non-negative safe integer (ms)');
+  }
+  if (c.end - c.start < length) throw new RangeError(`no room for a ${length}-byte datagram`);
+  writeU16(c, MAGIC);
+  writeU8(c, VERSION);
+  writeU8(c, d.type);
+  writeU8(c, d.flags);
+  writeU8(c, d.auth.mode);
+  writeU16(c, length);
+  writeU32(c, d.requestId >>> 0, 'requestId');
+  writeU64(c, d.sessionId, 'sessionId');
+  writeU32(c, d.seq >>> 0, 'seq');
+  writeU53(c, d.timestamp, 'timestamp');
+  if (hasAuthBlock(d.flags)) {
+    const a = d.auth;
+    if (a.mode === AuthMode.CREDENTIAL) {
+      if (a.nonce.length !== NONCE_LENGTH) throw new RangeError(`nonce must be ${NONCE_LENGTH} bytes`);
+      if (stringLength(a.credId) - 1 > Limits.CRED_ID) throw new RangeError('credId too long');
+      writeString(c, a.credId, 'credId');
+      writeBytes(c, a.nonce, 'nonce');
+    } else if (a.mode === AuthMode.TOKEN) {
+      if (a.token.length > Limits.TOKEN) throw new RangeError('token too long');
+      writeVarBytes(c, 2, a.token, 'token');
+    } else if (a.mode === AuthMode.ADMIN) {
+      if (stringLength(a.keyId) - 1 > Limits.CRED_ID) throw new RangeError('keyId too long');
+      writeString(c, a.keyId, 'keyId');
+    }
+  }
+  (BODIES[d.type] as { encode(v: unknown, c: Cursor): void }).encode(d.body, c);
+  writeBytes(c, d.tag, 'tag');
+}
+
+/**
+ * Encodes into a fresh buffer of exactly the datagram's length.
+ * @throws {RangeError|TypeError} as `encode`
+ */
+export function encodeToBytes(d: AnyDatagram): Uint8Array {
+  const out = new Uint8Array(encodingLength(d));
+  encode(d, cursor(out));
+  return out;
+}
+
+/**
+ * Reads one datagram at the cursor and advances past it (exactly its header's length).
+ * @throws {DecodeError} TRUNCATED, BAD_MAGIC, BAD_VERSION, UNKNOWN_TYPE, BAD_FLAGS,
+ *   BAD_AUTH_MODE, BAD_LENGTH, TOO_LARGE, TRAILING_BYTES, OUT_OF_RANGE, BAD_STRING
+ */
+export function decode(c: Cursor): AnyDatagram {
+  const begin = c.start;
+  const magic = readU16(c, 'magic');
+  if (magic !== MAGIC) throw new DecodeError(DecodeErrorCode.BAD_MAGIC, 'not a floatlm datagram', begin);
+  const version = readU8(c, 'version');
+  if (version !== VERSION) {
+    throw new DecodeError(DecodeErrorCode.BAD_VERSION, `version ${version}, expected ${VERSION}`, begin + 2);
+  }
+  const type = readU8(c, 'type');
+  if (!TYPES.has(type)) throw new DecodeError(DecodeErrorCode.UNKNOWN_TYPE, `type 0x${type.toString(16)}`, begin + 3);
+  const flags = readU8(c, 'flags');
+  if ((flags & ~KNOWN_FLAGS) !== 0) {
+    throw new DecodeError(DecodeErrorCode.BAD_FLAGS, `unknown flag bits 0x${flags.toString(16)}`, begin + 4);
+  }
+  const mode = readU8(c, 'auth');
+  if (mode < AuthMode.CREDENTIAL || mode > AuthMode.ADMIN) {
+    throw new DecodeError(DecodeErrorCode.BAD_AUTH_MODE, `auth mode ${mode}`, begin + 5);
+  }
+  const length = readU16(c, 'length');
+  if (length > MAX_DATAGRAM) {
+    throw new DecodeError(DecodeErrorCode.TOO_LARGE, `length ${length} exceeds ${MAX_DATAGRAM}`, begin + 6);
+  }
+  if (length < HEADER_LENGTH + TAG_LENGTH) {
+    throw new DecodeError(DecodeErrorCode.BAD_LENGTH, `length ${length} below minimum 64`, begin + 6);
+  }
+  if (c.end - begin < length) {
+    throw new DecodeError(DecodeErrorCode.TRUNCATED, `datagram says ${length} bytes, ${c.end - begin} present`, begin + 6);
+  }
+  // Everything after here reads inside the datagram's own bounds, tag excluded.
+  const inner: Cursor = { buffer: c.buffer, start: c.start, end: begin + length - TAG_LENGTH };
+  const requestId = readU32(inner, 'requestId');
+  const sessionId = readU64(inner, 'sessionId');
+  const seq = readU32(inner, 'seq');
+  const timestamp = readU53(inner, 'timestamp');
+  let auth: AuthBlock;
+  if (!hasAuthBlock(flags)) {
+    auth = replyAuth(mode);
+  } else if (mode === AuthMode.CREDENTIAL) {
+    auth = { mode, credId: readString(inner, Limits.CRED_ID, 'credId'), nonce: readBytes(inner, NONCE_LENGTH, 'nonce') };
+  } else if (mode === AuthMode.TOKEN) {
+    auth = { mode, token: readVarBytes(inner, 2, Limits.TOKEN, 'token') };
+  } else if (mode === AuthMode.ADMIN) {
+    auth = { mode, keyId: readString(inner, Limits.CRED_ID, 'keyId') };
+  } else {
+    auth = { mode: AuthMode.SESSION };
+  }
+  const body = (BODIES[type as MsgType] as { decode(c: Cursor): unknown }).decode(inner);
+  expectEnd(inner, 'body');
+  const tag = readBytes({ buffer: c.buffer, start: inner.end, end: begin + length }, TAG_LENGTH, 'tag');
+  c.start = begin + length;
+  return { type, flags, auth, requestId, sessionId, seq, timestamp, body, tag } as AnyDatagram;
+}
+
+/**
+ * The auth field of a reply or server-originated datagram: only the mode is on the wire,
+ * so the other members are empty placeholders that encode to nothing.
+ */
+function replyAuth(mode: number): AuthBlock {
+  if (mode === AuthMode.CREDENTIAL) return { mode, credId: '', nonce: new Uint8Array(NONCE_LENGTH) };
+  if (mode === AuthMode.TOKEN) return { mode, token: new Uint8Array(0) };
+  if (mode === AuthMode.ADMIN) return { mode, keyId: '' };
+  return { mode: AuthMode.SESSION };
+}
+
+/**
+ * Decodes a whole UDP payload, which must be exactly one datagram.
+ * @throws {DecodeError} as `decode`, or TRAILING_BYTES when bytes follow the datagram
+ */
+export function decodeDatagram(bytes: Uint8Array): AnyDatagram {
+  const c = cursor(bytes);
+  const d = decode(c);
+  expectEnd(c, 'datagram');
+  return d;
+}
+
+/**
+ * The cheap prefilter the server runs before anything else: size bounds, magic, version,
+ * and the length field agreeing with the payload. No allocation.
+ */
+export function looksLikeDatagram(bytes: Uint8Array): boolean {
+  return (
+    bytes.length >= HEADER_LENGTH + TAG_LENGTH &&
+    bytes.length <= MAX_DATAGRAM &&
+    bytes[0] === MAGIC >> 8 &&
+    bytes[1] === (MAGIC & 0xff) &&
+    bytes[2] === VERSION &&
+    ((bytes[6]! << 8) | bytes[7]!) === bytes.length
+  );
+}
+
+/** The byte range `[start, end)` of a datagram that its tag covers. */
+export function signedRange(datagramLength: number): [number, number] {
+  return [0, datagramLength - TAG_LENGTH];
+}
