@@ -14,7 +14,11 @@ export interface Cursor {
 }
 
 const textEncoder = new TextEncoder();
-const textDecoder = new TextDecoder('utf-8', { fatal: true });
+// ignoreBOM keeps a leading U+FEFF in the string: stripping it would make decode then
+// encode change the bytes (and the string's wire length).
+const textDecoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+// A lone surrogate would be written as U+FFFD and decode to a different string.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** A cursor over `buffer[start, end)`. */
 export function cursor(buffer: Uint8Array, start = 0, end = buffer.length): Cursor {
@@ -188,6 +192,19 @@ export function utf8(s: string): Uint8Array {
 /** @throws {RangeError} when the cursor has no room */
 export function writeString(c: Cursor, s: string, what = 'string'): void {
   writeVarBytes(c, 1, utf8(s), what);
+}
+
+/**
+ * Checks a string about to be written as a u8-length UTF-8 field.
+ * @throws {TypeError} when `s` is not a string or holds a lone surrogate
+ * @throws {RangeError} when its UTF-8 form is longer than `max` bytes
+ */
+export function checkString(s: unknown, max: number, what: string): string {
+  if (typeof s !== 'string') throw new TypeError(`${what} must be a string`);
+  if (LONE_SURROGATE.test(s)) throw new TypeError(`${what} must be well-formed Unicode`);
+  const n = Buffer.byteLength(s, 'utf8');
+  if (n > max) throw new RangeError(`${what} is ${n} bytes, at most ${max} allowed`);
+  return s;
 }
 
 /** Wire length of a u8-prefixed UTF-8 string. */

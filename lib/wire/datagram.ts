@@ -18,6 +18,7 @@ import {
 } from './constants.ts';
 import {
   type Cursor,
+  checkString,
   cursor,
   expectEnd,
   readBytes,
@@ -28,7 +29,6 @@ import {
   readU53,
   readU64,
   readVarBytes,
-  stringLength,
   writeBytes,
   writeString,
   writeU8,
@@ -74,42 +74,83 @@ export function hasAuthBlock(flags: number): boolean {
 }
 
 function authBlockLength(flags: number, a: AuthBlock): number {
+  if (typeof a !== 'object' || a === null) throw new TypeError('auth must be an object');
+  if (a.mode !== 1 && a.mode !== 2 && a.mode !== 3 && a.mode !== 4) {
+    throw new RangeError(`auth.mode must be 1, 2, 3 or 4, got ${String((a as AuthBlock).mode)}`);
+  }
   if (!hasAuthBlock(flags)) return 0;
   switch (a.mode) {
     case AuthMode.CREDENTIAL:
-      return stringLength(a.credId) + NONCE_LENGTH;
+      if (!(a.nonce instanceof Uint8Array) || a.nonce.length !== NONCE_LENGTH) {
+        throw new TypeError(`auth.nonce must be a Uint8Array of ${NONCE_LENGTH} bytes`);
+      }
+      return (
+        1 + Buffer.byteLength(checkString(a.credId, Limits.CRED_ID, 'auth.credId')) + NONCE_LENGTH
+      );
     case AuthMode.TOKEN:
+      if (!(a.token instanceof Uint8Array)) throw new TypeError('auth.token must be a Uint8Array');
+      if (a.token.length > Limits.TOKEN) {
+        throw new RangeError(`auth.token is ${a.token.length} bytes, at most ${Limits.TOKEN}`);
+      }
       return 2 + a.token.length;
     case AuthMode.SESSION:
       return 0;
     case AuthMode.ADMIN:
-      return stringLength(a.keyId);
+      return 1 + Buffer.byteLength(checkString(a.keyId, Limits.CRED_ID, 'auth.keyId'));
   }
 }
 
-/** Total bytes of the datagram, tag included. */
-export function encodingLength(d: AnyDatagram): number {
-  const body = BODIES[d.type] as { encodingLength(v: unknown): number };
-  return HEADER_LENGTH + authBlockLength(d.flags, d.auth) + body.encodingLength(d.body) + TAG_LENGTH;
+function checkU32(v: unknown, what: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) {
+    throw new RangeError(`${what} must be an integer in [0, 2^32-1], got ${String(v)}`);
+  }
+  return v;
 }
 
-/**
- * Writes the datagram at the cursor (with `d.tag` as its tag) and advances it.
- * @throws {RangeError} when a field is out of range or the datagram exceeds 1200 bytes
- * @throws {TypeError} when a field has the wrong type
- */
-export function encode(d: AnyDatagram, c: Cursor): void {
-  if (!TYPES.has(d.type)) throw new RangeError(`type must be a known message type, got ${d.type}`);
-  if ((d.flags & ~KNOWN_FLAGS) !== 0) throw new RangeError(`flags has unknown bits: ${d.flags}`);
-  const length = encodingLength(d);
-  if (length > MAX_DATAGRAM) {
-    throw new RangeError(`datagram would be ${length} bytes, at most ${MAX_DATAGRAM}`);
+/** Checks every header field; the body codec checks the body. */
+function checkHeader(d: AnyDatagram): void {
+  if (typeof d !== 'object' || d === null) throw new TypeError('datagram must be an object');
+  if (!TYPES.has(d.type)) {
+    throw new RangeError(`type must be a known message type, got ${String(d.type)}`);
+  }
+  if (typeof d.flags !== 'number' || !Number.isInteger(d.flags) || (d.flags & ~KNOWN_FLAGS) !== 0) {
+    throw new RangeError(`flags must be a combination of 0x01 and 0x02, got ${String(d.flags)}`);
+  }
+  checkU32(d.requestId, 'requestId');
+  if (typeof d.sessionId !== 'bigint' || d.sessionId < 0n || d.sessionId > 0xffffffffffffffffn) {
+    throw new RangeError(`sessionId must be a bigint in [0, 2^64-1], got ${String(d.sessionId)}`);
+  }
+  checkU32(d.seq, 'seq');
+  if (!Number.isSafeInteger(d.timestamp) || d.timestamp < 0) {
+    throw new RangeError(`timestamp must be a non-negative safe integer (ms), got ${d.timestamp}`);
   }
   if (!(d.tag instanceof Uint8Array) || d.tag.length !== TAG_LENGTH) {
     throw new TypeError(`tag must be a Uint8Array of ${TAG_LENGTH} bytes`);
   }
-  if (!Number.isSafeInteger(d.timestamp) || d.timestamp < 0) {
-    throw new RangeError('timestamp must be a non-negative safe integer (ms)');
+}
+
+/**
+ * Total bytes of the datagram, tag included.
+ * @throws {RangeError|TypeError} naming the field, when a field is invalid
+ */
+export function encodingLength(d: AnyDatagram): number {
+  checkHeader(d);
+  const body = BODIES[d.type] as { encodingLength(v: unknown): number };
+  return (
+    HEADER_LENGTH + authBlockLength(d.flags, d.auth) + body.encodingLength(d.body) + TAG_LENGTH
+  );
+}
+
+/**
+ * Writes the datagram at the cursor (with `d.tag` as its tag) and advances it.
+ * @throws {RangeError} when a field is out of range, the datagram exceeds 1200 bytes or the
+ *   cursor has no room for it
+ * @throws {TypeError} when a field has the wrong type
+ */
+export function encode(d: AnyDatagram, c: Cursor): void {
+  const length = encodingLength(d);
+  if (length > MAX_DATAGRAM) {
+    throw new RangeError(`datagram would be ${length} bytes, at most ${MAX_DATAGRAM}`);
   }
   if (c.end - c.start < length) throw new RangeError(`no room for a ${length}-byte datagram`);
   writeU16(c, MAGIC);
@@ -118,22 +159,18 @@ export function encode(d: AnyDatagram, c: Cursor): void {
   writeU8(c, d.flags);
   writeU8(c, d.auth.mode);
   writeU16(c, length);
-  writeU32(c, d.requestId >>> 0, 'requestId');
+  writeU32(c, d.requestId, 'requestId');
   writeU64(c, d.sessionId, 'sessionId');
-  writeU32(c, d.seq >>> 0, 'seq');
+  writeU32(c, d.seq, 'seq');
   writeU53(c, d.timestamp, 'timestamp');
   if (hasAuthBlock(d.flags)) {
     const a = d.auth;
     if (a.mode === AuthMode.CREDENTIAL) {
-      if (a.nonce.length !== NONCE_LENGTH) throw new RangeError(`nonce must be ${NONCE_LENGTH} bytes`);
-      if (stringLength(a.credId) - 1 > Limits.CRED_ID) throw new RangeError('credId too long');
       writeString(c, a.credId, 'credId');
       writeBytes(c, a.nonce, 'nonce');
     } else if (a.mode === AuthMode.TOKEN) {
-      if (a.token.length > Limits.TOKEN) throw new RangeError('token too long');
       writeVarBytes(c, 2, a.token, 'token');
     } else if (a.mode === AuthMode.ADMIN) {
-      if (stringLength(a.keyId) - 1 > Limits.CRED_ID) throw new RangeError('keyId too long');
       writeString(c, a.keyId, 'keyId');
     }
   }
@@ -159,16 +196,26 @@ export function encodeToBytes(d: AnyDatagram): Uint8Array {
 export function decode(c: Cursor): AnyDatagram {
   const begin = c.start;
   const magic = readU16(c, 'magic');
-  if (magic !== MAGIC) throw new DecodeError(DecodeErrorCode.BAD_MAGIC, 'not a floatlm datagram', begin);
+  if (magic !== MAGIC)
+    throw new DecodeError(DecodeErrorCode.BAD_MAGIC, 'not a floatlm datagram', begin);
   const version = readU8(c, 'version');
   if (version !== VERSION) {
-    throw new DecodeError(DecodeErrorCode.BAD_VERSION, `version ${version}, expected ${VERSION}`, begin + 2);
+    throw new DecodeError(
+      DecodeErrorCode.BAD_VERSION,
+      `version ${version}, expected ${VERSION}`,
+      begin + 2,
+    );
   }
   const type = readU8(c, 'type');
-  if (!TYPES.has(type)) throw new DecodeError(DecodeErrorCode.UNKNOWN_TYPE, `type 0x${type.toString(16)}`, begin + 3);
+  if (!TYPES.has(type))
+    throw new DecodeError(DecodeErrorCode.UNKNOWN_TYPE, `type 0x${type.toString(16)}`, begin + 3);
   const flags = readU8(c, 'flags');
   if ((flags & ~KNOWN_FLAGS) !== 0) {
-    throw new DecodeError(DecodeErrorCode.BAD_FLAGS, `unknown flag bits 0x${flags.toString(16)}`, begin + 4);
+    throw new DecodeError(
+      DecodeErrorCode.BAD_FLAGS,
+      `unknown flag bits 0x${flags.toString(16)}`,
+      begin + 4,
+    );
   }
   const mode = readU8(c, 'auth');
   if (mode < AuthMode.CREDENTIAL || mode > AuthMode.ADMIN) {
@@ -176,13 +223,25 @@ export function decode(c: Cursor): AnyDatagram {
   }
   const length = readU16(c, 'length');
   if (length > MAX_DATAGRAM) {
-    throw new DecodeError(DecodeErrorCode.TOO_LARGE, `length ${length} exceeds ${MAX_DATAGRAM}`, begin + 6);
+    throw new DecodeError(
+      DecodeErrorCode.TOO_LARGE,
+      `length ${length} exceeds ${MAX_DATAGRAM}`,
+      begin + 6,
+    );
   }
   if (length < HEADER_LENGTH + TAG_LENGTH) {
-    throw new DecodeError(DecodeErrorCode.BAD_LENGTH, `length ${length} below minimum 64`, begin + 6);
+    throw new DecodeError(
+      DecodeErrorCode.BAD_LENGTH,
+      `length ${length} below minimum 64`,
+      begin + 6,
+    );
   }
   if (c.end - begin < length) {
-    throw new DecodeError(DecodeErrorCode.TRUNCATED, `datagram says ${length} bytes, ${c.end - begin} present`, begin + 6);
+    throw new DecodeError(
+      DecodeErrorCode.TRUNCATED,
+      `datagram says ${length} bytes, ${c.end - begin} present`,
+      begin + 6,
+    );
   }
   // Everything after here reads inside the datagram's own bounds, tag excluded.
   const inner: Cursor = { buffer: c.buffer, start: c.start, end: begin + length - TAG_LENGTH };
@@ -194,7 +253,11 @@ export function decode(c: Cursor): AnyDatagram {
   if (!hasAuthBlock(flags)) {
     auth = replyAuth(mode);
   } else if (mode === AuthMode.CREDENTIAL) {
-    auth = { mode, credId: readString(inner, Limits.CRED_ID, 'credId'), nonce: readBytes(inner, NONCE_LENGTH, 'nonce') };
+    auth = {
+      mode,
+      credId: readString(inner, Limits.CRED_ID, 'credId'),
+      nonce: readBytes(inner, NONCE_LENGTH, 'nonce'),
+    };
   } else if (mode === AuthMode.TOKEN) {
     auth = { mode, token: readVarBytes(inner, 2, Limits.TOKEN, 'token') };
   } else if (mode === AuthMode.ADMIN) {
@@ -204,7 +267,11 @@ export function decode(c: Cursor): AnyDatagram {
   }
   const body = (BODIES[type as MsgType] as { decode(c: Cursor): unknown }).decode(inner);
   expectEnd(inner, 'body');
-  const tag = readBytes({ buffer: c.buffer, start: inner.end, end: begin + length }, TAG_LENGTH, 'tag');
+  const tag = readBytes(
+    { buffer: c.buffer, start: inner.end, end: begin + length },
+    TAG_LENGTH,
+    'tag',
+  );
   c.start = begin + length;
   return { type, flags, auth, requestId, sessionId, seq, timestamp, body, tag } as AnyDatagram;
 }
@@ -214,7 +281,8 @@ export function decode(c: Cursor): AnyDatagram {
  * so the other members are empty placeholders that encode to nothing.
  */
 function replyAuth(mode: number): AuthBlock {
-  if (mode === AuthMode.CREDENTIAL) return { mode, credId: '', nonce: new Uint8Array(NONCE_LENGTH) };
+  if (mode === AuthMode.CREDENTIAL)
+    return { mode, credId: '', nonce: new Uint8Array(NONCE_LENGTH) };
   if (mode === AuthMode.TOKEN) return { mode, token: new Uint8Array(0) };
   if (mode === AuthMode.ADMIN) return { mode, keyId: '' };
   return { mode: AuthMode.SESSION };

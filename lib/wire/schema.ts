@@ -5,6 +5,7 @@
  */
 import {
   type Cursor,
+  checkString,
   readBytes,
   readString,
   readU8,
@@ -13,7 +14,6 @@ import {
   readU53,
   readU64,
   readVarBytes,
-  stringLength,
   writeBytes,
   writeString,
   writeU8,
@@ -48,36 +48,62 @@ const INT_MAX = { u8: 0xff, u16: 0xffff, u32: 0xffffffff, u53: Number.MAX_SAFE_I
 
 type Rec = Record<string, unknown>;
 
+/**
+ * Wire length of one field. It validates the value too, so that `encodingLength` (called
+ * before anything is written) rejects a bad value with an error naming the field.
+ */
 function fieldLength(f: Field, v: unknown): number {
   switch (f.kind) {
     case 'u8':
+      checkInt(f, v);
       return 1;
     case 'u16':
+      checkInt(f, v);
       return 2;
     case 'u32':
+      checkInt(f, v);
       return 4;
     case 'u53':
+      checkInt(f, v);
+      return 8;
     case 'u64':
+      checkU64(f, v);
       return 8;
     case 'str':
-      return stringLength(v as string);
+      return 1 + Buffer.byteLength(checkString(v, f.max, f.name), 'utf8');
     case 'bytes':
-      return f.prefix + (v as Uint8Array).length;
+      if (!(v instanceof Uint8Array)) throw new TypeError(`${f.name} must be a Uint8Array`);
+      if (v.length > f.max)
+        throw new RangeError(`${f.name} is ${v.length} bytes, at most ${f.max}`);
+      return f.prefix + v.length;
     case 'fixed':
+      if (!(v instanceof Uint8Array) || v.length !== f.length) {
+        throw new TypeError(`${f.name} must be a Uint8Array of ${f.length} bytes`);
+      }
       return f.length;
-    case 'list': {
-      let n = 1;
-      for (const item of v as Rec[]) n += schemaLength(f.item, item);
-      return n;
-    }
+    case 'list':
     case 'union': {
+      if (!Array.isArray(v)) throw new TypeError(`${f.name} must be an array`);
+      if (v.length > f.max)
+        throw new RangeError(`${f.name} has ${v.length} items, at most ${f.max}`);
       let n = 1;
-      for (const item of v as Rec[]) {
-        n += 1 + schemaLength(variantOf(f, item), item);
+      for (const item of v as unknown[]) {
+        if (typeof item !== 'object' || item === null) {
+          throw new TypeError(`${f.name} items must be objects`);
+        }
+        n += f.kind === 'list' ? 0 : 1;
+        n += schemaLength(f.kind === 'list' ? f.item : variantOf(f, item as Rec), item as Rec);
       }
       return n;
     }
   }
+}
+
+function checkU64(f: Field, v: unknown): bigint {
+  if (typeof v !== 'bigint' || v < 0n || v > 0xffffffffffffffffn) {
+    throw new RangeError(`${f.name} must be a bigint in [0, 2^64-1], got ${String(v)}`);
+  }
+  return v;
 }
 
 function variantOf(f: Extract<Field, { kind: 'union' }>, item: Rec): Schema {
@@ -112,21 +138,15 @@ function encodeField(f: Field, v: unknown, c: Cursor): void {
       writeU53(c, checkInt(f, v), f.name);
       return;
     case 'u64':
-      if (typeof v !== 'bigint' || v < 0n || v > 0xffffffffffffffffn) {
-        throw new RangeError(`${f.name} must be a bigint in [0, 2^64-1]`);
-      }
-      writeU64(c, v, f.name);
+      writeU64(c, checkU64(f, v), f.name);
       return;
-    case 'str': {
-      if (typeof v !== 'string') throw new TypeError(`${f.name} must be a string`);
-      const n = stringLength(v) - 1;
-      if (n > f.max) throw new RangeError(`${f.name} is ${n} bytes, at most ${f.max} allowed`);
-      writeString(c, v, f.name);
+    case 'str':
+      writeString(c, checkString(v, f.max, f.name), f.name);
       return;
-    }
     case 'bytes':
       if (!(v instanceof Uint8Array)) throw new TypeError(`${f.name} must be a Uint8Array`);
-      if (v.length > f.max) throw new RangeError(`${f.name} is ${v.length} bytes, at most ${f.max}`);
+      if (v.length > f.max)
+        throw new RangeError(`${f.name} is ${v.length} bytes, at most ${f.max}`);
       writeVarBytes(c, f.prefix, v, f.name);
       return;
     case 'fixed':
@@ -138,14 +158,19 @@ function encodeField(f: Field, v: unknown, c: Cursor): void {
     case 'list':
     case 'union': {
       if (!Array.isArray(v)) throw new TypeError(`${f.name} must be an array`);
-      if (v.length > f.max) throw new RangeError(`${f.name} has ${v.length} items, at most ${f.max}`);
+      if (v.length > f.max)
+        throw new RangeError(`${f.name} has ${v.length} items, at most ${f.max}`);
       writeU8(c, v.length, f.name);
       for (const item of v as Rec[]) {
+        if (typeof item !== 'object' || item === null) {
+          throw new TypeError(`${f.name} items must be objects`);
+        }
         if (f.kind === 'list') {
           encodeSchema(f.item, item, c);
         } else {
+          const variant = variantOf(f, item);
           writeU8(c, item[f.tag] as number, f.tag);
-          encodeSchema(variantOf(f, item), item, c);
+          encodeSchema(variant, item, c);
         }
       }
       return;
@@ -187,7 +212,11 @@ function decodeField(f: Field, c: Cursor): unknown {
     case 'union': {
       const n = readU8(c, `${f.name} count`);
       if (n > f.max) {
-        throw new DecodeError(DecodeErrorCode.BAD_LENGTH, `${f.name} count ${n} exceeds ${f.max}`, at);
+        throw new DecodeError(
+          DecodeErrorCode.BAD_LENGTH,
+          `${f.name} count ${n} exceeds ${f.max}`,
+          at,
+        );
       }
       const out: Rec[] = [];
       for (let i = 0; i < n; i++) {
@@ -225,11 +254,16 @@ function decodeSchema(s: Schema, c: Cursor): Rec {
   return out;
 }
 
+function checkBody(v: unknown): Rec {
+  if (typeof v !== 'object' || v === null) throw new TypeError('body must be an object');
+  return v as Rec;
+}
+
 /** Builds the codec of a body from its field list. */
 export function codecOf<T extends object>(schema: Schema): Codec<T> {
   return {
-    encodingLength: (v) => schemaLength(schema, v as Rec),
-    encode: (v, c) => encodeSchema(schema, v as Rec, c),
+    encodingLength: (v) => schemaLength(schema, checkBody(v)),
+    encode: (v, c) => encodeSchema(schema, checkBody(v), c),
     decode: (c) => decodeSchema(schema, c) as T,
   };
 }
