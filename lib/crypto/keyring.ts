@@ -15,6 +15,8 @@ import { hkdfSha256, KEY_LENGTH, KeyedHmac, label, randomBytes, u32be } from './
 /** Defaults: a new key every 24 h; an old key verifies for 48 h more (≥ token lifetime). */
 export const KEYRING_DEFAULTS = { period: 86_400, grace: 172_800 } as const;
 export const MAX_EPOCH = 0xffff;
+/** How early `lookup` knows a key before its epoch starts: the allowed clock skew. */
+export const KEY_LEAD_MS = 300_000;
 export const MAX_SECRET_ID = 0xffff;
 const SALT = label('floatlm keyring v1');
 const CACHE_MAX = 256;
@@ -131,7 +133,7 @@ export class Keyring {
     if (idx < 0) throw new RangeError('now is before the activation of every keyring secret');
     const s = this.list[idx]!;
     const epoch = Math.min(MAX_EPOCH, Math.floor((now - s.activates) / (this.period * 1000)));
-    const found = this.lookup(makeKeyId(s.id, epoch), now);
+    const found = this.lookup(makeKeyId(s.id, epoch), now, 0);
     if (!found.ok) throw new Error('keyring invariant: the current key does not look up');
     return found.key;
   }
@@ -145,11 +147,12 @@ export class Keyring {
   }
 
   /**
-   * The key with this id at `now`. `unknown`: no such secret, or an epoch not started yet
-   * or superseded before it began; `retired`: its grace has passed (now > retiresAt).
-   * Cheap for unknown ids (no derivation), so safe on attacker-chosen ids.
+   * The key with this id at `now`. `unknown`: no such secret, or an epoch that starts more
+   * than `leadMs` after now (a peer whose clock runs ahead by up to the skew may already
+   * sign with it), or one superseded before it began; `retired`: its grace has passed
+   * (now > retiresAt). Cheap for unknown ids (no derivation), so safe on attacker-chosen ids.
    */
-  lookup(keyId: number, now: number): KeyLookup {
+  lookup(keyId: number, now: number, leadMs: number = KEY_LEAD_MS): KeyLookup {
     if (!Number.isInteger(keyId) || keyId < 0 || keyId > 0xffffffff)
       return { ok: false, reason: 'unknown' };
     const { secretId, epoch } = splitKeyId(keyId);
@@ -159,7 +162,7 @@ export class Keyring {
     const periodMs = this.period * 1000;
     const start = s.activates + epoch * periodMs;
     const next = this.list[idx + 1]?.activates ?? Number.POSITIVE_INFINITY;
-    if (now < start || start >= next) return { ok: false, reason: 'unknown' };
+    if (now < start - leadMs || start >= next) return { ok: false, reason: 'unknown' };
     const epochEnd = epoch === MAX_EPOCH ? Number.POSITIVE_INFINITY : start + periodMs;
     const signEnd = Math.min(epochEnd, next);
     const retiresAt = signEnd + this.grace * 1000;

@@ -1,0 +1,83 @@
+import { hmac } from '@noble/hashes/hmac.js';
+import { sha256 } from '@noble/hashes/sha2.js';
+import t from 'tap';
+import {
+  concatBytes,
+  equalBytes,
+  hkdfSha256,
+  hmacSha256,
+  KeyedHmac,
+  label,
+  randomBytes,
+  u32be,
+  u64be,
+} from '../../lib/crypto/hmac.ts';
+import { fromHex, toHex } from '../../lib/wire/index.ts';
+
+t.test('KeyedHmac matches RFC 4231 test case 2 and stays correct on reuse', async (t) => {
+  const h = new KeyedHmac(label('Jefe'));
+  const want = '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843';
+  t.equal(toHex(h.mac(label('what do ya want for nothing?'))), want);
+  t.equal(toHex(h.mac(label('what do ya '), label('want for nothing?'))), want, 'parts concatenate');
+  t.equal(toHex(h.mac(label('what do ya want for nothing?'))), want, 'third use, same answer');
+  t.equal(toHex(hmacSha256(label('Jefe'), label('what do ya want for nothing?'))), want);
+});
+
+t.test('KeyedHmac agrees with one-shot noble hmac across lengths and interleaved keys', async (t) => {
+  const k1 = randomBytes(32);
+  const k2 = randomBytes(32);
+  const a = new KeyedHmac(k1);
+  const b = new KeyedHmac(k2);
+  for (const n of [0, 1, 55, 56, 63, 64, 65, 200, 1200]) {
+    const m = randomBytes(n);
+    t.same(a.mac(m), hmac(sha256, k1, m), `k1 length ${n}`);
+    t.same(b.mac(m), hmac(sha256, k2, m), `k2 length ${n}`);
+  }
+});
+
+t.test('macInto writes at an offset and verify is exact', async (t) => {
+  const h = new KeyedHmac(randomBytes(32));
+  const m = randomBytes(100);
+  const out = new Uint8Array(40);
+  h.macInto(out, 8, m);
+  t.same(out.subarray(8), h.mac(m));
+  t.same(out.subarray(0, 8), new Uint8Array(8));
+  t.throws(() => h.macInto(out, 9, m), RangeError);
+  const tag = h.mac(m);
+  t.ok(h.verify(tag, m));
+  tag[31]! ^= 1;
+  t.notOk(h.verify(tag, m));
+  t.notOk(h.verify(tag.subarray(0, 31), m), 'short tag');
+  t.throws(() => new KeyedHmac(new Uint8Array(0)), TypeError);
+});
+
+t.test('hkdfSha256 matches RFC 5869 test case 1', async (t) => {
+  const okm = hkdfSha256(
+    fromHex('0b'.repeat(22)),
+    fromHex('000102030405060708090a0b0c'),
+    fromHex('f0f1f2f3f4f5f6f7f8f9'),
+    42,
+  );
+  t.equal(
+    toHex(okm),
+    '3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865',
+  );
+  t.throws(() => hkdfSha256(okm, okm, okm, 0), RangeError);
+  t.throws(() => hkdfSha256(okm, okm, okm, 8161), RangeError);
+});
+
+t.test('equalBytes, randomBytes, concatBytes, u32be, u64be', async (t) => {
+  t.ok(equalBytes(new Uint8Array([1, 2]), new Uint8Array([1, 2])));
+  t.notOk(equalBytes(new Uint8Array([1, 2]), new Uint8Array([1, 3])));
+  t.notOk(equalBytes(new Uint8Array([1, 2]), new Uint8Array([1, 2, 3])));
+  t.equal(randomBytes(16).length, 16);
+  t.notSame(randomBytes(16), randomBytes(16));
+  t.throws(() => randomBytes(-1), RangeError);
+  t.same(concatBytes(new Uint8Array([1]), new Uint8Array([]), new Uint8Array([2, 3])), new Uint8Array([1, 2, 3]));
+  t.same(u32be(0x01020304), new Uint8Array([1, 2, 3, 4]));
+  t.same(u32be(0xffffffff), new Uint8Array([255, 255, 255, 255]));
+  t.throws(() => u32be(2 ** 32), RangeError);
+  t.throws(() => u32be(-1), RangeError);
+  t.same(u64be(0x0102030405060708n), new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
+  t.throws(() => u64be(1n << 64n), RangeError);
+});
