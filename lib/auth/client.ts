@@ -120,14 +120,19 @@ export class ClientAuth {
   }
 
   /**
-   * The auth mode this client uses for `type` to `server` now: 4 for ADMIN; 1 without a
-   * live token (or for HELLO); 2 when `server` does not know the session; else 3.
+   * The auth mode this client uses for `type` to `server` now: 4 for ADMIN, and for
+   * STATUS/PING without a live token when an admin key is configured; 1 without a live
+   * token (or for HELLO); 2 when `server` does not know the session; else 3.
    */
   chooseMode(server: string, type: MsgType): AuthMode {
     if (type === MsgType.ADMIN) return AuthMode.ADMIN;
     if (type === MsgType.HELLO) return AuthMode.CREDENTIAL;
     const s = this.current;
-    if (!s || this.now() >= s.expires) return AuthMode.CREDENTIAL;
+    if (!s || this.now() >= s.expires) {
+      return this.adminKey && typeAllowed(AuthMode.ADMIN, type)
+        ? AuthMode.ADMIN
+        : AuthMode.CREDENTIAL;
+    }
     return this.knownBy.has(server) ? AuthMode.SESSION : AuthMode.TOKEN;
   }
 

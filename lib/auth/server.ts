@@ -144,7 +144,7 @@ const drop = (reason: DropReason): AuthDecision => ({ action: 'drop', reason });
 
 /** Authenticates datagrams for the daemon; one instance per server. */
 export class ServerAuth {
-  private readonly keyring: Keyring;
+  private keyring: Keyring;
   private readonly sessions: SessionLookup;
   private readonly revoked: { isRevoked(tokenId: bigint): boolean };
   private readonly now: () => number;
@@ -187,6 +187,13 @@ export class ServerAuth {
   ): void {
     this.credentials = new Map([...credentials].map(([id, k]) => [id, new KeyedHmac(k)]));
     this.admin = new Map([...admin].map(([id, k]) => [id, new KeyedHmac(k)]));
+  }
+
+  /** Replaces the server keyring (after a reread of the keys file or a forced rotation). */
+  setKeyring(keyring: Keyring): void {
+    if (!keyring || typeof keyring.lookup !== 'function')
+      throw new TypeError('keyring must be a Keyring');
+    this.keyring = keyring;
   }
 
   /** The keyed credential key with this id (for returnToken's wrap). */

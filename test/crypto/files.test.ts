@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { KeyFileError } from '../../lib/crypto/errors.ts';
 import {
   type DaemonKeys,
@@ -28,7 +28,7 @@ function keys(): DaemonKeys {
   };
 }
 
-function refused(t: Tap.Test, fn: () => unknown, code: string, re: RegExp): void {
+function refused(t: Test, fn: () => unknown, code: string, re: RegExp): void {
   try {
     fn();
     t.fail(`expected ${code}`);
@@ -61,7 +61,12 @@ t.test('files readable by group or others are refused', async (t) => {
   saveDaemonKeys(file, keys());
   for (const mode of [0o644, 0o640, 0o604, 0o660, 0o601]) {
     fs.chmodSync(file, mode);
-    refused(t, () => loadDaemonKeys(file), 'INSECURE', /mode 0\d{3} lets group or others access it/);
+    refused(
+      t,
+      () => loadDaemonKeys(file),
+      'INSECURE',
+      /mode 0\d{3} lets group or others access it/,
+    );
   }
   fs.chmodSync(file, 0o600);
   t.ok(loadDaemonKeys(file));
@@ -70,7 +75,12 @@ t.test('files readable by group or others are refused', async (t) => {
 });
 
 t.test('missing, not a file, and malformed files are refused with what and where', async (t) => {
-  refused(t, () => loadDaemonKeys(path.join(dir, 'nope.json')), 'MISSING', /nope\.json: no such file/);
+  refused(
+    t,
+    () => loadDaemonKeys(path.join(dir, 'nope.json')),
+    'MISSING',
+    /nope\.json: no such file/,
+  );
   const sub = path.join(dir, 'sub');
   fs.mkdirSync(sub, { mode: 0o700 });
   refused(t, () => loadDaemonKeys(sub), 'UNREADABLE', /not a regular file/);
@@ -84,18 +94,32 @@ t.test('missing, not a file, and malformed files are refused with what and where
   write(JSON.stringify({ ...good, server: undefined }));
   refused(t, () => loadDaemonKeys(file), 'MALFORMED', /server: missing/);
   write(JSON.stringify({ ...good, credentials: [{ id: 'demo', key: 'zz' }] }));
-  refused(t, () => loadDaemonKeys(file), 'MALFORMED', /credentials\[0\]\.key: must be 64 hex digits/);
+  refused(
+    t,
+    () => loadDaemonKeys(file),
+    'MALFORMED',
+    /credentials\[0\]\.key: must be 64 hex digits/,
+  );
   write(JSON.stringify({ ...good, admin: [{ id: 'has space', key: '00'.repeat(32) }] }));
   refused(t, () => loadDaemonKeys(file), 'MALFORMED', /admin\[0\]\.id/);
   write(JSON.stringify({ ...good, credentials: [good.credentials[0], good.credentials[0]] }));
   refused(t, () => loadDaemonKeys(file), 'MALFORMED', /credentials\[1\]\.id: "demo" repeats/);
-  write(JSON.stringify({ ...good, server: { ...good.server, secrets: [{ id: 1, secret: '00', activates: 'x' }] } }));
+  write(
+    JSON.stringify({
+      ...good,
+      server: { ...good.server, secrets: [{ id: 1, secret: '00', activates: 'x' }] },
+    }),
+  );
   refused(t, () => loadDaemonKeys(file), 'MALFORMED', /server\.secrets\[0\]\.secret/);
 });
 
 t.test('client credential round trip and refusals', async (t) => {
   const file = path.join(dir, 'cred.json');
-  const cred = { id: 'demo/alice', key: generateKey(), servers: ['127.0.0.1:27400', '[::1]:27400', 'lic.example:1'] };
+  const cred = {
+    id: 'demo/alice',
+    key: generateKey(),
+    servers: ['127.0.0.1:27400', '[::1]:27400', 'lic.example:1'],
+  };
   saveClientCredential(file, cred);
   t.equal(fs.statSync(file).mode & 0o777, 0o600);
   t.same(loadClientCredential(file), cred);

@@ -18,22 +18,29 @@ t.test('KeyedHmac matches RFC 4231 test case 2 and stays correct on reuse', asyn
   const h = new KeyedHmac(label('Jefe'));
   const want = '5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843';
   t.equal(toHex(h.mac(label('what do ya want for nothing?'))), want);
-  t.equal(toHex(h.mac(label('what do ya '), label('want for nothing?'))), want, 'parts concatenate');
+  t.equal(
+    toHex(h.mac(label('what do ya '), label('want for nothing?'))),
+    want,
+    'parts concatenate',
+  );
   t.equal(toHex(h.mac(label('what do ya want for nothing?'))), want, 'third use, same answer');
   t.equal(toHex(hmacSha256(label('Jefe'), label('what do ya want for nothing?'))), want);
 });
 
-t.test('KeyedHmac agrees with one-shot noble hmac across lengths and interleaved keys', async (t) => {
-  const k1 = randomBytes(32);
-  const k2 = randomBytes(32);
-  const a = new KeyedHmac(k1);
-  const b = new KeyedHmac(k2);
-  for (const n of [0, 1, 55, 56, 63, 64, 65, 200, 1200]) {
-    const m = randomBytes(n);
-    t.same(a.mac(m), hmac(sha256, k1, m), `k1 length ${n}`);
-    t.same(b.mac(m), hmac(sha256, k2, m), `k2 length ${n}`);
-  }
-});
+t.test(
+  'KeyedHmac agrees with one-shot noble hmac across lengths and interleaved keys',
+  async (t) => {
+    const k1 = randomBytes(32);
+    const k2 = randomBytes(32);
+    const a = new KeyedHmac(k1);
+    const b = new KeyedHmac(k2);
+    for (const n of [0, 1, 55, 56, 63, 64, 65, 200, 1200]) {
+      const m = randomBytes(n);
+      t.same(a.mac(m), hmac(sha256, k1, m), `k1 length ${n}`);
+      t.same(b.mac(m), hmac(sha256, k2, m), `k2 length ${n}`);
+    }
+  },
+);
 
 t.test('macInto writes at an offset and verify is exact', async (t) => {
   const h = new KeyedHmac(randomBytes(32));
@@ -73,7 +80,10 @@ t.test('equalBytes, randomBytes, concatBytes, u32be, u64be', async (t) => {
   t.equal(randomBytes(16).length, 16);
   t.notSame(randomBytes(16), randomBytes(16));
   t.throws(() => randomBytes(-1), RangeError);
-  t.same(concatBytes(new Uint8Array([1]), new Uint8Array([]), new Uint8Array([2, 3])), new Uint8Array([1, 2, 3]));
+  t.same(
+    concatBytes(new Uint8Array([1]), new Uint8Array([]), new Uint8Array([2, 3])),
+    new Uint8Array([1, 2, 3]),
+  );
   t.same(u32be(0x01020304), new Uint8Array([1, 2, 3, 4]));
   t.same(u32be(0xffffffff), new Uint8Array([255, 255, 255, 255]));
   t.throws(() => u32be(2 ** 32), RangeError);

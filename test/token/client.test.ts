@@ -16,15 +16,31 @@ import {
 } from '../../lib/wire/index.ts';
 
 const A = Date.parse('2030-01-01T00:00:00Z');
-const keyring = new Keyring({ period: 86_400, grace: 172_800, secrets: [{ id: 1, secret: randomBytes(32), activates: A }] });
+const keyring = new Keyring({
+  period: 86_400,
+  grace: 172_800,
+  secrets: [{ id: 1, secret: randomBytes(32), activates: A }],
+});
 const credKey = randomBytes(32);
 const now = A + 60_000;
-const hello = { credId: 'demo', vendor: 'demo', program: 'cad', version: '2.1', user: 'alice', host: 'ws7' };
+const hello = {
+  credId: 'demo',
+  vendor: 'demo',
+  program: 'cad',
+  version: '2.1',
+  user: 'alice',
+  host: 'ws7',
+};
 
 /** The server side of first contact, with the real codec. */
-function serve(helloBytes: Uint8Array): { reply: Uint8Array; sessionKey: Uint8Array; tokenId: bigint } {
+function serve(helloBytes: Uint8Array): {
+  reply: Uint8Array;
+  sessionKey: Uint8Array;
+  tokenId: bigint;
+} {
   const d = decodeDatagram(helloBytes);
-  if (d.type !== MsgType.HELLO || d.auth.mode !== AuthMode.CREDENTIAL) throw new Error('not a HELLO');
+  if (d.type !== MsgType.HELLO || d.auth.mode !== AuthMode.CREDENTIAL)
+    throw new Error('not a HELLO');
   const tok = makeToken(
     { addr: '192.0.2.7', port: 40001, ...d.body, lifetimeS: 3600 },
     keyring,

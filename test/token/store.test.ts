@@ -5,7 +5,11 @@ import { returnToken, TokenStore } from '../../lib/token/store.ts';
 import { makeToken, unwrapSessionKey } from '../../lib/token/token.ts';
 
 const A = Date.parse('2030-01-01T00:00:00Z');
-const k = new Keyring({ period: 86_400, grace: 172_800, secrets: [{ id: 1, secret: randomBytes(32), activates: A }] });
+const k = new Keyring({
+  period: 86_400,
+  grace: 172_800,
+  secrets: [{ id: 1, secret: randomBytes(32), activates: A }],
+});
 const fields = {
   addr: '10.0.0.1',
   port: 1,

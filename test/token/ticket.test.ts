@@ -5,12 +5,23 @@ import { decodeTicket, makeTicket, verifyTicket } from '../../lib/token/ticket.t
 import { DecodeError, ErrorCode } from '../../lib/wire/index.ts';
 
 const A = Date.parse('2030-01-01T00:00:00Z');
-const k = new Keyring({ period: 86_400, grace: 3600, secrets: [{ id: 1, secret: randomBytes(32), activates: A }] });
-const f = { leaseId: 77n, tokenId: 99n, feature: 'solver', version: '3.0', count: 2, grantedAt: A + 5 };
+const k = new Keyring({
+  period: 86_400,
+  grace: 3600,
+  secrets: [{ id: 1, secret: randomBytes(32), activates: A }],
+});
+const f = {
+  leaseId: 77n,
+  tokenId: 99n,
+  feature: 'solver',
+  version: '3.0',
+  count: 2,
+  grantedAt: A + 5,
+};
 
 t.test('a ticket round trips and verifies for its session only', async (t) => {
   const tk = makeTicket(f, k, A + 10);
-  t.match(tk, { leaseId: 77n, tokenId: 99n, feature: 'solver', version: '3.0', count: 2, grantedAt: A + 5 });
+  t.match(tk, f, 'every field as given');
   t.same(decodeTicket(tk.bytes), tk);
   t.same(verifyTicket(tk.bytes, k, A + 20), { ok: true, ticket: tk });
   t.ok(verifyTicket(tk.bytes, k, A + 20, 99n).ok);

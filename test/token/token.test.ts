@@ -6,8 +6,8 @@ import {
   decodeToken,
   makeToken,
   sessionKeyFor,
-  testTokenChecksum,
   type TokenFields,
+  testTokenChecksum,
   tokenValid,
   unwrapSessionKey,
   wrapSessionKey,
@@ -29,7 +29,11 @@ const fields: TokenFields = {
 const from = { address: '192.0.2.7', port: 40001 };
 
 function ring(grace = 172_800): Keyring {
-  return new Keyring({ period: 86_400, grace, secrets: [{ id: 1, secret: randomBytes(32), activates: A }] });
+  return new Keyring({
+    period: 86_400,
+    grace,
+    secrets: [{ id: 1, secret: randomBytes(32), activates: A }],
+  });
 }
 
 t.test('makeToken encodes every field and decodes back', async (t) => {
@@ -42,7 +46,8 @@ t.test('makeToken encodes every field and decodes back', async (t) => {
   t.equal(tok.expires, tok.issuedAt + 3600);
   t.equal(tok.addr, '192.0.2.7');
   t.equal(tok.ip.family, 4);
-  t.match(tok, { port: 40001, host: 'ws7', vendor: 'demo', program: 'cad', version: '2.1', user: 'alice' });
+  const { lifetimeS: _, addr: __, ...rest } = fields;
+  t.match(tok, rest, 'port, host, vendor, program, version, user as given');
   t.equal(tok.bytes.length, 1 + 4 + 8 + 4 + 4 + 1 + 4 + 2 + 4 + 5 + 4 + 4 + 6 + 32);
   t.same(decodeToken(tok.bytes), tok);
   const v6 = makeToken({ ...fields, addr: '2001:db8::1' }, k, now);
@@ -68,16 +73,28 @@ t.test('tokenValid accepts a good token and a same-IP new-port presentation', as
   }
   const m = tokenValid(tok.bytes, { address: '192.0.2.7', port: 5 }, { keyring: k, now: A + 2000 });
   t.ok(m.ok && m.moved, 'new port: accepted, moved');
-  const mm = tokenValid(tok.bytes, { address: '::ffff:192.0.2.7', port: 40001 }, { keyring: k, now: A + 2000 });
+  const mm = tokenValid(
+    tok.bytes,
+    { address: '::ffff:192.0.2.7', port: 40001 },
+    { keyring: k, now: A + 2000 },
+  );
   t.ok(mm.ok && !mm.moved, 'IPv4-mapped source is the same host');
 });
 
 t.test('a token moved to another host is refused', async (t) => {
   const k = ring();
   const tok = makeToken(fields, k, A + 1000);
-  const r = tokenValid(tok.bytes, { address: '192.0.2.8', port: 40001 }, { keyring: k, now: A + 2000 });
+  const r = tokenValid(
+    tok.bytes,
+    { address: '192.0.2.8', port: 40001 },
+    { keyring: k, now: A + 2000 },
+  );
   t.same(r.ok ? 'ok' : r.code, ErrorCode.TOKEN_WRONG_HOST);
-  const r6 = tokenValid(tok.bytes, { address: '2001:db8::7', port: 40001 }, { keyring: k, now: A + 2000 });
+  const r6 = tokenValid(
+    tok.bytes,
+    { address: '2001:db8::7', port: 40001 },
+    { keyring: k, now: A + 2000 },
+  );
   t.same(r6.ok ? 'ok' : r6.code, ErrorCode.TOKEN_WRONG_HOST);
 });
 
@@ -100,23 +117,26 @@ t.test('issued in the future: +300 s accepted, +301 s refused', async (t) => {
   t.ok(tokenValid(tok.bytes, from, { keyring: k, now: issue - 1000, skewMs: 1000 }).ok);
 });
 
-t.test('a token of a rotated key: accepted inside the grace, refused one second after', async (t) => {
-  const grace = 7200;
-  const k = ring(grace);
-  const tok = makeToken({ ...fields, lifetimeS: 30 * 86_400 }, k, A + 1000);
-  const R = A + 50_000;
-  k.rotate(R);
-  t.not(k.current(R).keyId, tok.keyId, 'a new key signs');
-  t.ok(tokenValid(tok.bytes, from, { keyring: k, now: R + grace * 1000 }).ok);
-  const r = tokenValid(tok.bytes, from, { keyring: k, now: R + grace * 1000 + 1000 });
-  t.equal(r.ok ? 'ok' : r.code, ErrorCode.TOKEN_UNKNOWN_KEY);
-  // Automatic rotation at the period boundary behaves the same way.
-  const k2 = ring(grace);
-  const tok2 = makeToken({ ...fields, lifetimeS: 30 * 86_400 }, k2, A);
-  t.ok(tokenValid(tok2.bytes, from, { keyring: k2, now: A + DAY + grace * 1000 }).ok);
-  const r2 = tokenValid(tok2.bytes, from, { keyring: k2, now: A + DAY + grace * 1000 + 1000 });
-  t.equal(r2.ok ? 'ok' : r2.code, ErrorCode.TOKEN_UNKNOWN_KEY);
-});
+t.test(
+  'a token of a rotated key: accepted inside the grace, refused one second after',
+  async (t) => {
+    const grace = 7200;
+    const k = ring(grace);
+    const tok = makeToken({ ...fields, lifetimeS: 30 * 86_400 }, k, A + 1000);
+    const R = A + 50_000;
+    k.rotate(R);
+    t.not(k.current(R).keyId, tok.keyId, 'a new key signs');
+    t.ok(tokenValid(tok.bytes, from, { keyring: k, now: R + grace * 1000 }).ok);
+    const r = tokenValid(tok.bytes, from, { keyring: k, now: R + grace * 1000 + 1000 });
+    t.equal(r.ok ? 'ok' : r.code, ErrorCode.TOKEN_UNKNOWN_KEY);
+    // Automatic rotation at the period boundary behaves the same way.
+    const k2 = ring(grace);
+    const tok2 = makeToken({ ...fields, lifetimeS: 30 * 86_400 }, k2, A);
+    t.ok(tokenValid(tok2.bytes, from, { keyring: k2, now: A + DAY + grace * 1000 }).ok);
+    const r2 = tokenValid(tok2.bytes, from, { keyring: k2, now: A + DAY + grace * 1000 + 1000 });
+    t.equal(r2.ok ? 'ok' : r2.code, ErrorCode.TOKEN_UNKNOWN_KEY);
+  },
+);
 
 t.test('a revoked token is refused even while it is still on a valid list', async (t) => {
   const k = ring();
@@ -149,55 +169,64 @@ t.test('every single-bit flip of a token is refused', async (t) => {
   t.ok(codes.has(ErrorCode.TOKEN_BAD_SIGNATURE));
   t.ok(codes.has(ErrorCode.TOKEN_UNKNOWN_KEY));
   t.ok(codes.has(ErrorCode.TOKEN_MALFORMED));
-  t.ok([...codes].every((c) => c === 16 || c === 17 || c === 22), 'only checksum-level codes');
+  t.ok(
+    [...codes].every((c) => c === 16 || c === 17 || c === 22),
+    'only checksum-level codes',
+  );
 });
 
-t.test('malformed tokens: DecodeError from decodeToken, TOKEN_MALFORMED from the checks', async (t) => {
-  const k = ring();
-  const tok = makeToken(fields, k, A + 1000);
-  const cases: [Uint8Array, string][] = [
-    [tok.bytes.subarray(0, 20), 'TRUNCATED'],
-    [new Uint8Array(513), 'TOO_LARGE'],
-    [new Uint8Array(10), 'TRUNCATED'],
-  ];
-  const v2 = tok.bytes.slice();
-  v2[0] = 2;
-  cases.push([v2, 'BAD_VERSION']);
-  const fam = tok.bytes.slice();
-  fam[21] = 5;
-  cases.push([fam, 'OUT_OF_RANGE']);
-  const zero = tok.bytes.slice();
-  zero.fill(0, 5, 13);
-  cases.push([zero, 'OUT_OF_RANGE']);
-  const trailing = new Uint8Array(tok.bytes.length + 1);
-  trailing.set(tok.bytes.subarray(0, tok.bytes.length - 32));
-  cases.push([trailing, 'TRAILING_BYTES']);
-  for (const [b, code] of cases) {
-    t.throws(() => decodeToken(b), DecodeError);
-    try {
-      decodeToken(b);
-    } catch (e) {
-      t.equal((e as DecodeError).code, code);
+t.test(
+  'malformed tokens: DecodeError from decodeToken, TOKEN_MALFORMED from the checks',
+  async (t) => {
+    const k = ring();
+    const tok = makeToken(fields, k, A + 1000);
+    const cases: [Uint8Array, string][] = [
+      [tok.bytes.subarray(0, 20), 'TRUNCATED'],
+      [new Uint8Array(513), 'TOO_LARGE'],
+      [new Uint8Array(10), 'TRUNCATED'],
+    ];
+    const v2 = tok.bytes.slice();
+    v2[0] = 2;
+    cases.push([v2, 'BAD_VERSION']);
+    const fam = tok.bytes.slice();
+    fam[21] = 5;
+    cases.push([fam, 'OUT_OF_RANGE']);
+    const zero = tok.bytes.slice();
+    zero.fill(0, 5, 13);
+    cases.push([zero, 'OUT_OF_RANGE']);
+    const trailing = new Uint8Array(tok.bytes.length + 1);
+    trailing.set(tok.bytes.subarray(0, tok.bytes.length - 32));
+    cases.push([trailing, 'TRAILING_BYTES']);
+    for (const [b, code] of cases) {
+      t.throws(() => decodeToken(b), DecodeError);
+      try {
+        decodeToken(b);
+      } catch (e) {
+        t.equal((e as DecodeError).code, code);
+      }
+      t.same(testTokenChecksum(b, k, A + 2000), { ok: false, code: ErrorCode.TOKEN_MALFORMED });
     }
-    t.same(testTokenChecksum(b, k, A + 2000), { ok: false, code: ErrorCode.TOKEN_MALFORMED });
-  }
-});
+  },
+);
 
-t.test('session keys: any server with the keyring derives the same key; wrap inverts', async (t) => {
-  const k = ring();
-  const other = keyringFromJSON(JSON.parse(JSON.stringify(k.toJSON())));
-  const tok = makeToken(fields, k, A + 1000);
-  const sk = sessionKeyFor(tok, k.current(A + 1000));
-  const r = tokenValid(tok.bytes, from, { keyring: other, now: A + 5000 });
-  t.ok(r.ok && Buffer.from(r.sessionKey).equals(Buffer.from(sk)));
-  t.notSame(sessionKeyFor(makeToken(fields, k, A + 1000), k.current(A + 1000)), sk);
-  t.throws(() => sessionKeyFor(tok, k.current(A + DAY)), RangeError);
-  const cred = randomBytes(32);
-  const nonce = randomBytes(16);
-  const w = wrapSessionKey(sk, cred, nonce, tok.tokenId);
-  t.notSame(w, sk);
-  t.same(unwrapSessionKey(w, cred, nonce, tok.tokenId), sk);
-  t.notSame(unwrapSessionKey(w, randomBytes(32), nonce, tok.tokenId), sk);
-  t.notSame(unwrapSessionKey(w, cred, randomBytes(16), tok.tokenId), sk);
-  t.throws(() => wrapSessionKey(sk, cred, new Uint8Array(15), 1n), RangeError);
-});
+t.test(
+  'session keys: any server with the keyring derives the same key; wrap inverts',
+  async (t) => {
+    const k = ring();
+    const other = keyringFromJSON(JSON.parse(JSON.stringify(k.toJSON())));
+    const tok = makeToken(fields, k, A + 1000);
+    const sk = sessionKeyFor(tok, k.current(A + 1000));
+    const r = tokenValid(tok.bytes, from, { keyring: other, now: A + 5000 });
+    t.ok(r.ok && Buffer.from(r.sessionKey).equals(Buffer.from(sk)));
+    t.notSame(sessionKeyFor(makeToken(fields, k, A + 1000), k.current(A + 1000)), sk);
+    t.throws(() => sessionKeyFor(tok, k.current(A + DAY)), RangeError);
+    const cred = randomBytes(32);
+    const nonce = randomBytes(16);
+    const w = wrapSessionKey(sk, cred, nonce, tok.tokenId);
+    t.notSame(w, sk);
+    t.same(unwrapSessionKey(w, cred, nonce, tok.tokenId), sk);
+    t.notSame(unwrapSessionKey(w, randomBytes(32), nonce, tok.tokenId), sk);
+    t.notSame(unwrapSessionKey(w, cred, randomBytes(16), tok.tokenId), sk);
+    t.throws(() => wrapSessionKey(sk, cred, new Uint8Array(15), 1n), RangeError);
+  },
+);
