@@ -1,0 +1,245 @@
+/**
+ * The `floatlmd` command: options, the embedded demo default (`npm start`), signals
+ * (SIGINT/SIGTERM close cleanly, SIGHUP rereads), and one-line errors.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { Command, InvalidArgumentError } from 'commander';
+import {
+  generateKey,
+  saveClientCredential,
+  saveDaemonKeys,
+  writeFileAtomic0600,
+} from '../crypto/files.ts';
+import { randomBytes } from '../crypto/hmac.ts';
+import { Keyring } from '../crypto/keyring.ts';
+import { demoLicense, generateVendorKeyPair } from '../license/file.ts';
+import { Daemon, type DaemonOptions } from '../server/daemon.ts';
+import { LEVELS, makeLogger } from '../server/log.ts';
+import { toHex } from '../wire/index.ts';
+import { CliError, type CliIO, ExitCode } from './io.ts';
+
+export const DEMO_DIR = '.floatlm-demo';
+
+function intOption(name: string, min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}]`);
+    }
+    return n;
+  };
+}
+
+/**
+ * Creates (once) the demo state: keys, a signed demo license, a client credential and an
+ * admin credential in `dir`. Returns the paths.
+ */
+export function ensureDemo(
+  dir: string,
+  port: number,
+): { license: string; keys: string; state: string; credential: string; admin: string } {
+  const paths = {
+    license: join(dir, 'demo.lic'),
+    keys: join(dir, 'keys.json'),
+    state: join(dir, 'state'),
+    credential: join(dir, 'credential.json'),
+    admin: join(dir, 'admin.json'),
+  };
+  if (existsSync(paths.keys) && existsSync(paths.license)) return paths;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const now = Date.now();
+  const vendor = generateVendorKeyPair();
+  const credKey = generateKey();
+  const adminKey = generateKey();
+  const keyring = new Keyring({
+    period: 86_400,
+    grace: 172_800,
+    secrets: [{ id: 1, secret: randomBytes(32), activates: now - 1000 }],
+  });
+  saveDaemonKeys(paths.keys, {
+    keyring,
+    credentials: new Map([['demo', credKey]]),
+    admin: new Map([['admin', adminKey]]),
+  });
+  // The vendor's public key rides in the same keys file (see DEVELOPERS.md, "Keys").
+  const keysJson = JSON.parse(readFileSync(paths.keys, 'utf8'));
+  keysJson.vendors = [{ name: 'demo', publicKey: toHex(vendor.publicKey) }];
+  writeFileAtomic0600(paths.keys, `${JSON.stringify(keysJson, null, 2)}\n`);
+  writeFileAtomic0600(join(dir, 'vendor-demo.key'), `${toHex(vendor.privateKey)}\n`);
+  writeFileSync(paths.license, demoLicense(vendor.privateKey, now), { mode: 0o644 });
+  saveClientCredential(paths.credential, {
+    id: 'demo',
+    key: credKey,
+    servers: [`127.0.0.1:${port}`],
+  });
+  saveClientCredential(paths.admin, { id: 'admin', key: adminKey, servers: [`127.0.0.1:${port}`] });
+  return paths;
+}
+
+/** Builds the `floatlmd` program; `run` resolves with the exit code once the daemon stops. */
+export function buildDaemonProgram(io: CliIO, started: (d: Daemon) => void = () => {}): Command {
+  const program = new Command('floatlmd');
+  program
+    .description('floatlm license daemon: lends seats of licensed features over signed UDP')
+    .option('--license <file>', 'license file (FEATURE/INCREMENT lines signed by the vendor)')
+    .option(
+      '--keys <file>',
+      'keys file: server keyring, credential, admin and vendor keys (mode 0600)',
+    )
+    .option('--state <dir>', 'state directory (SQLite database, report log)')
+    .option('--host <addr>', 'address to listen on', '127.0.0.1')
+    .option('--port <n>', 'UDP port', intOption('--port', 0, 65535), 27400)
+    .option('--log-level <level>', `one of ${LEVELS.join(', ')}`, 'info')
+    .option(
+      '--heartbeat <seconds>',
+      'heartbeat interval asked of clients',
+      intOption('--heartbeat', 1, 3600),
+      10,
+    )
+    .option(
+      '--test-conn-interval <seconds>',
+      'interval between test_conn pings of a quiet client',
+      intOption('--test-conn-interval', 1, 3600),
+      5,
+    )
+    .option(
+      '--test-conn-tries <n>',
+      'unanswered pings before a client loses its seats',
+      intOption('--test-conn-tries', 1, 100),
+      3,
+    )
+    .option(
+      '--grace <seconds>',
+      'restart grace in which only reclaims are served',
+      intOption('--grace', 0, 86_400),
+      90,
+    )
+    .option('--takeover', 'start in grace even with an empty state dir (replacing a dead server)')
+    .option(
+      '--rate-limit <n>',
+      'datagrams per second per source address (0: off)',
+      intOption('--rate-limit', 0, 10_000_000),
+      1000,
+    )
+    .option('--report <file>', 'JSON-lines report log (default <state>/report.jsonl)')
+    .option('--demo', `embedded default: create (once) and serve a demo in ./${DEMO_DIR}`)
+    .addHelpText(
+      'after',
+      `
+Examples:
+  floatlmd --demo
+  floatlmd --license site.lic --keys /etc/floatlm/keys.json --state /var/lib/floatlm
+  floatlmd --license site.lic --keys keys.json --state state --host 0.0.0.0 --grace 120
+
+Signals: SIGINT/SIGTERM stop cleanly; SIGHUP rereads the license and keys files.
+Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/keys/state file.`,
+    );
+  program.action(async (o) => {
+    let { license, keys, state } = o as { license?: string; keys?: string; state?: string };
+    const port = o.port as number;
+    if (o.demo) {
+      const demo = ensureDemo(resolve(io.cwd, DEMO_DIR), port);
+      license ??= demo.license;
+      keys ??= demo.keys;
+      state ??= demo.state;
+    }
+    if (!license || !keys || !state) {
+      throw new CliError(
+        'floatlmd: --license, --keys and --state are required (or --demo)',
+        ExitCode.USAGE,
+      );
+    }
+    const logger = makeLogger(o.logLevel as string, (line) => io.err(`${line}\n`));
+    const opts: DaemonOptions = {
+      licenseFile: resolve(io.cwd, license),
+      keysFile: resolve(io.cwd, keys),
+      stateDir: resolve(io.cwd, state),
+      host: o.host as string,
+      port,
+      logger,
+      heartbeatMs: (o.heartbeat as number) * 1000,
+      testConnIntervalMs: (o.testConnInterval as number) * 1000,
+      testConnTries: o.testConnTries as number,
+      graceMs: (o.grace as number) * 1000,
+      takeover: !!o.takeover,
+      rateLimit: { rate: o.rateLimit as number, burst: Math.max(1, (o.rateLimit as number) * 2) },
+      ...(o.report ? { reportLog: resolve(io.cwd, o.report as string) } : {}),
+    };
+    let daemon: Daemon;
+    let closed!: () => void;
+    const stopped = new Promise<void>((r) => {
+      closed = r;
+    });
+    try {
+      mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
+      daemon = await Daemon.start({ ...opts, onClosed: () => closed() });
+    } catch (e) {
+      throw new CliError(`floatlmd: ${(e as Error).message}`, ExitCode.BAD_FILE);
+    }
+    const addr = daemon.address();
+    if (o.demo) {
+      io.out(
+        `floatlmd demo listening on ${addr.address}:${addr.port} (state in ./${DEMO_DIR})\n` +
+          'Try it from another terminal:\n' +
+          '  npx floatlm ping\n' +
+          '  npx floatlm status\n' +
+          '  npx floatlm checkout demo            # holds a seat until Ctrl-C\n' +
+          '  npx floatlm run demo -- sleep 5      # runs a program while holding a seat\n' +
+          'Stop with Ctrl-C.\n',
+      );
+    }
+    started(daemon);
+    const stop = (sig: string) => {
+      logger.info(`${sig}: shutting down`);
+      void daemon.close();
+    };
+    const onInt = () => stop('SIGINT');
+    const onTerm = () => stop('SIGTERM');
+    const onHup = () => {
+      try {
+        daemon.reread();
+      } catch (e) {
+        logger.error(
+          `SIGHUP: reread failed, keeping the old configuration: ${(e as Error).message}`,
+        );
+      }
+    };
+    process.on('SIGINT', onInt);
+    process.on('SIGTERM', onTerm);
+    process.on('SIGHUP', onHup);
+    await stopped;
+    process.off('SIGINT', onInt);
+    process.off('SIGTERM', onTerm);
+    process.off('SIGHUP', onHup);
+  });
+  return program;
+}
+
+/** Runs `floatlmd` over argv; resolves with the exit code once the daemon has stopped. */
+export async function runDaemonCli(
+  argv: readonly string[],
+  io: CliIO,
+  started?: (d: Daemon) => void,
+): Promise<number> {
+  const program = buildDaemonProgram(io, started);
+  program.exitOverride();
+  program.configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) });
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' });
+    return ExitCode.OK;
+  } catch (e) {
+    const err = e as { code?: string };
+    if (typeof err.code === 'string' && err.code.startsWith('commander.')) {
+      return err.code === 'commander.helpDisplayed' || err.code === 'commander.help'
+        ? ExitCode.OK
+        : ExitCode.USAGE;
+    }
+    if (e instanceof CliError) {
+      io.err(`${e.message}\n`);
+      return e.exitCode;
+    }
+    io.err(`floatlmd: ${(e as Error)?.message ?? String(e)}\n`);
+    return ExitCode.ERROR;
+  }
+}

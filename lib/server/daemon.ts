@@ -1,0 +1,1297 @@
+/**
+ * floatlmd's core: one UDP socket and one message loop that answers every message of
+ * protocol.md, the session table, dead-client reaping (`test_conn`), restart grace, and the
+ * group commit that puts every grant, release and revocation on disk before its reply
+ * leaves. Lifecycle: RUNNING → CLOSING → CLOSED; `close()` is idempotent.
+ */
+import dgram from 'node:dgram';
+import { ReplayWindow } from '../auth/replay.ts';
+import { ServerAuth } from '../auth/server.ts';
+import { signDatagram } from '../auth/sign.ts';
+import { KeyedHmac, type Keyring, randomBytes } from '../crypto/index.ts';
+import { LicensePool } from '../license/pool.ts';
+import { openStore, type Store, type StoreSnapshot } from '../store/index.ts';
+import {
+  decodeToken,
+  makeTicket,
+  makeToken,
+  returnToken,
+  sessionKeyFor,
+  type Token,
+  TokenStore,
+  verifyTicket,
+} from '../token/index.ts';
+import {
+  AdminOp,
+  type AnyDatagram,
+  AuthMode,
+  CheckoutStatus,
+  type Datagram,
+  DecodeError,
+  decodeDatagram,
+  ERROR_TEXT,
+  ErrorCode,
+  errorName,
+  Flags,
+  looksLikeDatagram,
+  MIN_FIRST_CONTACT,
+  MsgType,
+  ServerState,
+  TAG_LENGTH,
+  toHex,
+} from '../wire/index.ts';
+import type { Bodies } from '../wire/messages.ts';
+import { type DaemonConfig, type LoadedConfig, loadConfig } from './config.ts';
+import { type Logger, ReportLog, silentLogger } from './log.ts';
+import { RateLimiter } from './ratelimit.ts';
+import { ReplyCache } from './replycache.ts';
+import { buildStatusPages } from './status.ts';
+
+export const SERVER_VERSION = '0.1.0';
+
+export interface DaemonOptions {
+  licenseFile: string;
+  keysFile: string;
+  stateDir: string;
+  host?: string;
+  port?: number;
+  logger?: Logger;
+  /** JSON-lines report log; default `<stateDir>/report.jsonl`; `false` for none. */
+  reportLog?: string | false;
+  now?: () => number;
+  /** Heartbeat interval told to clients (ms). Default 10 000. */
+  heartbeatMs?: number;
+  /** A session quiet this long is pinged (ms). Default 2 × heartbeatMs. */
+  quietMs?: number;
+  /** Interval between unanswered test_conn pings (ms). Default 5 000. */
+  testConnIntervalMs?: number;
+  /** Unanswered pings before the session is reaped. Default 3. */
+  testConnTries?: number;
+  /** Restart grace (ms). Default 90 000. */
+  graceMs?: number;
+  /** Start in grace even with an empty state dir (taking over from a dead server). */
+  takeover?: boolean;
+  /** Token lifetime (s). Default 86 400. */
+  tokenLifetimeS?: number;
+  /** Per-source datagrams/s and burst; `rate: 0` disables. Default 1000/s, burst 2000. */
+  rateLimit?: { rate: number; burst: number };
+  /** Live sessions per user and per host. Default 64 and 256. */
+  maxSessionsPerUser?: number;
+  maxSessionsPerHost?: number;
+  /** Housekeeping timer period (ms): reaping, grace, flushing. Default 1000. */
+  tickMs?: number;
+  /** Called once the daemon has closed (after an admin shutdown, for example). */
+  onClosed?: () => void;
+}
+
+/** A live session: the daemon's side of a token. */
+interface Session {
+  id: bigint;
+  token: Token;
+  hmac: KeyedHmac;
+  window: ReplayWindow;
+  expires: number;
+  address: string;
+  port: number;
+  lastSeen: number;
+  serverSeq: number;
+  /** Unanswered test_conn pings. */
+  pings: number;
+  nextPingAt: number;
+  pingNonce: Uint8Array | undefined;
+}
+
+/** Counters the operator can read (status, logs, benchmarks). */
+export interface Counters {
+  received: number;
+  malformed: number;
+  rateLimited: number;
+  badMac: number;
+  dropped: number;
+  replayed: number;
+  retransmits: number;
+  answered: number;
+  errors: number;
+  internal: number;
+  reaped: number;
+}
+
+type State = 'RUNNING' | 'CLOSING' | 'CLOSED';
+
+interface Outgoing {
+  bytes: Uint8Array;
+  address: string;
+  port: number;
+  cacheKey: string | undefined;
+}
+
+const TICK_MS = 1000;
+
+/** The license daemon. Create with `Daemon.start(options)`. */
+export class Daemon {
+  readonly counters: Counters = {
+    received: 0,
+    malformed: 0,
+    rateLimited: 0,
+    badMac: 0,
+    dropped: 0,
+    replayed: 0,
+    retransmits: 0,
+    answered: 0,
+    errors: 0,
+    internal: 0,
+    reaped: 0,
+  };
+  #state: State = 'RUNNING';
+  readonly #opts: DaemonOptions;
+  readonly #now: () => number;
+  readonly #log: Logger;
+  readonly #report: ReportLog;
+  readonly #socket: dgram.Socket;
+  readonly #store: Store;
+  readonly #tokens = new TokenStore();
+  readonly #sessions = new Map<bigint, Session>();
+  readonly #replies = new ReplyCache(65_536, 60_000);
+  /** Cache keys of requests whose replies wait for the group commit. */
+  readonly #inflight = new Set<string>();
+  readonly #rate: RateLimiter | undefined;
+  #config: LoadedConfig;
+  #keyring: Keyring;
+  #auth: ServerAuth;
+  #pool: LicensePool;
+  #graceUntil = 0;
+  /** Leases loaded from disk that have not been reclaimed yet (grace ends early at zero). */
+  readonly #unclaimed = new Set<bigint>();
+  readonly #started: number;
+  #outgoing: Outgoing[] = [];
+  #tickScheduled = false;
+  #timer: NodeJS.Timeout | undefined;
+  #closed: Promise<void> | undefined;
+  /** Bumped on every state change: STATUS pages of one state carry the same snapshot. */
+  #generation = 0;
+  #sending = 0;
+  #drained: (() => void) | undefined;
+
+  private constructor(
+    opts: DaemonOptions,
+    config: LoadedConfig,
+    store: Store,
+    socket: dgram.Socket,
+  ) {
+    this.#opts = opts;
+    this.#now = opts.now ?? Date.now;
+    this.#log = opts.logger ?? silentLogger;
+    this.#config = config;
+    this.#keyring = config.keys.keyring;
+    this.#store = store;
+    this.#socket = socket;
+    this.#started = this.#now();
+    const reportPath =
+      opts.reportLog === false ? undefined : (opts.reportLog ?? `${opts.stateDir}/report.jsonl`);
+    this.#report = new ReportLog(reportPath);
+    const rl = opts.rateLimit ?? { rate: 1000, burst: 2000 };
+    this.#rate = rl.rate > 0 ? new RateLimiter(rl) : undefined;
+    this.#auth = new ServerAuth({
+      keyring: this.#keyring,
+      credentials: config.keys.credentials,
+      admin: config.keys.admin,
+      sessions: { getSession: (id) => this.#sessions.get(id) },
+      revoked: { isRevoked: (id) => this.#tokens.isRevoked(id) || this.#store.isRevoked(id) },
+      now: this.#now,
+    });
+    this.#pool = new LicensePool(config.license.features, { now: this.#now });
+  }
+
+  /**
+   * Loads the license and keys, opens the state, restores what it held, binds the socket.
+   * @throws {Error} with a one-line message when a file is missing or bad, the state is
+   *   corrupt or foreign, or the port is taken
+   */
+  static async start(opts: DaemonOptions): Promise<Daemon> {
+    const now = (opts.now ?? Date.now)();
+    const config = loadConfig(opts.licenseFile, opts.keysFile, now);
+    const store = openStore(opts.stateDir);
+    let socket: dgram.Socket | undefined;
+    try {
+      const host = opts.host ?? '127.0.0.1';
+      socket = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4' });
+      const s = socket;
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.bind(opts.port ?? 27400, host, () => {
+          s.off('error', reject);
+          resolve();
+        });
+      });
+      const d = new Daemon(opts, config, store, s);
+      d.#restore(store.load(), now);
+      s.on('message', (msg, rinfo) => d.#onMessage(msg, rinfo));
+      s.on('error', (e) => d.#log.error(`socket: ${e.message}`));
+      d.#timer = setInterval(() => d.#tick(), opts.tickMs ?? TICK_MS);
+      d.#timer.unref();
+      for (const p of config.license.problems) d.#log.warn(`license: ${p.text}`);
+      d.#report.write('start', now, { features: config.license.features.length });
+      d.#log.info(`floatlmd ${SERVER_VERSION} listening on ${host}:${s.address().port}`);
+      return d;
+    } catch (e) {
+      socket?.close();
+      store.close();
+      throw e;
+    }
+  }
+
+  get state(): State {
+    return this.#state;
+  }
+
+  /** The bound address and port. */
+  address(): { address: string; port: number } {
+    const a = this.#socket.address();
+    return { address: a.address, port: a.port };
+  }
+
+  /** Milliseconds of restart grace left (0 outside grace). */
+  graceLeft(): number {
+    return Math.max(0, this.#graceUntil - this.#now());
+  }
+
+  /** Problems found in the license file at the last (re)load. */
+  get licenseProblems(): readonly string[] {
+    return this.#config.license.problems.map((p) => p.text);
+  }
+
+  /** The seat pools (read-only use: status, tests, benchmarks). */
+  get pool(): LicensePool {
+    return this.#pool;
+  }
+
+  get sessionCount(): number {
+    return this.#sessions.size;
+  }
+
+  /**
+   * Rereads the license file and the keys file without dropping held seats.
+   * @throws {Error} with a one-line reason when either file cannot be loaded (nothing changes)
+   */
+  reread(): { features: number; problems: string[] } {
+    const now = this.#now();
+    const config = loadConfig(this.#opts.licenseFile, this.#opts.keysFile, now);
+    this.#config = config;
+    this.#keyring = config.keys.keyring;
+    this.#auth.setKeys(config.keys.credentials, config.keys.admin);
+    this.#auth.setKeyring?.(config.keys.keyring);
+    this.#pool.reload(config.license.features);
+    for (const p of config.license.problems) this.#log.warn(`license: ${p.text}`);
+    this.#report.write('reread', now, {
+      features: config.license.features.length,
+      problems: config.license.problems.length,
+    });
+    this.#log.info(
+      `reread: ${config.license.features.length} feature line(s), ${config.license.problems.length} problem(s)`,
+    );
+    return {
+      features: config.license.features.length,
+      problems: config.license.problems.map((p) => p.text),
+    };
+  }
+
+  /** Closes the socket and the state; pending replies are committed and sent first. */
+  close(): Promise<void> {
+    if (this.#closed) return this.#closed;
+    this.#state = 'CLOSING';
+    this.#closed = (async () => {
+      if (this.#timer) clearInterval(this.#timer);
+      try {
+        this.#commitAndSend();
+      } catch (e) {
+        this.#log.error(`close: ${(e as Error).message}`);
+      }
+      this.#report.write('stop', this.#now(), {});
+      this.#report.flush();
+      // Let the last replies (the answer to an admin shutdown, say) leave before closing.
+      if (this.#sending > 0) {
+        await new Promise<void>((resolve) => {
+          this.#drained = resolve;
+          setTimeout(resolve, 1000).unref();
+        });
+      }
+      await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
+      this.#store.close();
+      this.#state = 'CLOSED';
+      this.#log.info('floatlmd closed');
+      this.#opts.onClosed?.();
+    })();
+    return this.#closed;
+  }
+
+  // ---------------------------------------------------------------- restore
+
+  #restore(snap: StoreSnapshot, now: number): void {
+    for (const s of snap.sessions) {
+      if (s.expires <= now) continue;
+      let token: Token;
+      try {
+        token = decodeToken(s.token);
+      } catch {
+        this.#log.warn(`state: session ${s.tokenId} has an undecodable token; skipped`);
+        continue;
+      }
+      const found = this.#keyring.lookup(token.keyId, now);
+      if (!found.ok) continue;
+      this.#addSession(token, sessionKeyFor(token, found.key), s.ip, s.port, now);
+    }
+    const leases = snap.leases.map((l) => ({
+      leaseId: l.leaseId,
+      sessionId: l.tokenId,
+      feature: l.feature,
+      version: l.version,
+      count: l.count,
+      grantedAt: l.grantedAt,
+      user: this.#sessions.get(l.tokenId)?.token.user ?? '?',
+      host: this.#sessions.get(l.tokenId)?.token.host ?? '?',
+    }));
+    const queue = snap.queue.map((q) => ({
+      sessionId: q.tokenId,
+      feature: q.feature,
+      version: q.version,
+      count: q.count,
+      since: q.since,
+      user: this.#sessions.get(q.tokenId)?.token.user ?? '?',
+      host: this.#sessions.get(q.tokenId)?.token.host ?? '?',
+    }));
+    this.#pool.restore({ leases, queue });
+    for (const l of snap.leases) this.#unclaimed.add(l.leaseId);
+    const grace = this.#opts.graceMs ?? 90_000;
+    if ((this.#unclaimed.size > 0 || this.#opts.takeover) && grace > 0) {
+      this.#graceUntil = now + grace;
+      this.#log.info(
+        `restart grace: ${grace / 1000} s for ${this.#unclaimed.size} lease(s) to be reclaimed; new grants wait`,
+      );
+    }
+    if (snap.sessions.length || snap.leases.length) {
+      this.#log.info(
+        `state: restored ${this.#sessions.size} session(s), ${snap.leases.length} lease(s), ${snap.queue.length} queued`,
+      );
+    }
+  }
+
+  #addSession(
+    token: Token,
+    sessionKey: Uint8Array,
+    address: string,
+    port: number,
+    now: number,
+  ): Session {
+    const s: Session = {
+      id: token.tokenId,
+      token,
+      hmac: new KeyedHmac(sessionKey),
+      window: new ReplayWindow(1024),
+      expires: token.expires * 1000,
+      address,
+      port,
+      lastSeen: now,
+      serverSeq: 0,
+      pings: 0,
+      nextPingAt: 0,
+      pingNonce: undefined,
+    };
+    this.#sessions.set(s.id, s);
+    this.#tokens.storeToken(token);
+    return s;
+  }
+
+  // ---------------------------------------------------------------- message loop
+
+  #onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    try {
+      this.#handle(new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength), rinfo);
+    } catch (e) {
+      this.counters.internal++;
+      this.#log.error(
+        `internal error handling a datagram from ${rinfo.address}:${rinfo.port}: ${(e as Error).stack ?? e}`,
+      );
+    }
+  }
+
+  #handle(bytes: Uint8Array, rinfo: dgram.RemoteInfo): void {
+    this.counters.received++;
+    if (this.#state !== 'RUNNING') return;
+    const now = this.#now();
+    if (this.#rate && !this.#rate.allow(rinfo.address, now)) {
+      this.counters.rateLimited++;
+      return;
+    }
+    if (!looksLikeDatagram(bytes)) {
+      this.counters.malformed++;
+      return;
+    }
+    let d: AnyDatagram;
+    try {
+      d = decodeDatagram(bytes);
+    } catch (e) {
+      if (e instanceof DecodeError) {
+        this.counters.malformed++;
+        return;
+      }
+      throw e;
+    }
+    const from = { address: rinfo.address, port: rinfo.port };
+    const decision = this.#auth.authenticate(bytes, d, from);
+    if (decision.action === 'drop') {
+      if (decision.reason === 'replay') {
+        // A retransmission whose MAC verified: answer from the cache, never process again.
+        if (!this.#answerFromCache(d, bytes, rinfo, now)) this.counters.replayed++;
+      } else if (decision.reason === 'bad-mac' || decision.reason === 'bad-token')
+        this.counters.badMac++;
+      else this.counters.dropped++;
+      return;
+    }
+    const cacheKey = this.#cacheKey(d, bytes);
+    // The same request id again (a mode-3 request re-sent in mode 2, or a retransmission
+    // that reached us while its first reply waits for the commit): never process twice.
+    if (decision.action === 'accept' && decision.mode !== AuthMode.CREDENTIAL) {
+      if (this.#inflight.has(cacheKey)) return;
+      if (this.#answerFromCache(d, bytes, rinfo, now)) return;
+    }
+    if (decision.action === 'refuse') {
+      this.#sendError(
+        d,
+        decision.mode,
+        decision.key,
+        decision.code,
+        decision.retryAfterMs,
+        rinfo,
+        cacheKey,
+        bytes.length,
+      );
+      return;
+    }
+    let session: Session | undefined;
+    if (decision.mode === AuthMode.TOKEN && decision.token && decision.sessionKey) {
+      session = this.#sessions.get(decision.sessionId);
+      if (!session) {
+        session = this.#addSession(
+          decision.token,
+          decision.sessionKey,
+          rinfo.address,
+          rinfo.port,
+          now,
+        );
+        if (decision.window) session.window = decision.window;
+        this.#store.putSession(this.#sessionRecord(session, now));
+        this.#log.debug(
+          `session ${hexId(session.id)} restored from its token (${session.token.user}@${session.token.host})`,
+        );
+      }
+    } else if (decision.mode === AuthMode.SESSION) {
+      session = this.#sessions.get(decision.sessionId);
+    }
+    if (session) {
+      session.lastSeen = now;
+      session.pings = 0;
+      if (decision.moved && (session.address !== rinfo.address || session.port !== rinfo.port)) {
+        session.address = rinfo.address;
+        session.port = rinfo.port;
+        this.#store.touchSessionAddr(session.id, rinfo.address, rinfo.port);
+      }
+    }
+    if (d.type === MsgType.TEST_CONN_ACK) {
+      if (session?.pingNonce && toHex(session.pingNonce) === toHex(d.body.nonce))
+        session.pingNonce = undefined;
+      return;
+    }
+    if (
+      decision.mode === AuthMode.TOKEN &&
+      (d.type === MsgType.CHECKOUT || d.type === MsgType.STATUS) &&
+      bytes.length < MIN_FIRST_CONTACT
+    ) {
+      // Answered before any processing: its reply could be larger than the request.
+      this.#sendError(
+        d,
+        decision.mode,
+        decision.key,
+        ErrorCode.NEED_PADDING,
+        0,
+        rinfo,
+        cacheKey,
+        bytes.length,
+      );
+      return;
+    }
+    const ctx: Ctx = {
+      d,
+      key: decision.key,
+      mode: decision.mode,
+      rinfo,
+      cacheKey,
+      requestLength: bytes.length,
+      now,
+      session,
+    };
+    switch (d.type) {
+      case MsgType.HELLO:
+        this.#hello(ctx, d, decision.credId ?? '');
+        return;
+      case MsgType.PING:
+        this.#reply(ctx, MsgType.PONG, {
+          serverVersion: SERVER_VERSION,
+          uptimeMs: now - this.#started,
+          state:
+            this.#state !== 'RUNNING'
+              ? ServerState.CLOSING
+              : this.graceLeft() > 0
+                ? ServerState.GRACE
+                : ServerState.RUNNING,
+          graceLeftMs: Math.min(this.graceLeft(), 0xffffffff),
+        });
+        return;
+      case MsgType.STATUS:
+        this.#status(ctx, d);
+        return;
+      case MsgType.ADMIN:
+        this.#admin(ctx, d, decision.adminId ?? '');
+        return;
+      default:
+        break;
+    }
+    if (!session) {
+      this.#sendError(
+        d,
+        decision.mode,
+        decision.key,
+        ErrorCode.UNKNOWN_SESSION,
+        0,
+        rinfo,
+        cacheKey,
+        bytes.length,
+      );
+      return;
+    }
+    switch (d.type) {
+      case MsgType.CHECKOUT:
+        this.#checkout(ctx, session, d);
+        return;
+      case MsgType.HEARTBEAT:
+        this.#reply(ctx, MsgType.HEARTBEAT_ACK, {
+          leases: this.#pool.leasesOf(session.id).length,
+          queued: this.#pool.queuedOf?.(session.id) ?? 0,
+          heartbeatMs: this.#heartbeatMs(),
+        });
+        return;
+      case MsgType.CHECKIN:
+        this.#checkin(ctx, session, d);
+        return;
+      case MsgType.RECLAIM:
+        this.#reclaim(ctx, session, d);
+        return;
+      default:
+        this.counters.dropped++;
+    }
+  }
+
+  /**
+   * Resends the cached reply to this request, if any. A reply carries its request's auth
+   * mode, so a reply cached for the mode-3 form of a request re-sent in mode 2 is re-signed
+   * with the mode byte changed (same session key, nothing else changes).
+   */
+  #answerFromCache(
+    d: AnyDatagram,
+    bytes: Uint8Array,
+    rinfo: dgram.RemoteInfo,
+    now: number,
+  ): boolean {
+    let cached = this.#replies.get(this.#cacheKey(d, bytes), now);
+    if (!cached) return false;
+    if (cached[5] !== d.auth.mode) {
+      const s = this.#sessions.get(d.sessionId);
+      if (!s) return false;
+      const copy = new Uint8Array(cached);
+      copy[5] = d.auth.mode;
+      s.hmac.macInto(copy, copy.length - TAG_LENGTH, copy.subarray(0, copy.length - TAG_LENGTH));
+      cached = copy;
+    }
+    this.counters.retransmits++;
+    this.#sendRaw(cached, rinfo.port, rinfo.address);
+    return true;
+  }
+
+  /** The reply-cache key: who (authenticated) and which request. */
+  #cacheKey(d: AnyDatagram, bytes: Uint8Array): string {
+    switch (d.auth.mode) {
+      case AuthMode.CREDENTIAL:
+        return `c:${d.flags === 0 ? d.auth.credId : ''}:${toHex(d.auth.nonce)}`;
+      case AuthMode.ADMIN:
+        return `a:${d.flags === 0 ? d.auth.keyId : ''}:${toHex(bytes.subarray(bytes.length - 32, bytes.length - 16))}`;
+      default:
+        return `s:${d.sessionId}:${d.requestId}`;
+    }
+  }
+
+  #heartbeatMs(): number {
+    return this.#opts.heartbeatMs ?? 10_000;
+  }
+
+  // ---------------------------------------------------------------- handlers
+
+  #hello(ctx: Ctx, d: Datagram<typeof MsgType.HELLO>, credId: string): void {
+    const now = ctx.now;
+    const b = d.body;
+    const perUser = this.#opts.maxSessionsPerUser ?? 64;
+    const perHost = this.#opts.maxSessionsPerHost ?? 256;
+    let users = 0;
+    let hosts = 0;
+    for (const s of this.#sessions.values()) {
+      if (s.token.user === b.user && s.token.vendor === b.vendor) users++;
+      if (s.address === ctx.rinfo.address) hosts++;
+    }
+    if (users >= perUser || hosts >= perHost) {
+      this.#replyError(ctx, ErrorCode.SESSION_LIMIT, 0);
+      return;
+    }
+    const token = makeToken(
+      {
+        addr: ctx.rinfo.address,
+        port: ctx.rinfo.port,
+        host: b.host,
+        vendor: b.vendor,
+        program: b.program,
+        version: b.version,
+        user: b.user,
+        lifetimeS: this.#opts.tokenLifetimeS ?? 86_400,
+      },
+      this.#keyring,
+      now,
+    );
+    const serverKey = this.#keyring.lookup(token.keyId, now);
+    if (!serverKey.ok) throw new Error('the current server key does not verify');
+    const sessionKey = sessionKeyFor(token, serverKey.key);
+    const session = this.#addSession(token, sessionKey, ctx.rinfo.address, ctx.rinfo.port, now);
+    this.#store.putSession(this.#sessionRecord(session, now));
+    const credKey = this.#auth.credentialKey(credId);
+    if (!credKey || d.auth.mode !== AuthMode.CREDENTIAL) throw new Error('credential vanished');
+    const body = returnToken(token, sessionKey, credKey, d.auth.nonce, this.#heartbeatMs());
+    this.#report.write('session', now, {
+      session: hexId(token.tokenId),
+      user: b.user,
+      host: b.host,
+      vendor: b.vendor,
+      program: b.program,
+      addr: ctx.rinfo.address,
+    });
+    // HELLO_OK is signed with the new session key, and durable before it leaves.
+    this.#reply(
+      { ...ctx, key: session.hmac, sessionIdOverride: token.tokenId },
+      MsgType.HELLO_OK,
+      body,
+      true,
+    );
+  }
+
+  #checkout(ctx: Ctx, s: Session, d: Datagram<typeof MsgType.CHECKOUT>): void {
+    const now = ctx.now;
+    const b = d.body;
+    const base = {
+      feature: b.feature,
+      leaseId: 0n,
+      count: 0,
+      ticket: new Uint8Array(0),
+      heartbeatMs: this.#heartbeatMs(),
+      position: 0,
+      queueLength: 0,
+      reason: 0,
+      retryAfterMs: 0,
+    };
+    const left = this.graceLeft();
+    if (left > 0) {
+      this.#reply(ctx, MsgType.CHECKOUT_REPLY, {
+        ...base,
+        status: CheckoutStatus.DENIED,
+        reason: ErrorCode.IN_GRACE,
+        retryAfterMs: Math.min(left, 0xffffffff),
+      });
+      return;
+    }
+    const r = this.#pool.checkout({
+      sessionId: s.id,
+      user: s.token.user,
+      host: s.token.host,
+      feature: b.feature,
+      version: b.version,
+      count: b.count,
+      wait: (b.options & 1) === 1,
+    });
+    const who = {
+      session: hexId(s.id),
+      user: s.token.user,
+      host: s.token.host,
+      feature: b.feature,
+      version: b.version,
+      count: b.count,
+    };
+    if (r.status === 'granted') {
+      const lease = r.lease;
+      if (r.fromQueue) this.#store.dequeue(s.id, b.feature);
+      const ticket = this.#leaseTicket(s, lease, now);
+      this.#report.write('grant', now, {
+        ...who,
+        lease: hexId(lease.leaseId),
+        granted: lease.version,
+        queued: !!r.fromQueue,
+      });
+      this.#reply(
+        ctx,
+        MsgType.CHECKOUT_REPLY,
+        {
+          ...base,
+          status: CheckoutStatus.GRANTED,
+          leaseId: lease.leaseId,
+          count: lease.count,
+          ticket,
+        },
+        true,
+      );
+      return;
+    }
+    if (r.status === 'queued') {
+      if (r.added) {
+        this.#store.enqueue({
+          tokenId: s.id,
+          feature: b.feature,
+          version: b.version,
+          count: b.count,
+          since: now,
+        });
+        this.#report.write('queue', now, { ...who, position: r.position });
+      }
+      this.#reply(
+        ctx,
+        MsgType.CHECKOUT_REPLY,
+        {
+          ...base,
+          status: CheckoutStatus.QUEUED,
+          position: r.position,
+          queueLength: r.queueLength,
+        },
+        r.added === true,
+      );
+      return;
+    }
+    this.#report.write('deny', now, { ...who, reason: errorName(r.code) });
+    this.#reply(ctx, MsgType.CHECKOUT_REPLY, {
+      ...base,
+      status: CheckoutStatus.DENIED,
+      reason: r.code,
+    });
+  }
+
+  /** Signs a lease ticket and writes the lease to the store (pending commit). */
+  #leaseTicket(
+    s: Session,
+    lease: {
+      leaseId: bigint;
+      feature: string;
+      version: string;
+      count: number;
+      grantedAt: number;
+      groupKey?: string;
+    },
+    now: number,
+  ): Uint8Array {
+    const ticket = makeTicket(
+      {
+        leaseId: lease.leaseId,
+        tokenId: s.id,
+        feature: lease.feature,
+        version: lease.version,
+        count: lease.count,
+        grantedAt: lease.grantedAt,
+      },
+      this.#keyring,
+      now,
+    );
+    this.#store.putLease({
+      leaseId: lease.leaseId,
+      tokenId: s.id,
+      feature: lease.feature,
+      version: lease.version,
+      count: lease.count,
+      groupKey: lease.groupKey ?? '',
+      grantedAt: lease.grantedAt,
+      ticket: ticket.bytes,
+    });
+    return ticket.bytes;
+  }
+
+  #checkin(ctx: Ctx, s: Session, d: Datagram<typeof MsgType.CHECKIN>): void {
+    const now = ctx.now;
+    if (d.body.leaseId === 0n) {
+      const left = this.#pool.leaveQueue(s.id, d.body.feature);
+      if (left) {
+        this.#store.dequeue(s.id, d.body.feature);
+        this.#report.write('dequeue', now, {
+          session: hexId(s.id),
+          user: s.token.user,
+          feature: d.body.feature,
+        });
+      }
+      this.#reply(ctx, MsgType.CHECKIN_OK, { leaseId: 0n, released: 0 }, left);
+      return;
+    }
+    const r = this.#pool.checkin(s.id, d.body.leaseId);
+    if (!r.ok) {
+      this.#replyError(ctx, r.code, 0);
+      return;
+    }
+    this.#store.deleteLease(d.body.leaseId);
+    this.#unclaimed.delete(d.body.leaseId);
+    this.#report.write('release', now, {
+      session: hexId(s.id),
+      user: s.token.user,
+      host: s.token.host,
+      lease: hexId(d.body.leaseId),
+      feature: r.feature,
+    });
+    this.#afterRelease(now);
+    this.#reply(ctx, MsgType.CHECKIN_OK, { leaseId: d.body.leaseId, released: r.released }, true);
+  }
+
+  #reclaim(ctx: Ctx, s: Session, d: Datagram<typeof MsgType.RECLAIM>): void {
+    const now = ctx.now;
+    const results: { leaseId: bigint; code: number }[] = [];
+    let changed = false;
+    for (const { ticket } of d.body.tickets) {
+      const v = verifyTicket(ticket, this.#keyring, now, s.id);
+      if (!v.ok) {
+        results.push({ leaseId: 0n, code: v.code });
+        continue;
+      }
+      const t = v.ticket;
+      let code: number = ErrorCode.OK;
+      if (this.#tokens.isRevoked(s.id) || this.#store.isRevoked(s.id))
+        code = ErrorCode.TOKEN_REVOKED;
+      else if (this.#store.isReclaimed(t.leaseId)) code = ErrorCode.ALREADY_RECLAIMED;
+      else if (this.#unclaimed.has(t.leaseId)) {
+        // Held across a restart of this server: the seat is already counted.
+        this.#unclaimed.delete(t.leaseId);
+      } else {
+        const r = this.#pool.reclaim({
+          leaseId: t.leaseId,
+          sessionId: s.id,
+          user: s.token.user,
+          host: s.token.host,
+          feature: t.feature,
+          version: t.version,
+          count: t.count,
+          grantedAt: t.grantedAt,
+        });
+        if (r.ok) {
+          this.#store.putLease({
+            leaseId: t.leaseId,
+            tokenId: s.id,
+            feature: t.feature,
+            version: t.version,
+            count: t.count,
+            groupKey: r.groupKey ?? '',
+            grantedAt: t.grantedAt,
+            ticket,
+          });
+        } else code = r.code;
+      }
+      if (code === ErrorCode.OK) {
+        this.#store.markReclaimed(t.leaseId, s.expires);
+        changed = true;
+        this.#report.write('reclaim', now, {
+          session: hexId(s.id),
+          user: s.token.user,
+          host: s.token.host,
+          lease: hexId(t.leaseId),
+          feature: t.feature,
+        });
+      }
+      results.push({ leaseId: t.leaseId, code });
+    }
+    if (this.#graceUntil > now && this.#unclaimed.size === 0 && !this.#opts.takeover) {
+      this.#graceUntil = 0;
+      this.#log.info('restart grace ended early: every known holder has reclaimed');
+    }
+    this.#reply(ctx, MsgType.RECLAIM_REPLY, { results }, changed);
+  }
+
+  #status(ctx: Ctx, d: Datagram<typeof MsgType.STATUS>): void {
+    const pages = buildStatusPages(this.#pool.status(), d.body.feature, this.#generation);
+    const page = pages[d.body.page];
+    if (!page) {
+      this.#replyError(
+        ctx,
+        ErrorCode.BAD_REQUEST,
+        0,
+        `page ${d.body.page} does not exist (${pages.length} pages)`,
+      );
+      return;
+    }
+    this.#reply(ctx, MsgType.STATUS_REPLY, page);
+  }
+
+  #admin(ctx: Ctx, d: Datagram<typeof MsgType.ADMIN>, adminId: string): void {
+    const now = ctx.now;
+    const b = d.body;
+    if (b.op === AdminOp.REMOVE) {
+      const removed = this.#pool.remove({
+        ...(b.feature ? { feature: b.feature } : {}),
+        ...(b.user ? { user: b.user } : {}),
+        ...(b.host ? { host: b.host } : {}),
+        ...(b.leaseId !== 0n ? { leaseId: b.leaseId } : {}),
+      });
+      for (const l of removed) {
+        this.#store.deleteLease(l.leaseId);
+        this.#unclaimed.delete(l.leaseId);
+        this.#report.write('remove', now, {
+          by: adminId,
+          lease: hexId(l.leaseId),
+          session: hexId(l.sessionId),
+          user: l.user,
+          host: l.host,
+          feature: l.feature,
+        });
+      }
+      if (removed.length) this.#afterRelease(now);
+      this.#reply(
+        ctx,
+        MsgType.ADMIN_REPLY,
+        { op: b.op, affected: removed.length, message: `removed ${removed.length} lease(s)` },
+        true,
+      );
+      return;
+    }
+    if (b.op === AdminOp.REREAD) {
+      try {
+        const r = this.reread();
+        this.#reply(ctx, MsgType.ADMIN_REPLY, {
+          op: b.op,
+          affected: r.features,
+          message: clip(
+            `reread: ${r.features} feature line(s), ${r.problems.length} problem(s)${r.problems[0] ? `; first: ${r.problems[0]}` : ''}`,
+          ),
+        });
+      } catch (e) {
+        this.#replyError(
+          ctx,
+          ErrorCode.BAD_REQUEST,
+          0,
+          clip(`reread failed: ${(e as Error).message}`),
+        );
+      }
+      return;
+    }
+    this.#log.info(`shutdown requested by admin key ${adminId}`);
+    this.#reply(
+      ctx,
+      MsgType.ADMIN_REPLY,
+      { op: b.op, affected: 0, message: 'shutting down' },
+      true,
+    );
+    setImmediate(() => void this.close());
+  }
+
+  /** After seats free: queued clients whose turn came were assigned seats; persist them. */
+  #afterRelease(now: number): void {
+    for (const lease of this.#pool.takeAssigned()) {
+      const s = this.#sessions.get(lease.sessionId);
+      if (!s) continue;
+      // Durable now, so the seat stays with the queued client across a crash; it picks the
+      // grant up on its next CHECKOUT poll.
+      this.#leaseTicket(s, lease, now);
+      this.#store.dequeue(s.id, lease.feature);
+      this.#report.write('grant', now, {
+        session: hexId(s.id),
+        user: s.token.user,
+        host: s.token.host,
+        feature: lease.feature,
+        lease: hexId(lease.leaseId),
+        queued: true,
+      });
+    }
+  }
+
+  // ---------------------------------------------------------------- replies
+
+  #reply<T extends MsgType>(ctx: Ctx, type: T, body: Bodies[T], durable = false): void {
+    const d = {
+      type,
+      flags: Flags.REPLY | Flags.FROM_SERVER,
+      auth: { mode: ctx.mode },
+      requestId: ctx.d.requestId,
+      sessionId: ctx.sessionIdOverride ?? ctx.d.sessionId,
+      seq: ctx.d.seq,
+      timestamp: ctx.now,
+      body,
+      tag: new Uint8Array(32),
+    } as unknown as AnyDatagram;
+    const bytes = signDatagram(d, ctx.key);
+    if (
+      (ctx.mode === AuthMode.CREDENTIAL || ctx.mode === AuthMode.TOKEN) &&
+      bytes.length > ctx.requestLength
+    ) {
+      // Never amplify towards an address that may be spoofed: ask for a padded request instead.
+      this.#replyError(ctx, ErrorCode.NEED_PADDING, 0);
+      return;
+    }
+    this.counters.answered++;
+    this.#send(
+      { bytes, address: ctx.rinfo.address, port: ctx.rinfo.port, cacheKey: ctx.cacheKey },
+      durable || this.#store.pending() > 0,
+    );
+  }
+
+  #replyError(ctx: Ctx, code: number, retryAfterMs: number, message?: string): void {
+    this.#sendError(
+      ctx.d,
+      ctx.mode,
+      ctx.key,
+      code,
+      retryAfterMs,
+      ctx.rinfo,
+      ctx.cacheKey,
+      ctx.requestLength,
+      message,
+    );
+  }
+
+  #sendError(
+    d: AnyDatagram,
+    mode: AuthMode,
+    key: KeyedHmac,
+    code: number,
+    retryAfterMs: number,
+    rinfo: dgram.RemoteInfo,
+    cacheKey: string,
+    requestLength: number,
+    message?: string,
+  ): void {
+    this.counters.errors++;
+    let text = message ?? ERROR_TEXT[code as ErrorCode] ?? errorName(code);
+    // The error must not be larger than the request either; trim the text, never the code.
+    const overhead = 32 + 2 + 4 + 1 + 32;
+    if (overhead + Buffer.byteLength(text) > requestLength) text = '';
+    const bytes = signDatagram(
+      {
+        type: MsgType.ERROR,
+        flags: Flags.REPLY | Flags.FROM_SERVER,
+        auth: { mode } as never,
+        requestId: d.requestId,
+        sessionId: d.sessionId,
+        seq: d.seq,
+        timestamp: this.#now(),
+        body: { code, retryAfterMs, message: clip(text) },
+        tag: new Uint8Array(32),
+      },
+      key,
+    );
+    this.#send(
+      { bytes, address: rinfo.address, port: rinfo.port, cacheKey },
+      this.#store.pending() > 0,
+    );
+  }
+
+  /**
+   * Sends now, or after the next group commit when the reply acknowledges a state change
+   * (or must not overtake one that is still pending).
+   */
+  #send(o: Outgoing, afterCommit: boolean): void {
+    if (!afterCommit) {
+      if (o.cacheKey) this.#replies.set(o.cacheKey, o.bytes, this.#now());
+      this.#sendRaw(o.bytes, o.port, o.address);
+      return;
+    }
+    this.#generation = (this.#generation + 1) >>> 0;
+    this.#outgoing.push(o);
+    if (o.cacheKey) this.#inflight.add(o.cacheKey);
+    if (!this.#tickScheduled) {
+      this.#tickScheduled = true;
+      setImmediate(() => {
+        this.#tickScheduled = false;
+        try {
+          this.#commitAndSend();
+        } catch (e) {
+          this.counters.internal++;
+          this.#log.error(`commit failed; replies withheld: ${(e as Error).message}`);
+        }
+      });
+    }
+  }
+
+  /** Sends one datagram, counting it until the socket has taken it (close waits for that). */
+  #sendRaw(bytes: Uint8Array, port: number, address: string): void {
+    this.#sending++;
+    this.#socket.send(bytes, port, address, () => {
+      this.#sending--;
+      if (this.#sending === 0) this.#drained?.();
+    });
+  }
+
+  /** Group commit: everything pending in one transaction, then the replies it covers. */
+  #commitAndSend(): void {
+    const out = this.#outgoing;
+    this.#outgoing = [];
+    try {
+      if (this.#store.pending() > 0) this.#store.commit();
+    } catch (e) {
+      // Nothing covered by the failed commit is acknowledged; clients retransmit.
+      for (const o of out) if (o.cacheKey) this.#inflight.delete(o.cacheKey);
+      throw e;
+    }
+    this.#report.flush();
+    const now = this.#now();
+    for (const o of out) {
+      if (o.cacheKey) {
+        this.#replies.set(o.cacheKey, o.bytes, now);
+        this.#inflight.delete(o.cacheKey);
+      }
+      if (this.#state !== 'CLOSED') this.#sendRaw(o.bytes, o.port, o.address);
+    }
+  }
+
+  // ---------------------------------------------------------------- timers
+
+  #tick(): void {
+    try {
+      const now = this.#now();
+      this.#replies.sweep(now);
+      this.#reapQuiet(now);
+      if (this.#graceUntil && now >= this.#graceUntil) {
+        this.#graceUntil = 0;
+        this.#log.info(
+          `restart grace over; ${this.#unclaimed.size} lease(s) not reclaimed are released`,
+        );
+        for (const id of this.#unclaimed) {
+          const l = this.#pool.removeLease?.(id);
+          this.#store.deleteLease(id);
+          if (l)
+            this.#report.write('release', now, {
+              lease: hexId(id),
+              feature: l.feature,
+              reason: 'not reclaimed',
+            });
+        }
+        this.#unclaimed.clear();
+        this.#afterRelease(now);
+      }
+      this.#tokens.flushTokens(now, 5000);
+      this.#store.flushExpired(now, 5000);
+      if (this.#store.pending() > 0) this.#commitAndSend();
+    } catch (e) {
+      this.counters.internal++;
+      this.#log.error(`timer: ${(e as Error).message}`);
+    }
+  }
+
+  /** The notes' test_conn: ping quiet holders; reap those that stay silent. */
+  #reapQuiet(now: number): void {
+    const quiet = this.#opts.quietMs ?? 2 * this.#heartbeatMs();
+    const interval = this.#opts.testConnIntervalMs ?? 5000;
+    const tries = this.#opts.testConnTries ?? 3;
+    for (const s of this.#sessions.values()) {
+      if (now >= s.expires) {
+        this.#reap(s, now, 'token expired');
+        continue;
+      }
+      if (now - s.lastSeen < quiet) continue;
+      const holds = this.#pool.leasesOf(s.id).length > 0 || (this.#pool.queuedOf?.(s.id) ?? 0) > 0;
+      if (!holds) continue;
+      if (now < s.nextPingAt) continue;
+      if (s.pings >= tries) {
+        this.#reap(s, now, `no answer to ${tries} test_conn pings`);
+        continue;
+      }
+      s.pings++;
+      s.nextPingAt = now + interval;
+      s.pingNonce = randomBytes(8);
+      // Seconds-based, so a restarted server's pings still advance the client's window.
+      s.serverSeq = Math.max(s.serverSeq + 1, Math.floor(now / 1000)) >>> 0;
+      const bytes = signDatagram(
+        {
+          type: MsgType.TEST_CONN,
+          flags: Flags.FROM_SERVER,
+          auth: { mode: AuthMode.SESSION },
+          requestId: s.serverSeq,
+          sessionId: s.id,
+          seq: s.serverSeq,
+          timestamp: now,
+          body: { nonce: s.pingNonce },
+          tag: new Uint8Array(32),
+        },
+        s.hmac,
+      );
+      this.#sendRaw(bytes, s.port, s.address);
+    }
+  }
+
+  #reap(s: Session, now: number, why: string): void {
+    const released = this.#pool.releaseSession(s.id);
+    for (const l of released.leases) {
+      this.#store.deleteLease(l.leaseId);
+      this.#unclaimed.delete(l.leaseId);
+    }
+    for (const f of released.queued ?? []) this.#store.dequeue(s.id, f);
+    this.#tokens.invalidateToken(s.token);
+    this.#store.revoke(s.id, s.expires);
+    this.#store.deleteSession(s.id);
+    this.#sessions.delete(s.id);
+    this.counters.reaped++;
+    this.#report.write('reap', now, {
+      session: hexId(s.id),
+      user: s.token.user,
+      host: s.token.host,
+      leases: released.leases.length,
+      why,
+    });
+    this.#log.info(
+      `reaped session ${hexId(s.id)} (${s.token.user}@${s.token.host}): ${why}; ${released.leases.length} lease(s) released`,
+    );
+    if (released.leases.length) this.#afterRelease(now);
+  }
+
+  #sessionRecord(s: Session, now: number) {
+    return {
+      tokenId: s.id,
+      token: s.token.bytes,
+      user: s.token.user,
+      host: s.token.host,
+      vendor: s.token.vendor,
+      created: now,
+      expires: s.expires,
+      ip: s.address,
+      port: s.port,
+    };
+  }
+}
+
+interface Ctx {
+  d: AnyDatagram;
+  key: KeyedHmac;
+  mode: AuthMode;
+  rinfo: dgram.RemoteInfo;
+  cacheKey: string;
+  requestLength: number;
+  now: number;
+  session: Session | undefined;
+  sessionIdOverride?: bigint;
+}
+
+function hexId(id: bigint): string {
+  return id.toString(16).padStart(16, '0');
+}
+
+function clip(s: string): string {
+  const b = Buffer.from(s, 'utf8');
+  if (b.length <= 200) return s;
+  return (
+    b
+      .subarray(0, 197)
+      .toString('utf8')
+      .replace(/\uFFFD$/, '') + '...'
+  );
+}
+
+export type { DaemonConfig };

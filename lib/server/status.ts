@@ -1,0 +1,82 @@
+/**
+ * Splits the pool's status into STATUS_REPLY pages that each fit one datagram: features
+ * first, then holders, then queued clients, in a stable order, so a client can page
+ * through and stitch the answer back together (the snapshot number tells it when the
+ * state changed between pages).
+ */
+import type { PoolStatus } from '../license/pool.ts';
+import {
+  BODIES,
+  HEADER_LENGTH,
+  Limits,
+  MAX_DATAGRAM,
+  MsgType,
+  StatusRecord,
+  type StatusRecordValue,
+  type StatusReply,
+  TAG_LENGTH,
+} from '../wire/index.ts';
+
+const BUDGET = MAX_DATAGRAM - HEADER_LENGTH - TAG_LENGTH;
+
+/** The status as STATUS_REPLY bodies; always at least one page. `feature` '' means all. */
+export function buildStatusPages(
+  status: PoolStatus,
+  feature: string,
+  snapshot: number,
+): StatusReply[] {
+  const want = (name: string) => feature === '' || name === feature;
+  const records: StatusRecordValue[] = [];
+  for (const f of status.features) {
+    if (!want(f.name)) continue;
+    records.push({
+      kind: StatusRecord.FEATURE,
+      name: f.name,
+      version: f.version,
+      vendor: f.vendor,
+      expires: f.expires ?? 0,
+      count: f.count,
+      inUse: f.inUse,
+      queued: f.queued,
+      issued: f.issued,
+      denied: f.denied,
+    });
+  }
+  for (const h of status.holders) {
+    if (!want(h.feature)) continue;
+    records.push({
+      kind: StatusRecord.HOLDER,
+      feature: h.feature,
+      user: h.user,
+      host: h.host,
+      since: h.since,
+      count: h.count,
+      leaseId: h.leaseId,
+    });
+  }
+  for (const q of status.queue) {
+    if (!want(q.feature)) continue;
+    records.push({
+      kind: StatusRecord.QUEUED,
+      feature: q.feature,
+      user: q.user,
+      host: q.host,
+      since: q.since,
+      position: q.position,
+    });
+  }
+  const codec = BODIES[MsgType.STATUS_REPLY];
+  const pages: StatusReply[] = [];
+  let current: StatusReply = { page: 0, pages: 1, snapshot, records: [] };
+  for (const r of records) {
+    current.records.push(r);
+    if (codec.encodingLength(current) > BUDGET || current.records.length > Limits.STATUS_RECORDS) {
+      current.records.pop();
+      pages.push(current);
+      current = { page: pages.length, pages: 1, snapshot, records: [r] };
+    }
+  }
+  pages.push(current);
+  for (const p of pages) p.pages = pages.length;
+  return pages;
+}

@@ -1,0 +1,267 @@
+/**
+ * The floatlm CLI: each command through `runCli` (commander with exitOverride) and captured
+ * output, and end to end as child processes against a real floatlmd child process.
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { runCli } from '../../lib/cli/floatlm.ts';
+import type { CliIO } from '../../lib/cli/io.ts';
+import { saveClientCredential } from '../../lib/crypto/files.ts';
+import { makeSite, type Site, spawnDaemon } from '../helpers/site.ts';
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+const VECTORS = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/vectors.json'), 'utf8')) as {
+  name: string;
+  key: string;
+  datagram: string;
+}[];
+
+function capture(
+  cwd: string,
+  env: NodeJS.ProcessEnv = {},
+): CliIO & { stdout: () => string; stderr: () => string } {
+  let out = '';
+  let err = '';
+  return {
+    out: (s) => {
+      out += s;
+    },
+    err: (s) => {
+      err += s;
+    },
+    env: { HOME: cwd, ...env },
+    cwd,
+    stdout: () => out,
+    stderr: () => err,
+  };
+}
+
+function creds(site: Site, port: number): { cred: string; admin: string } {
+  const cred = join(site.dir, 'credential.json');
+  const admin = join(site.dir, 'admin.json');
+  saveClientCredential(cred, { id: 'demo', key: site.credKey, servers: [`127.0.0.1:${port}`] });
+  saveClientCredential(admin, { id: 'admin', key: site.adminKey, servers: [`127.0.0.1:${port}`] });
+  return { cred, admin };
+}
+
+/** Runs bin/floatlm.ts as a child process. */
+function floatlm(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'bin/floatlm.ts'), ...args],
+    { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (b: Buffer) => {
+    out += b.toString();
+  });
+  child.stderr.on('data', (b: Buffer) => {
+    err += b.toString();
+  });
+  const done = new Promise<{ code: number | null; out: string; err: string }>((r) =>
+    child.on('exit', (code) => r({ code, out, err })),
+  );
+  return { child, done, out: () => out };
+}
+
+t.test('decode: every vector dissected, tag checked with --key', async (t) => {
+  for (const v of VECTORS.slice(0, 6)) {
+    const io = capture(ROOT);
+    const code = await runCli(['decode', v.datagram, '--key', v.key], io);
+    t.equal(code, 0, `${v.name}: exit 0`);
+    t.match(io.stdout(), /header\n {2}magic/);
+    t.match(io.stdout(), /tag +[0-9a-f]{64} OK/);
+  }
+  const v = VECTORS[0]!;
+  const io = capture(ROOT);
+  t.equal(
+    await runCli(['decode', v.datagram, '--key', '00'.repeat(32)], io),
+    5,
+    'wrong key: exit 5',
+  );
+  t.match(io.stdout(), /MISMATCH/);
+  const bad = capture(ROOT);
+  t.equal(await runCli(['decode', v.datagram.slice(0, 40)], bad), 6, 'truncated: exit 6');
+  t.match(bad.stderr(), /^floatlm: decode: TRUNCATED: .* at byte \d+\n$/);
+  const usage = capture(ROOT);
+  t.equal(await runCli(['decode'], usage), 2, 'missing argument: exit 2');
+});
+
+t.test('license keygen, sign, verify; a tampered line is reported file:line:column', async (t) => {
+  const site = makeSite(['FEATURE demo demo 1.0 permanent 2']);
+  const io = capture(site.dir);
+  t.equal(await runCli(['license', 'keygen', 'acme'], io), 0);
+  t.equal(statSync(join(site.dir, 'acme.key')).mode & 0o777, 0o600);
+  writeFileSync(join(site.dir, 'x.lic'), 'VENDOR acme\nFEATURE cad acme 2.0 permanent 4\n');
+  t.equal(await runCli(['license', 'sign', 'x.lic', '--key', 'acme.key'], io), 0);
+  t.match(readFileSync(join(site.dir, 'x.lic'), 'utf8'), /SIGN=/);
+  const ok = capture(site.dir);
+  t.equal(
+    await runCli(['license', 'verify', 'x.lic', '--pub', 'acme.pub', '--vendor', 'acme'], ok),
+    0,
+  );
+  t.match(ok.stdout(), /every line verifies/);
+  writeFileSync(
+    join(site.dir, 'x.lic'),
+    readFileSync(join(site.dir, 'x.lic'), 'utf8').replace('permanent 4', 'permanent 40'),
+  );
+  const bad = capture(site.dir);
+  t.equal(
+    await runCli(['license', 'verify', 'x.lic', '--pub', 'acme.pub', '--vendor', 'acme'], bad),
+    6,
+  );
+  t.match(bad.stdout(), /^x\.lic:2:\d+: .+/m);
+  t.match(bad.stderr(), /^floatlm: license verify: 1 problem\(s\) in x\.lic\n$/);
+});
+
+t.test('keys init, show, rotate', async (t) => {
+  const site = makeSite([]);
+  const io = capture(site.dir);
+  t.equal(
+    await runCli(
+      ['keys', 'init', '--keys', 'k.json', '--credential', 'c.json', '--admin', 'a.json'],
+      io,
+    ),
+    0,
+  );
+  for (const f of ['k.json', 'c.json', 'a.json'])
+    t.equal(statSync(join(site.dir, f)).mode & 0o777, 0o600, `${f} is 0600`);
+  const again = capture(site.dir);
+  t.equal(
+    await runCli(
+      ['keys', 'init', '--keys', 'k.json', '--credential', 'c.json', '--admin', 'a.json'],
+      again,
+    ),
+    6,
+    'refuses to overwrite',
+  );
+  const show = capture(site.dir);
+  t.equal(await runCli(['keys', 'show', '--keys', 'k.json'], show), 0);
+  t.match(show.stdout(), /current server key id \d+/);
+  t.notMatch(show.stdout(), /[0-9a-f]{64}/, 'no secrets printed');
+  const rot = capture(site.dir);
+  t.equal(await runCli(['keys', 'rotate', '--keys', 'k.json'], rot), 0);
+  t.match(rot.stdout(), /rotated: secret 2/);
+  const insecure = capture(site.dir);
+  const { chmodSync } = await import('node:fs');
+  chmodSync(join(site.dir, 'k.json'), 0o644);
+  t.equal(
+    await runCli(['keys', 'show', '--keys', 'k.json'], insecure),
+    6,
+    'group/other-readable keys refused',
+  );
+  t.match(insecure.stderr(), /^floatlm: .*k\.json.*0644.*\n$/);
+});
+
+t.test('against a real daemon child: ping, status, checkout/run, waiting, admin', async (t) => {
+  const site = makeSite([
+    'FEATURE demo demo 1.0 permanent 2',
+    'FEATURE solver demo 2.5 permanent 1 QUEUE=yes',
+  ]);
+  const { child, port } = await spawnDaemon(site, ['--grace', '5']);
+  t.teardown(() => child.kill('SIGKILL'));
+  const { cred, admin } = creds(site, port);
+  const env = { FLOATLM_CREDENTIAL: cred, FLOATLM_ADMIN: admin };
+
+  const ping = capture(site.dir, env);
+  t.equal(await runCli(['ping', '-c', '2', '-i', '0.05'], ping), 0);
+  t.match(
+    ping.stdout(),
+    /reply from 127\.0\.0\.1:\d+: seq=1 time=[\d.]+ ms server=floatlmd 0\.1\.0 offset=[+-]\d+ ms state=running/,
+  );
+  t.match(ping.stdout(), /2 sent, 2 received, 0% loss/);
+
+  const none = capture(site.dir, env);
+  t.equal(
+    await runCli(['--timeout', '0.3', 'ping', '127.0.0.1:9'], none),
+    3,
+    'nothing answers: exit 3',
+  );
+
+  const st = capture(site.dir, env);
+  t.equal(await runCli(['status'], st), 0);
+  t.match(st.stdout(), /FEATURE +VERSION +VENDOR +EXPIRES +COUNT +IN USE +QUEUED +ISSUED +DENIED/);
+  t.match(st.stdout(), /demo +1\.0 +demo +permanent +2 +0 +0 +0 +0/);
+
+  // checkout holds until SIGINT (a child process, so the signal is real).
+  const co = floatlm(['checkout', 'solver'], site.dir, env);
+  while (!/granted/.test(co.out())) await new Promise((r) => setTimeout(r, 50));
+  const js = capture(site.dir, env);
+  t.equal(await runCli(['status', '--json'], js), 0);
+  const parsed = JSON.parse(js.stdout());
+  t.equal(parsed.schema, 'floatlm.status/1');
+  const solver = parsed.features.find((f: { name: string }) => f.name === 'solver');
+  t.equal(solver.inUse, 1);
+  t.equal(solver.holders.length, 1);
+
+  // A waiting checkout is granted when the seat frees.
+  const waiter = floatlm(['checkout', 'solver', '--wait'], site.dir, env);
+  while (!/queued for solver: position 1/.test(waiter.out()))
+    await new Promise((r) => setTimeout(r, 50));
+  const denied = capture(site.dir, env);
+  t.equal(await runCli(['checkout', 'solver'], denied), 4, 'no seat and no --wait: exit 4');
+  t.match(denied.stderr(), /^floatlm: checkout solver: NO_SEATS: all seats in use\n$/);
+  co.child.kill('SIGINT');
+  const coDone = await co.done;
+  t.equal(coDone.code, 0);
+  t.match(coDone.out, /released solver/);
+  while (!/granted solver/.test(waiter.out())) await new Promise((r) => setTimeout(r, 50));
+  waiter.child.kill('SIGINT');
+  t.equal((await waiter.done).code, 0);
+
+  // run: the program's exit status comes through.
+  const ok = capture(site.dir, env);
+  t.equal(await runCli(['run', 'demo', '--', process.execPath, '-e', 'process.exit(0)'], ok), 0);
+  const three = capture(site.dir, env);
+  t.equal(await runCli(['run', 'demo', '--', process.execPath, '-e', 'process.exit(3)'], three), 3);
+  const after = capture(site.dir, env);
+  await runCli(['status', '--json'], after);
+  t.equal(
+    JSON.parse(after.stdout()).features.find((f: { name: string }) => f.name === 'demo').inUse,
+    0,
+    'run released its seat',
+  );
+
+  // admin
+  const rr = capture(site.dir, env);
+  t.equal(await runCli(['reread'], rr), 0);
+  t.match(rr.stdout(), /reread: 2 feature line/);
+  const rm = capture(site.dir, env);
+  t.equal(await runCli(['remove'], rm), 2, 'remove needs a target');
+  const down = capture(site.dir, env);
+  t.equal(await runCli(['down'], down), 0);
+  await new Promise<void>((r) => (child.exitCode !== null ? r() : child.once('exit', () => r())));
+  t.equal(child.exitCode, 0, 'daemon exited cleanly after down');
+});
+
+t.test('checkout holds its lease across a daemon restart', async (t) => {
+  const site = makeSite(['FEATURE solver demo 2.5 permanent 1']);
+  const first = await spawnDaemon(site, ['--grace', '20', '--heartbeat', '1']);
+  const port = first.port;
+  const { cred } = creds(site, port);
+  const env = { FLOATLM_CREDENTIAL: cred };
+  const co = floatlm(['checkout', 'solver'], site.dir, env);
+  while (!/granted/.test(co.out())) await new Promise((r) => setTimeout(r, 50));
+  first.child.kill('SIGKILL');
+  await new Promise((r) => first.child.once('exit', r));
+  const second = await spawnDaemon(site, [
+    '--grace',
+    '20',
+    '--heartbeat',
+    '1',
+    '--port',
+    String(port),
+  ]);
+  t.teardown(() => second.child.kill('SIGKILL'));
+  while (!/reclaimed solver/.test(co.out())) await new Promise((r) => setTimeout(r, 50));
+  const st = capture(site.dir, env);
+  await runCli(['status', '--json'], st);
+  t.equal(JSON.parse(st.stdout()).features[0].inUse, 1, 'the seat is held again');
+  co.child.kill('SIGINT');
+  const done = await co.done;
+  t.equal(done.code, 0);
+  t.match(done.out, /released solver/);
+});

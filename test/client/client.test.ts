@@ -1,0 +1,162 @@
+/**
+ * The client library against real daemons: the retransmission schedule, typed errors, a
+ * lease kept across a daemon restart (reclaimed in grace), failover between two daemons
+ * sharing a keyring, and no unhandled rejections when nothing answers.
+ */
+import t from 'tap';
+import { connect } from '../../lib/client/client.ts';
+import { nextDelay, retryPolicy } from '../../lib/client/retry.ts';
+import { ErrorCode } from '../../lib/wire/index.ts';
+import { client, makeSite, startDaemon } from '../helpers/site.ts';
+
+const LINES = [
+  'FEATURE demo demo 1.0 permanent 2',
+  'FEATURE solver demo 2.5 permanent 1 QUEUE=yes',
+];
+
+t.test('retry schedule: doubling, capped, jittered within bounds, total budget', (t) => {
+  const p = retryPolicy({ initialMs: 500, maxIntervalMs: 8000, maxTotalMs: 30_000, jitter: 0.25 });
+  const mid = () => 0.5;
+  t.equal(nextDelay(p, 0, 0, mid), 500);
+  t.equal(nextDelay(p, 1, 500, mid), 1000);
+  t.equal(nextDelay(p, 4, 7500, mid), 8000, 'capped at maxIntervalMs');
+  t.equal(nextDelay(p, 9, 29_000, mid), 1000, 'never past the total budget');
+  t.equal(nextDelay(p, 9, 30_000, mid), undefined, 'budget spent');
+  t.equal(
+    nextDelay(p, 0, 0, () => 0),
+    375,
+    'jitter -25%',
+  );
+  t.equal(
+    nextDelay(p, 0, 0, () => 0.999999),
+    624.9999,
+    'jitter +25% (open upper end)',
+  );
+  t.throws(() => retryPolicy({ initialMs: 0 }), RangeError);
+  t.throws(() => retryPolicy({ jitter: 1 }), RangeError);
+  t.end();
+});
+
+t.test('no server: TimeoutError naming the servers, no unhandled rejection', async (t) => {
+  const site = makeSite(LINES);
+  const started = Date.now();
+  await t.rejects(
+    connect({
+      servers: ['127.0.0.1:9'],
+      credential: { id: 'demo', key: site.credKey },
+      retry: { initialMs: 50, maxIntervalMs: 100, maxTotalMs: 400 },
+    }),
+    { name: 'TimeoutError', code: 'ETIMEDOUT', message: /127\.0\.0\.1:9/ },
+  );
+  t.ok(Date.now() - started < 5000, 'gives up on its budget');
+});
+
+t.test('a wrong credential key gets no answer (the server drops bad MACs silently)', async (t) => {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  await t.rejects(
+    connect({
+      servers: [`127.0.0.1:${d.address().port}`],
+      credential: { id: 'demo', key: new Uint8Array(32).fill(7) },
+      retry: { initialMs: 50, maxIntervalMs: 100, maxTotalMs: 300 },
+    }),
+    { name: 'TimeoutError' },
+  );
+  t.ok(d.counters.badMac >= 1);
+});
+
+t.test('API misuse throws TypeError/RangeError naming the parameter', async (t) => {
+  t.throws(() => connect({ servers: [], credential: { id: 'x', key: new Uint8Array(32) } }), {
+    name: 'TypeError',
+    message: /servers/,
+  });
+  t.throws(
+    () => connect({ servers: ['host:99999'], credential: { id: 'x', key: new Uint8Array(32) } }),
+    { name: 'RangeError', message: /port/ },
+  );
+  const site = makeSite(LINES);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const c = await client(site, d.address().port);
+  t.teardown(() => c.close());
+  await t.rejects(c.checkout(''), { name: 'TypeError', message: /feature/ });
+});
+
+t.test('a lease survives a daemon restart: reclaimed during grace, others wait', async (t) => {
+  const site = makeSite(LINES);
+  let d = await startDaemon(site, { graceMs: 10_000 });
+  const port = d.address().port;
+  const c = await client(site, port, { heartbeatMs: 100 });
+  t.teardown(() => c.close());
+  const lease = await c.checkout('solver');
+  const reclaimed = new Promise<void>((r) => lease.once('reclaimed', () => r()));
+  await d.close();
+  d = await startDaemon(site, { port, graceMs: 10_000 });
+  t.teardown(() => d.close());
+  t.ok(d.graceLeft() > 0, 'restarted in grace');
+  await reclaimed;
+  t.equal(lease.state, 'held');
+  t.equal(d.graceLeft(), 0, 'grace ended early: every known holder reclaimed');
+  const other = await client(site, port, { user: 'bob' });
+  t.teardown(() => other.close());
+  await t.rejects(
+    other.checkout('solver'),
+    { name: 'DeniedError', reason: ErrorCode.NO_SEATS },
+    'the seat is still held',
+  );
+  await lease.checkin();
+  const l2 = await other.checkout('solver');
+  t.equal(l2.feature, 'solver');
+});
+
+t.test('during grace new checkouts are refused with IN_GRACE and the time left', async (t) => {
+  const site = makeSite(LINES);
+  let d = await startDaemon(site, { graceMs: 30_000 });
+  const port = d.address().port;
+  const c = await client(site, port, { heartbeatMs: 60_000 });
+  const lease = await c.checkout('demo');
+  t.ok(lease);
+  await c.destroy();
+  await d.close();
+  d = await startDaemon(site, { port, graceMs: 30_000 });
+  t.teardown(() => d.close());
+  const other = await client(site, port, { user: 'bob' });
+  t.teardown(() => other.close());
+  const err = await other.checkout('demo').catch((e) => e);
+  t.equal(err.name, 'DeniedError');
+  t.equal(err.reason, ErrorCode.IN_GRACE);
+  t.ok(
+    err.retryAfterMs > 20_000 && err.retryAfterMs <= 30_000,
+    `time left reported (${err.retryAfterMs} ms)`,
+  );
+  const pong = await other.ping();
+  t.equal(pong.state, 'grace');
+});
+
+t.test(
+  'failover: a second daemon sharing the keyring takes the session and the seat',
+  async (t) => {
+    const site = makeSite(LINES);
+    const d1 = await startDaemon(site);
+    // Same keys and license, its own (empty) state dir: a standby server.
+    const d2 = await startDaemon({ ...site, stateDir: `${site.stateDir}-b` }, { graceMs: 0 });
+    t.teardown(() => d2.close());
+    const c = await client(site, [d1.address().port, d2.address().port], { heartbeatMs: 100 });
+    t.teardown(() => c.close());
+    const lease = await c.checkout('solver');
+    const failedOver = new Promise<string>((r) => c.once('failover', r));
+    const reclaimed = new Promise<void>((r) => lease.once('reclaimed', () => r()));
+    await d1.close();
+    const to = await failedOver;
+    t.equal(to, `127.0.0.1:${d2.address().port}`);
+    await reclaimed;
+    const st = await c.status('solver');
+    t.equal(st.server, to);
+    t.equal(st.features[0]!.inUse, 1, 'the new server counts the reclaimed seat');
+    t.equal(st.holders[0]!.leaseId, lease.leaseId, 'same lease id');
+    await lease.checkin();
+    const after = await c.status('solver');
+    t.equal(after.features[0]!.inUse, 0);
+  },
+);

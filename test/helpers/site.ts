@@ -1,0 +1,169 @@
+/**
+ * A license site in a temp dir for tests: server keys, a vendor key pair, a signed license
+ * built from feature lines, client and admin credentials, and a state dir; plus helpers to
+ * start a daemon in-process or as a child process and to connect a client.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type Client, type ConnectOptions, connect } from '../../lib/client/client.ts';
+import { generateKey, saveDaemonKeys, writeFileAtomic0600 } from '../../lib/crypto/files.ts';
+import { randomBytes } from '../../lib/crypto/hmac.ts';
+import { Keyring } from '../../lib/crypto/keyring.ts';
+import { generateVendorKeyPair, signLicense } from '../../lib/license/file.ts';
+import { Daemon, type DaemonOptions } from '../../lib/server/daemon.ts';
+import { toHex } from '../../lib/wire/index.ts';
+
+export interface Site {
+  dir: string;
+  licenseFile: string;
+  keysFile: string;
+  stateDir: string;
+  credKey: Uint8Array;
+  adminKey: Uint8Array;
+  vendorPrivate: Uint8Array;
+  /** Rewrites the license file from feature lines (signed). */
+  writeLicense(lines: string[]): void;
+}
+
+/** Feature lines as in a license file, without SIGN; they are signed here. */
+export function makeSite(
+  lines: string[],
+  dir = mkdtempSync(join(tmpdir(), 'floatlm-site-')),
+): Site {
+  const vendor = generateVendorKeyPair();
+  const credKey = generateKey();
+  const adminKey = generateKey();
+  const keysFile = join(dir, 'keys.json');
+  const keyring = new Keyring({
+    period: 86_400,
+    grace: 172_800,
+    secrets: [{ id: 1, secret: randomBytes(32), activates: Date.now() - 3_600_000 }],
+  });
+  saveDaemonKeys(keysFile, {
+    keyring,
+    credentials: new Map([['demo', credKey]]),
+    admin: new Map([['admin', adminKey]]),
+  });
+  const json = JSON.parse(readFileSync(keysFile, 'utf8'));
+  json.vendors = [{ name: 'demo', publicKey: toHex(vendor.publicKey) }];
+  writeFileAtomic0600(keysFile, `${JSON.stringify(json, null, 2)}\n`);
+  const licenseFile = join(dir, 'site.lic');
+  const site: Site = {
+    dir,
+    licenseFile,
+    keysFile,
+    stateDir: join(dir, 'state'),
+    credKey,
+    adminKey,
+    vendorPrivate: vendor.privateKey,
+    writeLicense(ls: string[]) {
+      writeFileSync(
+        licenseFile,
+        signLicense(
+          ['SERVER localhost ANY 27400', 'VENDOR demo', ...ls, ''].join('\n'),
+          vendor.privateKey,
+        ),
+      );
+    },
+  };
+  site.writeLicense(lines);
+  return site;
+}
+
+/** Starts a daemon in-process on 127.0.0.1:0 with fast timers. */
+export function startDaemon(site: Site, o: Partial<DaemonOptions> = {}): Promise<Daemon> {
+  return Daemon.start({
+    licenseFile: site.licenseFile,
+    keysFile: site.keysFile,
+    stateDir: site.stateDir,
+    host: '127.0.0.1',
+    port: 0,
+    reportLog: join(site.dir, 'report.jsonl'),
+    rateLimit: { rate: 0, burst: 1 },
+    ...o,
+  });
+}
+
+/** A client of the site; fast retransmissions so failing tests fail quickly. */
+export function client(
+  site: Site,
+  port: number | number[],
+  o: Partial<ConnectOptions> = {},
+): Promise<Client> {
+  const ports = Array.isArray(port) ? port : [port];
+  return connect({
+    servers: ports.map((p) => `127.0.0.1:${p}`),
+    credential: { id: 'demo', key: site.credKey },
+    admin: { id: 'admin', key: site.adminKey },
+    user: 'alice',
+    host: 'ws1',
+    retry: { initialMs: 100, maxIntervalMs: 400, maxTotalMs: 3000 },
+    pollMs: 50,
+    ...o,
+  });
+}
+
+/** Lines of the report log, parsed. */
+export function reportEvents(site: Site): Record<string, unknown>[] {
+  try {
+    return readFileSync(join(site.dir, 'report.jsonl'), 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+  } catch {
+    return [];
+  }
+}
+
+const ROOT = new URL('../../', import.meta.url).pathname;
+
+/** A daemon child process (`node --import tsx bin/floatlmd.ts`); resolves once it listens. */
+export async function spawnDaemon(
+  site: Site,
+  args: string[] = [],
+): Promise<{ child: ChildProcess; port: number; stderr: () => string }> {
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(ROOT, 'bin/floatlmd.ts'),
+      '--license',
+      site.licenseFile,
+      '--keys',
+      site.keysFile,
+      '--state',
+      site.stateDir,
+      '--port',
+      '0',
+      '--rate-limit',
+      '0',
+      ...args,
+    ],
+    { cwd: site.dir, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let err = '';
+  child.stderr!.on('data', (b: Buffer) => {
+    err += b.toString();
+  });
+  child.stdout!.resume();
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`daemon did not start: ${err}`)), 20_000);
+    const onData = () => {
+      const m = /listening on [^\s]+:(\d+)/.exec(err);
+      if (m) {
+        clearTimeout(timer);
+        child.stderr!.off('data', onData);
+        resolve(Number(m[1]));
+      }
+    };
+    child.stderr!.on('data', onData);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`daemon exited ${code}: ${err}`));
+    });
+  });
+  return { child, port, stderr: () => err };
+}

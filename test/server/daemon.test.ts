@@ -1,0 +1,343 @@
+/**
+ * floatlmd over real UDP on 127.0.0.1: every message, version matching and expiry, queue
+ * order, duplicate grouping, per-user max, reaping dead clients, the reply cache, reread
+ * under held seats, malformed datagrams and bad license lines.
+ */
+import dgram from 'node:dgram';
+import t from 'tap';
+import type { ClientAuth } from '../../lib/auth/client.ts';
+import { DeniedError } from '../../lib/client/errors.ts';
+import { AdminOp, ErrorCode, MsgType } from '../../lib/wire/index.ts';
+import { client, makeSite, reportEvents, startDaemon } from '../helpers/site.ts';
+
+const LINES = [
+  'FEATURE demo demo 1.0 permanent 2',
+  'FEATURE solver demo 2.5 permanent 1 QUEUE=yes',
+  'FEATURE old demo 1.0 1-jan-2020 5',
+  'FEATURE cad demo 3.0 permanent 4 DUP_GROUP=NONE MAX_PER_USER=2',
+  'FEATURE shared demo 1.0 permanent 1',
+];
+
+/** Sends raw bytes from a fresh socket and collects what comes back for `ms`. */
+async function rawExchange(port: number, datagrams: Uint8Array[], ms = 300): Promise<Buffer[]> {
+  const sock = dgram.createSocket('udp4');
+  const got: Buffer[] = [];
+  sock.on('message', (m) => got.push(m));
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  for (const d of datagrams) {
+    sock.send(d, port, '127.0.0.1');
+    // Spaced like retransmissions, so the first reply has been committed and cached.
+    await new Promise((r) => setTimeout(r, 40));
+  }
+  await new Promise((r) => setTimeout(r, ms));
+  sock.close();
+  return got;
+}
+
+t.test('ping, hello, checkout, heartbeat, status, checkin', async (t) => {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const c = await client(site, d.address().port);
+  t.teardown(() => c.close());
+  const pong = await c.ping();
+  t.equal(pong.serverVersion, '0.1.0');
+  t.equal(pong.state, 'running');
+  t.ok(Math.abs(pong.offsetMs) < 5000, 'clock offset is small on one machine');
+
+  const lease = await c.checkout('demo', { version: '1.0' });
+  t.equal(lease.feature, 'demo');
+  t.equal(lease.count, 1);
+  t.ok(lease.ticket.length > 40, 'a lease ticket comes back');
+
+  const st = await c.status();
+  const demo = st.features.find((f) => f.name === 'demo')!;
+  t.equal(demo.count, 2);
+  t.equal(demo.inUse, 1);
+  t.equal(demo.issued, 1);
+  t.equal(st.holders.length, 1);
+  t.equal(st.holders[0]!.user, 'alice');
+  t.equal(st.holders[0]!.host, 'ws1');
+  t.equal(st.holders[0]!.leaseId, lease.leaseId);
+
+  await lease.checkin();
+  t.equal(lease.state, 'released');
+  const after = await c.status('demo');
+  t.equal(after.features[0]!.inUse, 0);
+  t.equal(after.holders.length, 0);
+  const events = reportEvents(site).map((e) => e.event);
+  t.ok(
+    events.includes('grant') && events.includes('release') && events.includes('session'),
+    'report log has the events',
+  );
+});
+
+t.test('version matching, unknown features and expiry', async (t) => {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const c = await client(site, d.address().port);
+  t.teardown(() => c.close());
+  const l = await c.checkout('solver', { version: '2.0' });
+  t.equal(l.feature, 'solver', 'version 2.0 is served by 2.5');
+  await l.checkin();
+  await t.rejects(c.checkout('solver', { version: '3.0' }), {
+    name: 'DeniedError',
+    reason: ErrorCode.NO_SUCH_VERSION,
+  });
+  await t.rejects(c.checkout('nosuch'), { name: 'DeniedError', reason: ErrorCode.NO_SUCH_FEATURE });
+  await t.rejects(c.checkout('old'), { name: 'DeniedError', reason: ErrorCode.FEATURE_EXPIRED });
+  t.ok(
+    d.licenseProblems.some((p) => /site\.lic:\d+:\d+: .*expired/i.test(p)),
+    'the expired line is reported file:line:column',
+  );
+  const st = await c.status('solver');
+  t.equal(st.features[0]!.denied, 1, 'denials are counted');
+});
+
+t.test('queue: FIFO order, positions, granted in order as seats free', async (t) => {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const port = d.address().port;
+  const a = await client(site, port, { user: 'a', host: 'h1' });
+  const b = await client(site, port, { user: 'b', host: 'h2' });
+  const c = await client(site, port, { user: 'c', host: 'h3' });
+  t.teardown(() => Promise.all([a.close(), b.close(), c.close()]));
+  const held = await a.checkout('solver');
+  await t.rejects(
+    b.checkout('solver'),
+    { name: 'DeniedError', reason: ErrorCode.NO_SEATS },
+    'without wait: denied',
+  );
+  const bPos: number[] = [];
+  const cPos: number[] = [];
+  const bWait = b.checkout('solver', { wait: true, onQueued: (p) => bPos.push(p) });
+  await new Promise((r) => setTimeout(r, 150));
+  const cWait = c.checkout('solver', { wait: true, onQueued: (p) => cPos.push(p) });
+  await new Promise((r) => setTimeout(r, 150));
+  const st = await a.status('solver');
+  t.same(
+    st.queued.map((q) => [q.user, q.position]),
+    [
+      ['b', 1],
+      ['c', 2],
+    ],
+  );
+  await held.checkin();
+  const bl = await bWait;
+  t.equal(bl.feature, 'solver', 'b, first in line, is granted');
+  t.same(bPos, [1]);
+  await new Promise((r) => setTimeout(r, 150));
+  t.equal(cPos.at(-1), 1, 'c moved up to position 1');
+  await bl.checkin();
+  const cl = await cWait;
+  t.equal(cl.feature, 'solver');
+  const fin = await a.status('solver');
+  t.equal(fin.features[0]!.inUse, 1);
+  t.equal(fin.features[0]!.queued, 0);
+});
+
+t.test('aborting a wait leaves the queue', async (t) => {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const a = await client(site, d.address().port, { user: 'a' });
+  const b = await client(site, d.address().port, { user: 'b' });
+  t.teardown(() => Promise.all([a.close(), b.close()]));
+  await a.checkout('solver');
+  const ac = new AbortController();
+  const w = b.checkout('solver', { wait: true, signal: ac.signal });
+  await new Promise((r) => setTimeout(r, 150));
+  ac.abort();
+  await t.rejects(w, { name: 'AbortError' });
+  const st = await a.status('solver');
+  t.equal(st.queued.length, 0);
+});
+
+t.test('duplicate grouping and per-user maximum', async (t) => {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const port = d.address().port;
+  const a1 = await client(site, port, { user: 'alice', host: 'ws1' });
+  const a2 = await client(site, port, { user: 'alice', host: 'ws1' });
+  const a3 = await client(site, port, { user: 'alice', host: 'ws2' });
+  t.teardown(() => Promise.all([a1.close(), a2.close(), a3.close()]));
+  // Default grouping (user+host+feature): a second client of alice@ws1 shares the seat.
+  const l1 = await a1.checkout('shared');
+  const l2 = await a2.checkout('shared');
+  t.not(l1.leaseId, l2.leaseId, 'each checkout has its own lease');
+  let st = await a1.status('shared');
+  t.equal(st.features[0]!.inUse, 1, 'one seat for user+host');
+  await t.rejects(
+    a3.checkout('shared'),
+    { name: 'DeniedError', reason: ErrorCode.NO_SEATS },
+    'another host needs its own seat',
+  );
+  await l1.checkin();
+  st = await a1.status('shared');
+  t.equal(st.features[0]!.inUse, 1, 'the seat stays while a lease of the group is held');
+  await l2.checkin();
+  st = await a1.status('shared');
+  t.equal(st.features[0]!.inUse, 0);
+  // DUP_GROUP=NONE and MAX_PER_USER=2.
+  await a1.checkout('cad');
+  await a2.checkout('cad');
+  st = await a1.status('cad');
+  t.equal(st.features[0]!.inUse, 2, 'NONE: every checkout takes a seat');
+  await t.rejects(a3.checkout('cad'), { name: 'DeniedError', reason: ErrorCode.USER_MAX });
+});
+
+t.test(
+  'a retransmitted request is answered from the cache, byte-identical, never granted twice',
+  async (t) => {
+    const site = makeSite(LINES);
+    const d = await startDaemon(site);
+    t.teardown(() => d.close());
+    const port = d.address().port;
+    const c = await client(site, port);
+    t.teardown(() => c.close());
+    // Borrow the connected client's session to sign a CHECKOUT by hand, then send it twice.
+    const auth = c.auth as ClientAuth;
+    const req = auth.request(
+      `127.0.0.1:${port}`,
+      MsgType.CHECKOUT,
+      { feature: 'demo', version: '', count: 1, options: 0 },
+      4242,
+    );
+    const replies = await rawExchange(port, [req.bytes, req.bytes, req.bytes]);
+    t.equal(replies.length, 3, 'every copy is answered');
+    t.ok(
+      replies[0]!.equals(replies[1]!) && replies[1]!.equals(replies[2]!),
+      'byte-identical replies',
+    );
+    const st = await c.status('demo');
+    t.equal(st.features[0]!.inUse, 1);
+    t.equal(st.features[0]!.issued, 1, 'granted once');
+    t.ok(d.counters.retransmits >= 2);
+  },
+);
+
+t.test('malformed and forged datagrams are dropped and counted; service goes on', async (t) => {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const port = d.address().port;
+  const c = await client(site, port);
+  t.teardown(() => c.close());
+  const auth = c.auth as ClientAuth;
+  const good = auth.request(
+    `127.0.0.1:${port}`,
+    MsgType.PING,
+    { payload: new Uint8Array(64) },
+    77,
+  ).bytes;
+  const flipped = Uint8Array.from(good);
+  flipped[flipped.length - 1]! ^= 1;
+  const truncated = good.subarray(0, good.length - 5);
+  const junk = new Uint8Array(100).fill(0x41);
+  const replies = await rawExchange(port, [flipped, truncated, junk, new Uint8Array(0)]);
+  t.equal(replies.length, 0, 'nothing answers a bad datagram');
+  t.ok(d.counters.badMac >= 1, 'bad MAC counted');
+  t.ok(d.counters.malformed >= 3, 'malformed counted');
+  const pong = await c.ping();
+  t.equal(pong.state, 'running', 'still serving');
+});
+
+t.test('a dead client is reaped and its seat goes to the next in queue', async (t) => {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site, {
+    heartbeatMs: 200,
+    quietMs: 200,
+    testConnIntervalMs: 100,
+    testConnTries: 2,
+    tickMs: 50,
+  });
+  t.teardown(() => d.close());
+  const port = d.address().port;
+  // A "dead" client: gets a seat over a raw socket, then never answers test_conn.
+  const dead = await client(site, port, { user: 'dead', host: 'gone', heartbeatMs: 60_000 });
+  const lease = await dead.checkout('solver');
+  t.ok(lease.leaseId);
+  await dead.destroy();
+  const b = await client(site, port, { user: 'b', heartbeatMs: 100 });
+  t.teardown(() => b.close());
+  const granted = await b.checkout('solver', { wait: true });
+  t.equal(granted.feature, 'solver', 'the queued client gets the reaped seat');
+  t.ok(d.counters.reaped >= 1);
+  const reap = reportEvents(site).find((e) => e.event === 'reap');
+  t.equal(reap?.user, 'dead');
+});
+
+t.test('a client that answers test_conn keeps its seat while quiet', async (t) => {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site, {
+    heartbeatMs: 100,
+    quietMs: 100,
+    testConnIntervalMs: 50,
+    testConnTries: 2,
+    tickMs: 50,
+  });
+  t.teardown(() => d.close());
+  const c = await client(site, d.address().port, { heartbeatMs: 60_000 });
+  t.teardown(() => c.close());
+  const l = await c.checkout('demo');
+  await new Promise((r) => setTimeout(r, 800));
+  t.equal(l.state, 'held');
+  t.equal(d.counters.reaped, 0, 'answered pings: not reaped');
+  const st = await c.status('demo');
+  t.equal(st.features[0]!.inUse, 1);
+});
+
+t.test('reread keeps held seats; a tampered line is reported and not served', async (t) => {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const c = await client(site, d.address().port);
+  t.teardown(() => c.close());
+  const l = await c.checkout('demo');
+  // New license: demo goes to 5 seats, plus a line whose count is changed after signing.
+  site.writeLicense(['FEATURE demo demo 1.0 permanent 5', 'FEATURE extra demo 1.0 permanent 1']);
+  const { readFileSync, writeFileSync } = await import('node:fs');
+  const text = readFileSync(site.licenseFile, 'utf8').replace(
+    'FEATURE extra demo 1.0 permanent 1',
+    'FEATURE extra demo 1.0 permanent 9',
+  );
+  writeFileSync(site.licenseFile, text);
+  const r = await c.admin(AdminOp.REREAD);
+  t.match(r.message, /reread: 1 feature line\(s\), 1 problem/);
+  t.ok(
+    d.licenseProblems.some((p) => /site\.lic:\d+:\d+: .*signature/i.test(p)),
+    'tampered line: file:line:column',
+  );
+  const st = await c.status();
+  const demo = st.features.find((f) => f.name === 'demo')!;
+  t.equal(demo.count, 5);
+  t.equal(demo.inUse, 1, 'the held seat survived the reread');
+  t.equal(l.state, 'held');
+  t.notOk(
+    st.features.find((f) => f.name === 'extra'),
+    'the tampered line is not served',
+  );
+  await t.rejects(c.checkout('extra'), DeniedError);
+});
+
+t.test('admin remove and shutdown', async (t) => {
+  const site = makeSite(LINES);
+  let closed = false;
+  const d = await startDaemon(site, { onClosed: () => (closed = true) });
+  t.teardown(() => d.close());
+  const c = await client(site, d.address().port);
+  t.teardown(() => c.close());
+  await c.checkout('demo');
+  const r = await c.admin(AdminOp.REMOVE, { user: 'alice' });
+  t.equal(r.affected, 1);
+  const st = await c.status('demo');
+  t.equal(st.features[0]!.inUse, 0);
+  const down = await c.admin(AdminOp.SHUTDOWN);
+  t.equal(down.message, 'shutting down');
+  await new Promise((r) => setTimeout(r, 200));
+  t.ok(closed, 'daemon closed');
+  t.equal(d.state, 'CLOSED');
+});
