@@ -188,17 +188,20 @@ function scan(text: string): { physical: string[]; logical: Logical[] } {
       }
       const start = j;
       let inQuote = false;
+      let quoteAt = 0;
       while (j < s.length) {
         const d = s[j]!;
         if (inQuote) {
           if (d === '\\') j++;
           else if (d === '"') inQuote = false;
-        } else if (d === '"') inQuote = true;
-        else if (d === ' ' || d === '\t') break;
+        } else if (d === '"') {
+          inQuote = true;
+          quoteAt = j;
+        } else if (d === ' ' || d === '\t') break;
         j++;
       }
       if (inQuote) {
-        cur.error ??= { line: lineNo, column: start + 1, message: 'unterminated quoted string' };
+        cur.error ??= { line: lineNo, column: quoteAt + 1, message: 'unterminated quoted string' };
         break;
       }
       const t = makeToken(s.slice(start, j), lineNo, start, j);
