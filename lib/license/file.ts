@@ -571,6 +571,13 @@ function parseImpl(
       file,
       line: l.line,
     };
+    if (expired) {
+      // Kept (FEATURE_EXPIRED beats NO_SUCH_FEATURE) but never the "first" line: a renewed
+      // FEATURE line below an expired one is served, not a duplicate.
+      report(at(f.tokens.expiry, `${f.name} ${f.version} expired on ${formatDate(f.expires!)}`));
+      out.features.push(line);
+      continue;
+    }
     const key = `${f.name}\0${f.vendor}\0${versionKey(f.version)}`;
     const known = firstOf.get(key);
     if (known && f.keyword === 'FEATURE' && known.feature) {
@@ -595,9 +602,6 @@ function parseImpl(
       if (f.keyword === 'FEATURE') known.feature = line;
     } else {
       firstOf.set(key, { first: line, ...(f.keyword === 'FEATURE' ? { feature: line } : {}) });
-    }
-    if (expired) {
-      report(at(f.tokens.expiry, `${f.name} ${f.version} expired on ${formatDate(f.expires!)}`));
     }
     out.features.push(line);
   }

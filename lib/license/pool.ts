@@ -285,6 +285,11 @@ function groupKeyOf(g: DupGroup, user: string, host: string, leaseId: bigint | u
   }
 }
 
+/** A pool's options: those of its first line not expired when parsed (all agree, see file.ts). */
+function optionsOf(lines: readonly FeatureLine[]): FeatureOptions {
+  return (lines.find((l) => !l.expired) ?? lines[0])?.options ?? DEFAULT_OPTIONS;
+}
+
 function poolKey(name: string, vendor: string, version: string): string {
   return `${name}\0${vendor}\0${versionKey(version)}`;
 }
@@ -886,7 +891,7 @@ export class LicensePool {
       vendor,
       version,
       lines,
-      options: lines[0]?.options ?? DEFAULT_OPTIONS,
+      options: optionsOf(lines),
       groups: new Map(),
       inUse: 0,
       ceiling: 0,
@@ -919,7 +924,7 @@ export class LicensePool {
         this.#pools.set(k, p);
       } else {
         p.lines = lines;
-        p.options = first.options;
+        p.options = optionsOf(lines);
         p.version = first.version;
       }
     }

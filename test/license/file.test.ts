@@ -242,6 +242,32 @@ t.test('expiry boundary: serves through the expiry day, UTC', async (t) => {
   t.equal(formatExpiry(Date.parse('2028-02-29T00:00:00Z')), '29-feb-2028');
 });
 
+t.test('a renewed FEATURE below an expired one is served, not a duplicate', async (t) => {
+  const text = signLicense(
+    'FEATURE a acme 1 31-dec-2029 5 QUEUE=no\nFEATURE a acme 1.0 31-dec-2031 2\nFEATURE a acme 1 31-dec-2031 9\n',
+    acmeKey,
+  );
+  const r = parse(text);
+  t.same(
+    r.problems.map((p) => [p.line, p.column]),
+    [
+      [1, 18],
+      [3, 1],
+    ],
+  );
+  t.match(
+    r.problems[1]!.message,
+    /^duplicate FEATURE a 1 \(vendor acme\): the one on line 2 is served/,
+  );
+  t.same(
+    r.features.map((f) => [f.line, f.count, f.expired]),
+    [
+      [1, 5, true],
+      [2, 2, false],
+    ],
+  );
+});
+
 t.test('syntax details', async (t) => {
   const one = (line: string) => {
     const p = parse(line).problems;

@@ -167,6 +167,21 @@ t.test(
   },
 );
 
+t.test('a pool takes its options from its lines that had not expired when parsed', async (t) => {
+  const old = { ...line('a', '1', 5, { queue: false }, { expires: T0 }), expired: true };
+  const { pool, co } = setup([old, line('a', '1.0', 1)]);
+  t.same(
+    pool.status().features.map((f) => [f.count, f.expired]),
+    [[1, false]],
+  );
+  granted(t, co(1, 'a'));
+  t.equal(
+    co(2, 'a', { wait: true }).status,
+    'queued',
+    'QUEUE=no of the expired line does not apply',
+  );
+});
+
 t.test('queue: FIFO positions, polls, leaving, grants in order', async (t) => {
   const { pool, co } = setup([line('s', '1', 1)]);
   const a = granted(t, co(1, 's'));
