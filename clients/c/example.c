@@ -15,6 +15,8 @@
  *   leases                         the leases this client holds
  *   quit                           check every lease in and exit
  *
+ * FLOATLM_RETRY=initial,cap,total,upgrade (ms) overrides the retransmission schedule.
+ *
  * Results: "ok <command> key=value..." or "err <command> <FLM_E name> [code=<wire code name>]".
  * The key comes from the environment so it does not show in `ps`.
  */
@@ -71,6 +73,9 @@ int main(int argc, char **argv) {
   snprintf(servers, sizeof servers, "%s", argv[2]);
   for (s = strtok(servers, ","); s && cfg.n_servers < FLM_MAX_SERVERS; s = strtok(NULL, ","))
     cfg.servers[cfg.n_servers++] = s;
+  if (getenv("FLOATLM_RETRY")) /* initial,cap,total,upgrade in ms (tests shorten them) */
+    sscanf(getenv("FLOATLM_RETRY"), "%u,%u,%u,%u", &cfg.initial_ms, &cfg.max_interval_ms,
+           &cfg.total_ms, &cfg.upgrade_ms);
   cfg.vendor = "demo";
   cfg.program = "example";
   cfg.version = "1.0";

@@ -741,7 +741,7 @@ int flm_init(flm_client *c, const flm_config *cfg) {
   c->initial_ms = cfg->initial_ms ? cfg->initial_ms : 500;
   c->max_interval_ms = cfg->max_interval_ms ? cfg->max_interval_ms : 8000;
   c->total_ms = cfg->total_ms ? cfg->total_ms : 30000;
-  c->upgrade_ms = cfg->upgrade_ms ? cfg->upgrade_ms : 2000;
+  c->upgrade_ms = cfg->upgrade_ms ? cfg->upgrade_ms : c->total_ms / 2;
   c->no_jitter = cfg->no_jitter;
   c->n_servers = cfg->n_servers;
   for (i = 0; i < cfg->n_servers; i++) {
@@ -888,76 +888,75 @@ static void forget_session(flm_client *c) {
   c->n_leases = 0;
 }
 
-/*
- * One request/reply exchange with retransmission (protocol.md 11). The request *q has its
- * type and body set. Mode 1 (credential) when cred is set, else mode 3, upgraded to mode 2
- * after upgrade_ms or on UNKNOWN_SESSION; on timeout the next server gets the mode-2 form
- * (or, for mode 1, a fresh request). *r receives the verified reply.
- * *answered_mode tells which form got the answer.
- */
-static int transact(flm_client *c, flm_datagram *q, uint8_t want, int cred, flm_datagram *r,
-                    int *answered_mode) {
-  uint8_t b1[FLM_MAX_DATAGRAM], b2[FLM_MAX_DATAGRAM], b3[FLM_MAX_DATAGRAM];
-  uint8_t in[FLM_MAX_DATAGRAM + 1];
-  size_t n1 = 0, n2 = 0, n3 = 0;
-  const uint8_t *out;
-  size_t out_n;
-  int mode, rc;
-  unsigned tried = 0;
-  int64_t t0, next, now, interval;
-  int upgrade_done;
-
-  q->request_id = c->next_request_id++;
+/* Builds the form of request *q to send next: mode 1 (fresh nonce), 2 or 3. Modes 2 and 3
+ * take the next seq and a fresh timestamp; the request id stays (protocol.md 11). */
+static int build(flm_client *c, flm_datagram *q, int mode, uint8_t *buf, size_t *n) {
   q->timestamp = stamp(c);
-  if (cred) {
+  if (mode == FLM_AUTH_CREDENTIAL) {
     q->seq = 0;
-    TRY(flm_authenticate(c, q, FLM_AUTH_CREDENTIAL, b1, sizeof b1, &n1));
-    mode = FLM_AUTH_CREDENTIAL;
   } else {
-    if (!c->have_token) return FLM_E_NO_TOKEN;
     if (c->seq == 0xFFFFFFFFu) { /* the window would wrap: HELLO again (protocol.md 10) */
       forget_session(c);
       return FLM_E_NO_TOKEN;
     }
     q->seq = ++c->seq;
-    /* The mode-2 form may not fit (a long token and a long body): then there is none. */
-    if (flm_authenticate(c, q, FLM_AUTH_TOKEN, b2, sizeof b2, &n2) != FLM_OK) n2 = 0;
-    TRY(flm_authenticate(c, q, FLM_AUTH_SESSION, b3, sizeof b3, &n3));
-    mode = c->restoring && n2 ? FLM_AUTH_TOKEN : FLM_AUTH_SESSION;
   }
+  return flm_authenticate(c, q, mode, buf, FLM_MAX_DATAGRAM, n);
+}
 
-server:
-  out = mode == FLM_AUTH_CREDENTIAL ? b1 : mode == FLM_AUTH_TOKEN ? b2 : b3;
-  out_n = mode == FLM_AUTH_CREDENTIAL ? n1 : mode == FLM_AUTH_TOKEN ? n2 : n3;
+/*
+ * One request/reply exchange with retransmission (protocol.md 11). The request *q has its
+ * type and body set. Mode 1 (credential) when cred is set; otherwise mode 3 (mode 2 while
+ * restoring), and a mode-3 request unanswered for upgrade_ms, or answered UNKNOWN_SESSION, is
+ * sent again in mode 2 (same request id, next seq). On timeout the next server gets the
+ * mode-2 form (a fresh HELLO for mode 1). A mode-2 request answered NEED_PADDING restored the
+ * session unprocessed: it goes again in mode 3 as a new request. *r receives the verified
+ * reply; *restored is set when a mode-2 form was answered (the server restored the session).
+ */
+static int transact(flm_client *c, flm_datagram *q, uint8_t want, int cred, flm_datagram *r,
+                    int *restored) {
+  uint8_t out[FLM_MAX_DATAGRAM];
+  uint8_t in[FLM_MAX_DATAGRAM + 1];
+  size_t out_n = 0;
+  uint32_t seqs[4] = {0, 0, 0, 0};
+  unsigned n_seqs = 0, tried = 0, rebuilds = 0;
+  int mode, rc;
+  int64_t t0, next, now, interval, budget;
+
+  if (restored) *restored = 0;
+  if (!cred && !c->have_token) return FLM_E_NO_TOKEN;
+  q->request_id = c->next_request_id++;
+  mode = cred ? FLM_AUTH_CREDENTIAL : c->restoring ? FLM_AUTH_TOKEN : FLM_AUTH_SESSION;
+  TRY(build(c, q, mode, out, &out_n));
+  seqs[n_seqs++] = q->seq;
+  budget = mode == FLM_AUTH_SESSION ? c->upgrade_ms : c->total_ms;
+
+restart:
   t0 = mono_ms();
   next = t0;
   interval = c->initial_ms;
-  upgrade_done = mode != FLM_AUTH_SESSION;
   for (;;) {
     struct pollfd p;
     int64_t wake;
     now = mono_ms();
-    if (now - t0 >= (int64_t)c->total_ms) {
-      /* failover: the next server in the list */
-      if (++tried >= c->n_servers) return FLM_E_TIMEOUT;
-      c->cur = (c->cur + 1) % c->n_servers;
-      if (cred) {
-        q->request_id = c->next_request_id++;
-        q->timestamp = stamp(c);
-        TRY(flm_authenticate(c, q, FLM_AUTH_CREDENTIAL, b1, sizeof b1, &n1));
-      } else {
-        if (!n2) return FLM_E_TIMEOUT;
+    if (now - t0 >= budget) {
+      if (mode == FLM_AUTH_SESSION) {
+        /* the server may have lost the session: present the token, same server, for the
+         * rest of the budget */
         mode = FLM_AUTH_TOKEN;
-        c->restoring = 1;
+        budget = c->total_ms > c->upgrade_ms ? c->total_ms - c->upgrade_ms : c->initial_ms;
+      } else {
+        budget = c->total_ms;
+        /* failover: the next server in the list */
+        if (++tried >= c->n_servers) return FLM_E_TIMEOUT;
+        c->cur = (c->cur + 1) % c->n_servers;
+        if (cred) q->request_id = c->next_request_id++; /* a new first contact */
+        else c->restoring = 1;
       }
-      goto server;
-    }
-    if (!upgrade_done && n2 && now - t0 >= (int64_t)c->upgrade_ms) {
-      upgrade_done = 1;
-      mode = FLM_AUTH_TOKEN;
-      out = b2;
-      out_n = n2;
-      next = now;
+      rc = build(c, q, mode, out, &out_n);
+      if (rc != FLM_OK) return rc == FLM_E_TOO_LARGE || rc == FLM_E_ARG ? FLM_E_TIMEOUT : rc;
+      if (n_seqs < 4) seqs[n_seqs++] = q->seq;
+      goto restart;
     }
     if (now >= next) {
       int64_t j = interval;
@@ -967,9 +966,7 @@ server:
       interval = interval * 2 > (int64_t)c->max_interval_ms ? (int64_t)c->max_interval_ms
                                                             : interval * 2;
     }
-    wake = next;
-    if (t0 + (int64_t)c->total_ms < wake) wake = t0 + (int64_t)c->total_ms;
-    if (!upgrade_done && n2 && t0 + (int64_t)c->upgrade_ms < wake) wake = t0 + c->upgrade_ms;
+    wake = next < t0 + budget ? next : t0 + budget;
     p.fd = c->fd;
     p.events = POLLIN;
     p.revents = 0;
@@ -982,54 +979,60 @@ server:
       ssize_t got = recv_one(c, in, sizeof in, &from, &fromlen);
       const uint8_t *key;
       uint8_t sk[32];
+      unsigned i, seq_ok = 0;
       if (got <= 0) break;
       if (flm_decode(in, (size_t)got, r) != FLM_OK) continue;
       if (r->flags != (FLM_F_REPLY | FLM_F_FROM_SERVER)) {
         handle_unsolicited(c, in, (size_t)got, r, &from, fromlen);
         continue;
       }
+      /* match by request id and type (a cached reply may carry an earlier form's seq) */
       if (r->request_id != q->request_id || (r->type != want && r->type != FLM_ERROR)) continue;
       if (cred) {
-        if (r->session_id != 0 && r->type != FLM_HELLO_OK) continue;
         if (r->type == FLM_HELLO_OK) {
           flm_unwrap_key(c->cred_key, q->nonce, r->session_id, r->body.hello_ok.wrapped_key, sk);
           key = sk;
         } else {
+          if (r->session_id != 0) continue;
           key = c->cred_key;
         }
       } else {
-        if (r->session_id != c->session_id || r->seq != q->seq) continue;
+        for (i = 0; i < n_seqs; i++) seq_ok |= r->seq == seqs[i];
+        if (r->session_id != c->session_id || !seq_ok) continue;
         key = c->session_key;
       }
       if (flm_verify(in, (size_t)got, key) != FLM_OK) continue;
       c->clock_offset = (int64_t)r->timestamp - wall_ms();
       if (r->type == FLM_HELLO_OK) memcpy(c->session_key, sk, 32);
-      if (r->type == FLM_ERROR) {
-        c->error_code = r->body.error.code;
-        c->error_retry_ms = r->body.error.retry_after_ms;
-        memcpy(c->error_message, r->body.error.message.s, (size_t)r->body.error.message.len + 1);
-        if (!cred && r->body.error.code == FLM_CODE_UNKNOWN_SESSION && mode == FLM_AUTH_SESSION &&
-            n2) {
-          /* the server lost us: same request, token attached, right away */
-          upgrade_done = 1;
-          mode = FLM_AUTH_TOKEN;
-          out = b2;
-          out_n = n2;
-          next = mono_ms();
-          continue;
-        }
-        if (!cred && mode == FLM_AUTH_TOKEN && !is_token_error(r->body.error.code))
-          c->restoring = 0; /* the token verified: the server knows the session again */
-        if (answered_mode) *answered_mode = mode;
-        if (!cred && is_token_error(r->body.error.code)) {
-          forget_session(c);
-          return FLM_E_NO_TOKEN;
-        }
+      if (!cred && mode == FLM_AUTH_TOKEN &&
+          !(r->type == FLM_ERROR && is_token_error(r->body.error.code))) {
+        c->restoring = 0; /* the token verified: the server knows the session again */
+        if (restored) *restored = 1;
+      }
+      if (r->type != FLM_ERROR) return FLM_OK;
+      c->error_code = r->body.error.code;
+      c->error_retry_ms = r->body.error.retry_after_ms;
+      memcpy(c->error_message, r->body.error.message.s, (size_t)r->body.error.message.len + 1);
+      if (cred || ++rebuilds > 3) return FLM_E_SERVER; /* no ping-pong between the forms */
+      if (r->body.error.code == FLM_CODE_UNKNOWN_SESSION && mode == FLM_AUTH_SESSION) {
+        /* the server lost us: same request, token attached, right away */
+        mode = FLM_AUTH_TOKEN;
+        budget = c->total_ms;
+      } else if (r->body.error.code == FLM_CODE_NEED_PADDING && mode == FLM_AUTH_TOKEN) {
+        /* restored but not processed (reply would not fit): a new request in mode 3 */
+        mode = FLM_AUTH_SESSION;
+        q->request_id = c->next_request_id++;
+        n_seqs = 0;
+        budget = c->upgrade_ms;
+      } else if (is_token_error(r->body.error.code)) {
+        forget_session(c);
+        return FLM_E_NO_TOKEN;
+      } else {
         return FLM_E_SERVER;
       }
-      if (!cred && mode == FLM_AUTH_TOKEN) c->restoring = 0;
-      if (answered_mode) *answered_mode = mode;
-      return FLM_OK;
+      TRY(build(c, q, mode, out, &out_n));
+      if (n_seqs < 4) seqs[n_seqs++] = q->seq;
+      goto restart;
     }
   }
 }
@@ -1073,16 +1076,16 @@ int flm_get_token(flm_client *c) {
 }
 
 static int session_request(flm_client *c, flm_datagram *q, uint8_t type, uint8_t want,
-                           flm_datagram *r, int *mode) {
+                           flm_datagram *r, int *restored) {
   q->type = type;
   q->flags = 0;
-  return transact(c, q, want, 0, r, mode);
+  return transact(c, q, want, 0, r, restored);
 }
 
 /* After a reply to the mode-2 form, the server has restored the session from the token:
  * give it our leases back before its restart grace ends (protocol.md 15, RESTORING). */
-static void after_restore(flm_client *c, int mode) {
-  if (mode == FLM_AUTH_TOKEN && c->n_leases > 0) {
+static void after_restore(flm_client *c, int restored) {
+  if (restored && c->n_leases > 0) {
     c->reclaimed = 1;
     flm_reclaim(c, NULL);
   }
@@ -1091,27 +1094,18 @@ static void after_restore(flm_client *c, int mode) {
 int flm_checkout(flm_client *c, const char *feature, const char *version, uint16_t count,
                  uint8_t options, flm_checkout_reply_body *out) {
   flm_datagram q, r;
-  int rc = FLM_OK, mode = 0, attempt;
+  int rc, restored = 0;
   if (!c || !feature || !version) return FLM_E_ARG;
   if (c->n_leases >= FLM_MAX_LEASES) return FLM_E_STATE;
-  for (attempt = 0; attempt < 2; attempt++) {
-    memset(&q, 0, sizeof q);
-    if (FLM_SET(q.body.checkout.feature, feature) || FLM_SET(q.body.checkout.version, version))
-      return FLM_E_ARG;
-    if (count < 1 || count > 1000 || options > 1) return FLM_E_ARG;
-    q.body.checkout.count = count;
-    q.body.checkout.options = options;
-    rc = session_request(c, &q, FLM_CHECKOUT, FLM_CHECKOUT_REPLY, &r, &mode);
-    /* A mode-2 CHECKOUT whose reply would not fit is refused after the session was
-     * restored: send it again in mode 3 as a new request (protocol.md 12). */
-    if (rc == FLM_E_SERVER && c->error_code == FLM_CODE_WRONG_MODE && mode == FLM_AUTH_TOKEN) {
-      after_restore(c, mode);
-      continue;
-    }
-    break;
-  }
+  memset(&q, 0, sizeof q);
+  if (FLM_SET(q.body.checkout.feature, feature) || FLM_SET(q.body.checkout.version, version))
+    return FLM_E_ARG;
+  if (count < 1 || count > 1000 || options > 1) return FLM_E_ARG;
+  q.body.checkout.count = count;
+  q.body.checkout.options = options;
+  rc = session_request(c, &q, FLM_CHECKOUT, FLM_CHECKOUT_REPLY, &r, &restored);
   if (rc != FLM_OK) return rc;
-  after_restore(c, mode); /* the older leases first; the new one needs no reclaim */
+  after_restore(c, restored); /* the older leases first; the new one needs no reclaim */
   if (r.body.checkout_reply.status == FLM_GRANTED) {
     flm_lease *l;
     if (c->n_leases >= FLM_MAX_LEASES) return FLM_E_STATE;
@@ -1128,14 +1122,14 @@ int flm_checkout(flm_client *c, const char *feature, const char *version, uint16
 
 int flm_heartbeat(flm_client *c, flm_heartbeat_ack_body *out) {
   flm_datagram q, r;
-  int rc, mode = 0;
+  int rc, restored = 0;
   if (!c) return FLM_E_ARG;
   memset(&q, 0, sizeof q);
-  rc = session_request(c, &q, FLM_HEARTBEAT, FLM_HEARTBEAT_ACK, &r, &mode);
+  rc = session_request(c, &q, FLM_HEARTBEAT, FLM_HEARTBEAT_ACK, &r, &restored);
   if (rc != FLM_OK) return rc;
   if (r.body.heartbeat_ack.heartbeat_ms) c->heartbeat_ms = r.body.heartbeat_ack.heartbeat_ms;
   if (out) *out = r.body.heartbeat_ack;
-  after_restore(c, mode);
+  after_restore(c, restored);
   return FLM_OK;
 }
 
@@ -1146,7 +1140,7 @@ static void drop_lease(flm_client *c, unsigned i) {
 
 int flm_checkin(flm_client *c, uint64_t lease_id, const char *feature, flm_checkin_ok_body *out) {
   flm_datagram q, r;
-  int rc, mode = 0;
+  int rc, restored = 0;
   unsigned i, found = FLM_MAX_LEASES;
   if (!c) return FLM_E_ARG;
   memset(&q, 0, sizeof q);
@@ -1158,13 +1152,13 @@ int flm_checkin(flm_client *c, uint64_t lease_id, const char *feature, flm_check
     return FLM_E_ARG;
   }
   q.body.checkin.lease_id = lease_id;
-  rc = session_request(c, &q, FLM_CHECKIN, FLM_CHECKIN_OK, &r, &mode);
+  rc = session_request(c, &q, FLM_CHECKIN, FLM_CHECKIN_OK, &r, &restored);
   if (rc == FLM_E_SERVER && c->error_code == FLM_CODE_NOT_HOLDER && found != FLM_MAX_LEASES)
     drop_lease(c, found); /* the server no longer has it: nothing to give back */
   if (rc != FLM_OK) return rc;
   if (found != FLM_MAX_LEASES) drop_lease(c, found);
   if (out) *out = r.body.checkin_ok;
-  after_restore(c, mode);
+  after_restore(c, restored);
   return FLM_OK;
 }
 
@@ -1172,7 +1166,7 @@ int flm_reclaim(flm_client *c, flm_reclaim_reply_body *out) {
   flm_datagram q, r;
   uint8_t keep[FLM_MAX_LEASES];
   unsigned start = 0, i, k;
-  int rc, mode = 0;
+  int rc, restored = 0;
   if (!c) return FLM_E_ARG;
   if (!c->have_token) return FLM_E_NO_TOKEN;
   memset(keep, 1, sizeof keep);
@@ -1191,7 +1185,7 @@ int flm_reclaim(flm_client *c, flm_reclaim_reply_body *out) {
     }
     if (cnt == 0) return FLM_E_TOO_LARGE;
     q.body.reclaim.n_tickets = (uint8_t)cnt;
-    rc = session_request(c, &q, FLM_RECLAIM, FLM_RECLAIM_REPLY, &r, &mode);
+    rc = session_request(c, &q, FLM_RECLAIM, FLM_RECLAIM_REPLY, &r, &restored);
     if (rc != FLM_OK) return rc;
     for (i = 0; i < cnt; i++) {
       unsigned code = i < r.body.reclaim_reply.n_results ? r.body.reclaim_reply.results[i].code

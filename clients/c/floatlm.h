@@ -282,7 +282,8 @@ typedef struct flm_config {
   unsigned n_servers;
   const char *vendor, *program, *version; /* HELLO fields; NULL = "" */
   const char *user, *host;        /* NULL = $USER / gethostname() */
-  /* retransmission (ms); 0 = protocol default: 500, 8000, 30000, 2000 (mode-2 upgrade) */
+  /* retransmission (ms); 0 = protocol default: first interval 500, cap 8000, give up 30000;
+   * a mode-3 request unanswered for upgrade_ms (default total_ms / 2) goes again in mode 2 */
   unsigned initial_ms, max_interval_ms, total_ms, upgrade_ms;
   int no_jitter;                  /* 1: no +-25% randomisation (tests) */
 } flm_config;
