@@ -126,7 +126,7 @@ export function readDatagramArg(arg: string, readStdin: () => Buffer): Uint8Arra
       raw = readFileSync(arg);
     } catch (e) {
       throw new CliError(
-        `decode: cannot read ${arg}: ${(e as NodeJS.ErrnoException).code ?? e}`,
+        `floatlm: decode: cannot read ${arg}: ${(e as NodeJS.ErrnoException).code ?? e}`,
         ExitCode.BAD_FILE,
       );
     }
@@ -140,7 +140,10 @@ function hexArg(s: string): Uint8Array {
   try {
     return fromHex(s);
   } catch {
-    throw new CliError('decode: input is not an even number of hex digits', ExitCode.BAD_FILE);
+    throw new CliError(
+      'floatlm: decode: input is not an even number of hex digits',
+      ExitCode.BAD_FILE,
+    );
   }
 }
 
@@ -158,7 +161,7 @@ export function decodeAction(
     try {
       key = fromHex(keyHex);
     } catch {
-      throw new CliError('decode: --key must be hex', ExitCode.USAGE);
+      throw new CliError('floatlm: decode: --key must be hex', ExitCode.USAGE);
     }
   }
   try {
@@ -167,7 +170,7 @@ export function decodeAction(
     return tagOk === false ? ExitCode.AUTH : ExitCode.OK;
   } catch (e) {
     if (e instanceof DecodeError) {
-      throw new CliError(`decode: ${e.message}`, ExitCode.BAD_FILE);
+      throw new CliError(`floatlm: decode: ${e.message}`, ExitCode.BAD_FILE);
     }
     throw e;
   }

@@ -130,6 +130,12 @@ function positiveNumber(name: string) {
   };
 }
 
+/** A clock offset as "+3" or "-12" (never "-0"). */
+function fmtOffset(ms: number): string {
+  const r = Math.round(ms) || 0;
+  return r >= 0 ? `+${r}` : `${r}`;
+}
+
 function fmtTime(ms: number): string {
   return ms > 0 ? new Date(ms).toISOString().replace('.000Z', 'Z') : 'permanent';
 }
@@ -167,6 +173,7 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
   const program = new Command('floatlm');
   program
     .description('floatlm: talk to a floatlmd license server, and manage keys and license files')
+    .exitOverride()
     .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
     .option(
       '-s, --server <host:port>',
@@ -210,7 +217,7 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
             answered++;
             rtts.push(p.rttMs);
             io.out(
-              `reply from ${p.server}: seq=${i + 1} time=${p.rttMs.toFixed(1)} ms server=floatlmd ${p.serverVersion} offset=${p.offsetMs >= 0 ? '+' : ''}${Math.round(p.offsetMs)} ms state=${p.state}${p.state === 'grace' ? ` (${Math.ceil(p.graceLeftMs / 1000)} s left)` : ''}\n`,
+              `reply from ${p.server}: seq=${i + 1} time=${p.rttMs.toFixed(1)} ms server=floatlmd ${p.serverVersion} offset=${fmtOffset(p.offsetMs)} ms state=${p.state}${p.state === 'grace' ? ` (${Math.ceil(p.graceLeftMs / 1000)} s left)` : ''}\n`,
             );
           } catch (e) {
             if (!(e instanceof TimeoutError)) throw e;
@@ -333,7 +340,11 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
           io.out(`reclaimed ${feature} after a server restart or failover\n`),
         );
         client.on('failover', (s: string) => io.out(`failed over to ${s}\n`));
-        const why = await Promise.race([interrupted.then(() => ''), lost]);
+        // The library keeps no handle alive while idle; holding a seat is this command's job.
+        const keepAlive = setInterval(() => {}, 1 << 30);
+        const why = await Promise.race([interrupted.then(() => ''), lost]).finally(() =>
+          clearInterval(keepAlive),
+        );
         if (why) throw new CliError(`floatlm: lost ${feature}: ${why}`, ExitCode.LOST);
         await lease.checkin();
         io.out(`released ${feature}\n`);
@@ -437,8 +448,8 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
       'create a keys file for floatlmd, a client credential and an admin credential (0600)',
     )
     .option('--keys <file>', 'daemon keys file to create', 'keys.json')
-    .option('--credential <file>', 'client credential to create', 'credential.json')
-    .option('--admin <file>', 'admin credential to create', 'admin.json')
+    .option('--credential-out <file>', 'client credential to create', 'credential.json')
+    .option('--admin-out <file>', 'admin credential to create', 'admin.json')
     .option('--vendor <name>', 'vendor (credential id)', 'demo')
     .option(
       '--vendor-key <hexOrFile>',
@@ -463,15 +474,15 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
     .action(
       (o: {
         keys: string;
-        credential: string;
-        admin: string;
+        credentialOut: string;
+        adminOut: string;
         vendor: string;
         vendorKey?: string;
         server: string;
         period: number;
         force?: boolean;
       }) => {
-        const paths = [o.keys, o.credential, o.admin].map((p) => resolve(io.cwd, p));
+        const paths = [o.keys, o.credentialOut, o.adminOut].map((p) => resolve(io.cwd, p));
         for (const p of paths)
           if (existsSync(p) && !o.force)
             throw new CliError(

@@ -81,6 +81,8 @@ export function ensureDemo(
 export function buildDaemonProgram(io: CliIO, started: (d: Daemon) => void = () => {}): Command {
   const program = new Command('floatlmd');
   program
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s), writeErr: (s) => io.err(s) })
     .description('floatlm license daemon: lends seats of licensed features over signed UDP')
     .option('--license <file>', 'license file (FEATURE/INCREMENT lines signed by the vendor)')
     .option(
@@ -178,9 +180,11 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
       throw new CliError(`floatlmd: ${(e as Error).message}`, ExitCode.BAD_FILE);
     }
     const addr = daemon.address();
+    // Always on stdout, whatever the log level: scripts and tests read the bound port here.
+    io.out(`floatlmd listening on ${addr.address}:${addr.port}\n`);
     if (o.demo) {
       io.out(
-        `floatlmd demo listening on ${addr.address}:${addr.port} (state in ./${DEMO_DIR})\n` +
+        `demo state in ./${DEMO_DIR}\n` +
           'Try it from another terminal:\n' +
           '  npx floatlm ping\n' +
           '  npx floatlm status\n' +

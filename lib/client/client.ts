@@ -704,8 +704,8 @@ function safeUser(): string {
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
+    // Ref'd: someone awaits this wait (a queued checkout), so the process must stay up.
     const t = setTimeout(done, ms);
-    t.unref();
     function done() {
       clearTimeout(t);
       signal?.removeEventListener('abort', done);

@@ -574,7 +574,10 @@ export class Daemon {
         return;
       case MsgType.HEARTBEAT:
         this.#reply(ctx, MsgType.HEARTBEAT_ACK, {
-          leases: this.#pool.leasesOf(session.id).length,
+          // Leases restored from disk but not yet reclaimed do not count: a client that
+          // holds more than this re-presents its tickets (protocol.md, HEARTBEAT_ACK).
+          leases: this.#pool.leasesOf(session.id).filter((l) => !this.#unclaimed.has(l.leaseId))
+            .length,
           queued: this.#pool.queuedOf?.(session.id) ?? 0,
           heartbeatMs: this.#heartbeatMs(),
         });

@@ -9,9 +9,8 @@ import t from 'tap';
 import { runCli } from '../../lib/cli/floatlm.ts';
 import type { CliIO } from '../../lib/cli/io.ts';
 import { saveClientCredential } from '../../lib/crypto/files.ts';
-import { makeSite, type Site, spawnDaemon } from '../helpers/site.ts';
+import { makeSite, ROOT, type Site, spawnDaemon, TSX } from '../helpers/site.ts';
 
-const ROOT = new URL('../../', import.meta.url).pathname;
 const VECTORS = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/vectors.json'), 'utf8')) as {
   name: string;
   key: string;
@@ -48,11 +47,11 @@ function creds(site: Site, port: number): { cred: string; admin: string } {
 
 /** Runs bin/floatlm.ts as a child process. */
 function floatlm(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', join(ROOT, 'bin/floatlm.ts'), ...args],
-    { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const child = spawn(process.execPath, ['--import', TSX, join(ROOT, 'bin/floatlm.ts'), ...args], {
+    cwd,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   let err = '';
   child.stdout.on('data', (b: Buffer) => {
@@ -122,7 +121,7 @@ t.test('keys init, show, rotate', async (t) => {
   const io = capture(site.dir);
   t.equal(
     await runCli(
-      ['keys', 'init', '--keys', 'k.json', '--credential', 'c.json', '--admin', 'a.json'],
+      ['keys', 'init', '--keys', 'k.json', '--credential-out', 'c.json', '--admin-out', 'a.json'],
       io,
     ),
     0,
@@ -132,7 +131,7 @@ t.test('keys init, show, rotate', async (t) => {
   const again = capture(site.dir);
   t.equal(
     await runCli(
-      ['keys', 'init', '--keys', 'k.json', '--credential', 'c.json', '--admin', 'a.json'],
+      ['keys', 'init', '--keys', 'k.json', '--credential-out', 'c.json', '--admin-out', 'a.json'],
       again,
     ),
     6,
@@ -159,7 +158,7 @@ t.test('keys init, show, rotate', async (t) => {
 t.test('against a real daemon child: ping, status, checkout/run, waiting, admin', async (t) => {
   const site = makeSite([
     'FEATURE demo demo 1.0 permanent 2',
-    'FEATURE solver demo 2.5 permanent 1 QUEUE=yes',
+    'FEATURE solver demo 2.5 permanent 1 QUEUE=yes DUP_GROUP=NONE',
   ]);
   const { child, port } = await spawnDaemon(site, ['--grace', '5']);
   t.teardown(() => child.kill('SIGKILL'));

@@ -117,7 +117,10 @@ export function reportEvents(site: Site): Record<string, unknown>[] {
   }
 }
 
-const ROOT = new URL('../../', import.meta.url).pathname;
+export const ROOT = new URL('../../', import.meta.url).pathname;
+/** tsx's loader by absolute URL: children run from temp dirs, outside node_modules' reach. */
+export const TSX = new URL('node_modules/tsx/dist/loader.mjs', new URL('../../', import.meta.url))
+  .href;
 
 /** A daemon child process (`node --import tsx bin/floatlmd.ts`); resolves once it listens. */
 export async function spawnDaemon(
@@ -128,7 +131,7 @@ export async function spawnDaemon(
     process.execPath,
     [
       '--import',
-      'tsx',
+      TSX,
       join(ROOT, 'bin/floatlmd.ts'),
       '--license',
       site.licenseFile,
@@ -148,7 +151,9 @@ export async function spawnDaemon(
   child.stderr!.on('data', (b: Buffer) => {
     err += b.toString();
   });
-  child.stdout!.resume();
+  child.stdout!.on('data', (b: Buffer) => {
+    err += b.toString();
+  });
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`daemon did not start: ${err}`)), 20_000);
     const onData = () => {
@@ -156,10 +161,12 @@ export async function spawnDaemon(
       if (m) {
         clearTimeout(timer);
         child.stderr!.off('data', onData);
+        child.stdout!.off('data', onData);
         resolve(Number(m[1]));
       }
     };
     child.stderr!.on('data', onData);
+    child.stdout!.on('data', onData);
     child.once('exit', (code) => {
       clearTimeout(timer);
       reject(new Error(`daemon exited ${code}: ${err}`));
