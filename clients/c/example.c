@@ -9,6 +9,7 @@
  *   heartbeat                      (restores the session and reclaims after a restart)
  *   poll MS                        wait MS ms, answering TEST_CONN
  *   wait-test-conn MS              wait up to MS ms for the next TEST_CONN, answering it
+ *   sleep MS                       wait MS ms without reading the socket (a hung client)
  *   reclaim                        re-present every lease ticket
  *   checkin [LEASE_ID]             give back one lease (default: the first held)
  *   ping
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "floatlm.h"
 
@@ -132,6 +134,13 @@ int main(int argc, char **argv) {
       }
       if (got > 0) printf("ok wait-test-conn test_conn=%d total=%u\n", got, client.test_conns_answered);
       else printf("err wait-test-conn TIMEOUT\n");
+    } else if (strcmp(argv2[0], "sleep") == 0 && n >= 2) {
+      struct timespec ts;
+      long ms = atol(argv2[1]);
+      ts.tv_sec = ms / 1000;
+      ts.tv_nsec = (ms % 1000) * 1000000L;
+      nanosleep(&ts, NULL);
+      printf("ok sleep\n");
     } else if (strcmp(argv2[0], "reclaim") == 0) {
       flm_reclaim_reply_body r;
       rc = flm_reclaim(&client, &r);

@@ -1082,8 +1082,9 @@ static int session_request(flm_client *c, flm_datagram *q, uint8_t type, uint8_t
   return transact(c, q, want, 0, r, restored);
 }
 
-/* After a reply to the mode-2 form, the server has restored the session from the token:
- * give it our leases back before its restart grace ends (protocol.md 15, RESTORING). */
+/* After a reply to the mode-2 form (the server restored the session from the token), or a
+ * HEARTBEAT_ACK counting fewer leases than we hold: give the server our leases back before
+ * its restart grace ends (protocol.md 15, RESTORING). */
 static void after_restore(flm_client *c, int restored) {
   if (restored && c->n_leases > 0) {
     c->reclaimed = 1;
@@ -1129,7 +1130,9 @@ int flm_heartbeat(flm_client *c, flm_heartbeat_ack_body *out) {
   if (rc != FLM_OK) return rc;
   if (r.body.heartbeat_ack.heartbeat_ms) c->heartbeat_ms = r.body.heartbeat_ack.heartbeat_ms;
   if (out) *out = r.body.heartbeat_ack;
-  after_restore(c, restored);
+  /* Fewer leases than we hold: the server restarted from its durable state (it knows the
+   * session, not yet our leases) or lost them; re-present the tickets. */
+  after_restore(c, restored || r.body.heartbeat_ack.leases < c->n_leases);
   return FLM_OK;
 }
 

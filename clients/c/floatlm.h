@@ -346,8 +346,10 @@ int flm_authenticate(flm_client *c, flm_datagram *d, int mode, uint8_t *buf, siz
  * DENIED answer is FLM_OK too: look at out->status. out may be NULL. */
 int flm_checkout(flm_client *c, const char *feature, const char *version, uint16_t count,
                  uint8_t options, flm_checkout_reply_body *out);
-/* HEARTBEAT. If it restored the session on a new or restarted server (mode 2), the client
- * RECLAIMs its tickets right after and sets c->reclaimed / c->last_reclaim. */
+/* HEARTBEAT. If it restored the session on a new or restarted server (mode 2), or the ack
+ * counts fewer leases than the client holds (a server restarted from its durable state),
+ * the client RECLAIMs its tickets right after and sets c->reclaimed / c->last_reclaim.
+ * (CHECKOUT and CHECKIN answered in mode 2 reclaim the same way.) */
 int flm_heartbeat(flm_client *c, flm_heartbeat_ack_body *out);
 /* CHECKIN of a held lease (lease_id 0 with feature: leave that queue). */
 int flm_checkin(flm_client *c, uint64_t lease_id, const char *feature, flm_checkin_ok_body *out);
