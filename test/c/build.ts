@@ -3,7 +3,7 @@
  * flags as its Makefile, and runs its programs.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -17,7 +17,11 @@ let built: string | undefined;
  * @throws {Error} with the compiler output when the build fails
  */
 export function buildC(targets: string[]): string {
-  built ??= mkdtempSync(join(tmpdir(), 'floatlm-c-'));
+  if (built === undefined) {
+    const d = mkdtempSync(join(tmpdir(), 'floatlm-c-'));
+    process.once('exit', () => rmSync(d, { recursive: true, force: true }));
+    built = d;
+  }
   const dir = built;
   const r = spawnSync(
     'make',
