@@ -512,7 +512,9 @@ export class Client extends EventEmitter {
       signal,
       first.mode === AuthMode.SESSION ? half : this.#policy,
     );
+    let restored = first.mode === AuthMode.TOKEN;
     if (d === undefined && first.mode === AuthMode.SESSION && !signal?.aborted) {
+      restored = true;
       this.auth.forgetServer(server.name);
       d = await this.#exchange(
         index,
@@ -520,6 +522,11 @@ export class Client extends EventEmitter {
         signal,
         half,
       );
+    }
+    if (restored && d && d !== closedMarker && type !== MsgType.RECLAIM) {
+      // The server did not know the session (restart without state, or a new server):
+      // re-present every lease ticket there.
+      queueMicrotask(() => this.#scheduleReclaim());
     }
     if (d && d !== closedMarker && d.type === MsgType.ERROR) {
       const code = d.body.code;

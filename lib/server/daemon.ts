@@ -223,6 +223,12 @@ export class Daemon {
           resolve();
         });
       });
+      try {
+        // Bursts of datagrams queue in the kernel while a group commit runs; give them room.
+        s.setRecvBufferSize(4 * 1024 * 1024);
+      } catch {
+        // Some systems cap the size (net.core.rmem_max); the default still works.
+      }
       const d = new Daemon(opts, config, store, s);
       d.#restore(store.load(), now);
       s.on('message', (msg, rinfo) => d.#onMessage(msg, rinfo));
@@ -265,6 +271,16 @@ export class Daemon {
     return this.#pool;
   }
 
+  /** Sizes of every table that grows with traffic (abuse tests, diagnostics). */
+  stateSizes(): { sessions: number; nonces: number; replies: number; inflight: number } {
+    return {
+      sessions: this.#sessions.size,
+      nonces: this.#auth.nonces.size,
+      replies: this.#replies.size,
+      inflight: this.#inflight.size,
+    };
+  }
+
   get sessionCount(): number {
     return this.#sessions.size;
   }
@@ -280,7 +296,13 @@ export class Daemon {
     this.#keyring = config.keys.keyring;
     this.#auth.setKeys(config.keys.credentials, config.keys.admin);
     this.#auth.setKeyring?.(config.keys.keyring);
-    this.#pool.reload(config.license.features);
+    const { dropped } = this.#pool.reload(config.license.features);
+    // A raised count may have granted seats to queued clients: persist them now.
+    this.#afterRelease(now);
+    for (const e of dropped) {
+      this.#store.dequeue(e.sessionId, e.feature);
+      this.#report.write('dequeue', now, { session: hexId(e.sessionId), user: e.user, feature: e.feature, why: 'feature no longer licensed' });
+    }
     for (const p of config.license.problems) this.#log.warn(`license: ${p.text}`);
     this.#report.write('reread', now, {
       features: config.license.features.length,
