@@ -301,7 +301,12 @@ export class Daemon {
     this.#afterRelease(now);
     for (const e of dropped) {
       this.#store.dequeue(e.sessionId, e.feature);
-      this.#report.write('dequeue', now, { session: hexId(e.sessionId), user: e.user, feature: e.feature, why: 'feature no longer licensed' });
+      this.#report.write('dequeue', now, {
+        session: hexId(e.sessionId),
+        user: e.user,
+        feature: e.feature,
+        why: 'feature no longer licensed',
+      });
     }
     for (const p of config.license.problems) this.#log.warn(`license: ${p.text}`);
     this.#report.write('reread', now, {
