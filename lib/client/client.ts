@@ -652,6 +652,24 @@ export class Client extends EventEmitter {
     }
   }
 
+  /**
+   * Sends a heartbeat now (the timer does this every heartbeat interval) and, when the
+   * server counts fewer leases than this client holds, re-presents their tickets and waits
+   * for that to finish. Resolves with the number of leases the server acknowledged.
+   * @throws {TimeoutError|ClosedError}
+   */
+  async heartbeat(): Promise<number> {
+    const d = await this.#call(MsgType.HEARTBEAT, {}, 'heartbeat');
+    if (d.type !== MsgType.HEARTBEAT_ACK) {
+      throw new FloatlmError('EPROTO', `heartbeat: unexpected reply type ${d.type}`);
+    }
+    if (d.body.leases < this.#leases.size) {
+      this.#scheduleReclaim();
+      await this.#reclaiming;
+    }
+    return d.body.leases;
+  }
+
   /** Re-presents every lease's ticket (after a restart or failover). One at a time. */
   #scheduleReclaim(): void {
     if (this.#reclaiming || this.#leases.size === 0) return;
