@@ -1316,12 +1316,8 @@ function hexId(id: bigint): string {
 function clip(s: string): string {
   const b = Buffer.from(s, 'utf8');
   if (b.length <= 200) return s;
-  return (
-    b
-      .subarray(0, 197)
-      .toString('utf8')
-      .replace(/\uFFFD$/, '') + '...'
-  );
+  const head = b.subarray(0, 197).toString('utf8').replace(/\uFFFD$/, '');
+  return `${head}...`;
 }
 
 export type { DaemonConfig };
