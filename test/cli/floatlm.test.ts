@@ -264,3 +264,34 @@ t.test('checkout holds its lease across a daemon restart', async (t) => {
   t.equal(done.code, 0);
   t.match(done.out, /released solver/);
 });
+
+t.test('checkout fails over between two daemons sharing a keyring', async (t) => {
+  const site = makeSite(['FEATURE solver demo 2.5 permanent 1']);
+  const a = await spawnDaemon(site, ['--heartbeat', '1']);
+  const b = await spawnDaemon({ ...site, stateDir: `${site.stateDir}-b` }, [
+    '--heartbeat',
+    '1',
+    '--grace',
+    '0',
+  ]);
+  t.teardown(() => {
+    a.child.kill('SIGKILL');
+    b.child.kill('SIGKILL');
+  });
+  const { cred } = creds(site, a.port);
+  const env = { FLOATLM_CREDENTIAL: cred };
+  const servers = ['-s', `127.0.0.1:${a.port}`, '-s', `127.0.0.1:${b.port}`];
+  const co = floatlm([...servers, '--timeout', '2', 'checkout', 'solver'], site.dir, env);
+  while (!/granted/.test(co.out())) await new Promise((r) => setTimeout(r, 50));
+  a.child.kill('SIGKILL');
+  while (!/reclaimed solver/.test(co.out())) await new Promise((r) => setTimeout(r, 50));
+  t.match(co.out(), new RegExp(`failed over to 127\\.0\\.0\\.1:${b.port}`));
+  const st = capture(site.dir, env);
+  t.equal(await runCli(['-s', `127.0.0.1:${b.port}`, 'status', '--json'], st), 0);
+  const solver = JSON.parse(st.stdout()).features[0];
+  t.equal(solver.inUse, 1, 'the standby counts the seat it took over');
+  co.child.kill('SIGINT');
+  const done = await co.done;
+  t.equal(done.code, 0);
+  t.match(done.out, /released solver/);
+});
