@@ -1316,7 +1316,10 @@ function hexId(id: bigint): string {
 function clip(s: string): string {
   const b = Buffer.from(s, 'utf8');
   if (b.length <= 200) return s;
-  const head = b.subarray(0, 197).toString('utf8').replace(/\uFFFD$/, '');
+  const head = b
+    .subarray(0, 197)
+    .toString('utf8')
+    .replace(/\uFFFD$/, '');
   return `${head}...`;
 }
 
