@@ -1,0 +1,188 @@
+/**
+ * `npm run bench`: every floatlm benchmark in one bounded run on 127.0.0.1, printed side by
+ * side with the targets; `npm run bench -- --json` prints one JSON object instead.
+ * Sections: throughput and latency (echo vs floatlmd, C load generator), memory per live
+ * session, event-loop stall while flushing 1 000 000 revoked ids, restart recovery.
+ * `--quick` shrinks every figure (a smoke run, not a measurement).
+ */
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { reclaim } from './reclaim.ts';
+import { makeSite, spawnScript, waitExit } from './site.ts';
+import { round, throughput } from './throughput.ts';
+
+const json = process.argv.includes('--json');
+const quick = process.argv.includes('--quick');
+
+function say(s: string): void {
+  if (!json) process.stdout.write(`${s}\n`);
+  else process.stderr.write(`${s}\n`);
+}
+
+function cpuModel(): string {
+  try {
+    return /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** Runs `memory.js` with `args` to completion; its last stdout line, parsed. */
+async function memoryChild(args: string[]): Promise<Record<string, unknown>> {
+  const { child, ready } = await spawnScript('memory.js', args, { nodeArgs: ['--expose-gc'] });
+  await waitExit(child, 600_000);
+  return JSON.parse(ready) as Record<string, unknown>;
+}
+
+interface MemFigure {
+  sessions: number;
+  populate_ms: number;
+  restore_ms: number;
+  rss_bytes: number;
+  rss_delta_bytes: number;
+  heap_delta_bytes: number;
+  rss_bytes_per_session: number;
+  heap_bytes_per_session: number;
+}
+
+async function memory(n: number): Promise<MemFigure> {
+  const site = makeSite(['FEATURE bench demo 1.0 permanent 100 DUP_GROUP=NONE']);
+  const s = JSON.stringify(site);
+  const pop = await memoryChild(['populate', s, String(n), '0']);
+  const m = (await memoryChild(['measure', s])) as {
+    sessions: number;
+    start_ms: number;
+    before: { rss: number; heapUsed: number; arrayBuffers: number };
+    after: { rss: number; heapUsed: number; arrayBuffers: number };
+  };
+  const rss = m.after.rss - m.before.rss;
+  const heap =
+    m.after.heapUsed + m.after.arrayBuffers - (m.before.heapUsed + m.before.arrayBuffers);
+  return {
+    sessions: m.sessions,
+    populate_ms: pop.ms as number,
+    restore_ms: m.start_ms,
+    rss_bytes: m.after.rss,
+    rss_delta_bytes: rss,
+    heap_delta_bytes: heap,
+    rss_bytes_per_session: Math.round(rss / m.sessions),
+    heap_bytes_per_session: Math.round(heap / m.sessions),
+  };
+}
+
+async function flush(n: number): Promise<Record<string, unknown>> {
+  const site = makeSite(['FEATURE bench demo 1.0 permanent 100 DUP_GROUP=NONE']);
+  const s = JSON.stringify(site);
+  await memoryChild(['populate', s, '0', String(n)]);
+  return { revoked: n, ...(await memoryChild(['flush', s, '10'])) };
+}
+
+function gitRev(): Promise<string> {
+  return new Promise((resolve) => {
+    const c = spawn('git', ['rev-parse', '--short', 'HEAD'], {
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    let out = '';
+    c.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
+    c.on('close', () => resolve(out.trim() || 'unknown'));
+    c.on('error', () => resolve('unknown'));
+  });
+}
+
+async function main(): Promise<void> {
+  const t0 = performance.now();
+  const machine = {
+    nproc: availableParallelism(),
+    cpu: cpuModel(),
+    node: process.version,
+    commit: await gitRev(),
+  };
+  say(`floatlm bench — ${machine.nproc} CPU(s), ${machine.cpu}, Node ${machine.node}`);
+
+  say('\n1. throughput (server pinned to core 0, C generator to core 1, loopback) …');
+  const tp = await throughput(quick ? { durationMs: 1000, warmupMs: 300 } : {});
+  const echoRate = (tp.echo[0]!.rate + tp.echo[1]!.rate) / 2;
+  const echoCpu = (tp.echo[0]!.server_cpu_us_per_req + tp.echo[1]!.server_cpu_us_per_req) / 2;
+  const hbCpuRatio = round(echoCpu / tp.heartbeat.server_cpu_us_per_req, 3);
+  const row = (name: string, r: (typeof tp.echo)[number], unit = 'req') =>
+    say(
+      `   ${name.padEnd(26)} ${String(Math.round(r.rate)).padStart(7)} ${unit}/s  p50 ${r.p50_us.toFixed(0).padStart(6)} µs  p99 ${r.p99_us.toFixed(0).padStart(6)} µs  server ${r.server_cpu_us_per_req.toFixed(1).padStart(6)} µs CPU/${unit} (${r.server_cpu_pct.toFixed(0)}% of a core)  generator ${r.generator_cpu_pct.toFixed(0)}% of a core  lost ${r.lost} errors ${r.errors}`,
+    );
+  row('bare echo (run 1)', tp.echo[0]!);
+  row('floatlmd HEARTBEAT', tp.heartbeat);
+  row('floatlmd CHECKOUT+CHECKIN', tp.pairs, 'pair');
+  row('bare echo (run 2)', tp.echo[1]!);
+  say(
+    `   heartbeat / echo: ${tp.heartbeat_ratio_vs_echo} by rate, ${hbCpuRatio} by server CPU per request (target ≥ 0.6); ${tp.window} in flight over ${tp.sessions} sessions`,
+  );
+
+  say('\n2. memory per live session (sessions restored by the daemon from its state) …');
+  const m100k = await memory(quick ? 10_000 : 100_000);
+  const m1m = await memory(quick ? 50_000 : 1_000_000);
+  const marginal = Math.round(
+    (m1m.rss_delta_bytes - m100k.rss_delta_bytes) / (m1m.sessions - m100k.sessions),
+  );
+  for (const m of [m100k, m1m])
+    say(
+      `   ${String(m.sessions).padStart(8)} sessions: RSS ${(m.rss_bytes / 2 ** 20).toFixed(0)} MiB (+${(m.rss_delta_bytes / 2 ** 20).toFixed(0)} MiB), ${m.rss_bytes_per_session} B RSS/session, ${m.heap_bytes_per_session} B heap/session; restored in ${(m.restore_ms / 1000).toFixed(1)} s`,
+    );
+  say(`   marginal between the two: ${marginal} B RSS/session (target ≤ 600 at 1 000 000)`);
+
+  say('\n3. flushing revoked tokens (daemon housekeeping timer at 10 ms) …');
+  const fl = await flush(quick ? 50_000 : 1_000_000);
+  say(
+    `   ${fl.revoked} expired revoked ids flushed in ${fl.flush_ms} ms (${fl.left} left); longest event-loop stall ${fl.max_stall_ms} ms, loop delay p99 ${fl.loop_delay_p99_ms} ms; longest store batch ${fl.longest_batch_ms} ms (target: no stall over 20 ms)`,
+  );
+
+  say('\n4. restart recovery …');
+  const rc = await reclaim(quick ? 1000 : 10_000);
+  say(
+    `   ${rc.reclaimed_ok}/${rc.clients} seats reclaimed ${rc.total_ms} ms after the restart (listening after ${rc.restart_to_listen_ms} ms, reclaims ${rc.reclaim_phase_ms} ms) (target < 5000 ms)`,
+  );
+
+  const result = {
+    schema: 'floatlm.bench/1',
+    quick,
+    machine,
+    throughput: tp,
+    echo_rate: round(echoRate),
+    heartbeat_rate: tp.heartbeat.rate,
+    heartbeat_p50_us: tp.heartbeat.p50_us,
+    heartbeat_p99_us: tp.heartbeat.p99_us,
+    pair_rate: tp.pairs.rate,
+    pair_p50_us: tp.pairs.p50_us,
+    pair_p99_us: tp.pairs.p99_us,
+    heartbeat_ratio_vs_echo: tp.heartbeat_ratio_vs_echo,
+    heartbeat_cpu_ratio_vs_echo: hbCpuRatio,
+    memory: { at_100k: m100k, at_1m: m1m, marginal_rss_bytes_per_session: marginal },
+    rss_bytes_per_session_1m: m1m.rss_bytes_per_session,
+    flush: fl,
+    flush_max_stall_ms: fl.max_stall_ms,
+    reclaim: rc,
+    reclaim_10k_ms: rc.total_ms,
+    targets: {
+      heartbeat_ratio_vs_echo: { target: 0.6, met: tp.heartbeat_ratio_vs_echo >= 0.6 },
+      rss_bytes_per_session_1m: { target: 600, met: m1m.rss_bytes_per_session <= 600 },
+      flush_max_stall_ms: { target: 20, met: (fl.max_stall_ms as number) <= 20 },
+      reclaim_10k_ms: { target: 5000, met: rc.total_ms < 5000 && rc.reclaimed_ok === rc.clients },
+    },
+    total_s: round((performance.now() - t0) / 1000),
+  };
+  if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
+  else {
+    say(
+      `\ntargets: ${Object.entries(result.targets)
+        .map(([k, v]) => `${k} ${v.met ? 'met' : 'MISSED'}`)
+        .join(', ')}`,
+    );
+    say(`total ${result.total_s} s; \`npm run bench -- --json\` for every figure as JSON`);
+  }
+}
+
+main().catch((e) => {
+  process.stderr.write(`bench: ${(e as Error).stack ?? e}\n`);
+  process.exit(1);
+});
