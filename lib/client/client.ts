@@ -525,8 +525,11 @@ export class Client extends EventEmitter {
     }
     if (restored && d && d !== closedMarker && type !== MsgType.RECLAIM) {
       // The server did not know the session (restart without state, or a new server):
-      // re-present every lease ticket there.
-      queueMicrotask(() => this.#scheduleReclaim());
+      // re-present every lease ticket there, before any new request of ours is processed
+      // (a request answered NEED_PADDING was not processed, and is sent again below).
+      this.#scheduleReclaim();
+      if (d.type === MsgType.ERROR && d.body.code === ErrorCode.NEED_PADDING)
+        await this.#reclaiming;
     }
     if (d && d !== closedMarker && d.type === MsgType.ERROR) {
       const code = d.body.code;

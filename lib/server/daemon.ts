@@ -160,6 +160,8 @@ export class Daemon {
   #auth: ServerAuth;
   #pool: LicensePool;
   #graceUntil = 0;
+  /** In a takeover grace nobody knows every holder, so it never ends early. */
+  #takeoverGrace = false;
   /** Leases loaded from disk that have not been reclaimed yet (grace ends early at zero). */
   readonly #unclaimed = new Set<bigint>();
   readonly #started: number;
@@ -389,11 +391,20 @@ export class Daemon {
     this.#pool.restore({ leases, queue });
     for (const l of snap.leases) this.#unclaimed.add(l.leaseId);
     const grace = this.#opts.graceMs ?? 90_000;
-    if ((this.#unclaimed.size > 0 || this.#opts.takeover) && grace > 0) {
-      this.#graceUntil = now + grace;
+    // A takeover grace interrupted by a restart goes on: its holders may not have come back.
+    const carried = Number(snap.meta.get('takeover_grace_until') ?? 0);
+    this.#takeoverGrace = !!this.#opts.takeover || carried > now;
+    if ((this.#unclaimed.size > 0 || this.#takeoverGrace) && grace > 0) {
+      this.#graceUntil = Math.max(now + grace, carried);
       this.#log.info(
-        `restart grace: ${grace / 1000} s for ${this.#unclaimed.size} lease(s) to be reclaimed; new grants wait`,
+        `restart grace: ${Math.round((this.#graceUntil - now) / 1000)} s for ${this.#takeoverGrace ? 'every holder' : `${this.#unclaimed.size} lease(s)`} to reclaim; new grants wait`,
       );
+    } else if (carried > now) {
+      this.#graceUntil = carried;
+    }
+    if (this.#takeoverGrace && this.#graceUntil > now) {
+      this.#store.setMeta('takeover_grace_until', String(this.#graceUntil));
+      this.#store.commit();
     }
     if (snap.sessions.length || snap.leases.length) {
       this.#log.info(
@@ -941,7 +952,7 @@ export class Daemon {
       }
       results.push({ leaseId: t.leaseId, code });
     }
-    if (this.#graceUntil > now && this.#unclaimed.size === 0 && !this.#opts.takeover) {
+    if (this.#graceUntil > now && this.#unclaimed.size === 0 && !this.#takeoverGrace) {
       this.#graceUntil = 0;
       this.#log.info('restart grace ended early: every known holder has reclaimed');
     }
