@@ -29,6 +29,18 @@ export interface FeatureOptions {
   heartbeat: number | null;
 }
 
+/**
+ * Seats of one line kept for a user or a host (`RESERVE=` option): only that user, or
+ * users on that host, may take them; they may also take unreserved seats.
+ */
+export interface Reservation {
+  type: 'user' | 'host';
+  /** The user or host name, compared exactly (case-sensitive). */
+  name: string;
+  /** Seats reserved, 1..65535. */
+  count: number;
+}
+
 /** One FEATURE or INCREMENT line whose signature verified. */
 export interface FeatureLine {
   keyword: 'FEATURE' | 'INCREMENT';
@@ -44,6 +56,8 @@ export interface FeatureLine {
   expired: boolean;
   count: number;
   options: FeatureOptions;
+  /** The line's `RESERVE=` entries, in the order written; their sum ≤ count. */
+  reservations: Reservation[];
   /** Every option but SIGN, keys uppercased, values unquoted. */
   rawOptions: Readonly<Record<string, string>>;
   /** The exact string that was signed (without the domain prefix). */
@@ -102,6 +116,9 @@ const KEY_RE = /^([A-Za-z_][A-Za-z0-9_]*)=(.*)$/s;
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
 const TEXT_OPTIONS = new Set(['ISSUER', 'NOTICE', 'VENDOR_STRING']);
 const MAX_COUNT = 1_000_000_000;
+/** Most entries in one RESERVE= option. */
+export const MAX_RESERVATIONS = 16;
+const RESERVE_NAME_RE = /^[^\s:,"\\]+$/;
 
 // ------------------------------------------------------------------ scanning
 
@@ -270,6 +287,65 @@ function checkName(t: Token, what: string): LineProblem | undefined {
   return undefined;
 }
 
+/**
+ * Parses `RESERVE="USER:alice:2,HOST:ws9:1"` (docs/license-format.md); a problem points at
+ * the offending entry's column when the value has no escapes, else at the option.
+ */
+function parseReserve(t: Token, count: number): Reservation[] | LineProblem {
+  const eq = t.raw.indexOf('=');
+  const quoted = t.raw[eq + 1] === '"';
+  const exact = !t.raw.slice(eq + 1).includes('\\');
+  // Offsets into the value map to columns only when no escape shifted them.
+  const err = (offset: number, message: string) =>
+    new LineProblem(
+      t.line,
+      exact ? t.column + eq + 1 + (quoted ? 1 : 0) + offset : t.column,
+      message,
+    );
+  const out: Reservation[] = [];
+  const seen = new Set<string>();
+  let offset = 0;
+  let sum = 0;
+  for (const entry of t.value.split(',')) {
+    const parts = entry.split(':');
+    const [kind, name, n] = parts as [string, string | undefined, string | undefined];
+    if (parts.length !== 3) {
+      return err(
+        offset,
+        `bad RESERVE entry "${entry}": expected USER:name:seats or HOST:name:seats, entries separated by commas`,
+      );
+    }
+    const type = kind.toUpperCase();
+    if (type !== 'USER' && type !== 'HOST') {
+      return err(offset, `bad RESERVE kind "${kind}": expected USER or HOST`);
+    }
+    const nameAt = offset + kind.length + 1;
+    if (!RESERVE_NAME_RE.test(name!) || name!.length > Limits.NAME) {
+      return err(
+        nameAt,
+        `bad RESERVE name "${name}": 1 to ${Limits.NAME} characters, no spaces, quotes, backslashes, ':' or ','`,
+      );
+    }
+    const nAt = nameAt + name!.length + 1;
+    if (!/^[0-9]{1,5}$/.test(n!) || Number(n) < 1 || Number(n) > 0xffff) {
+      return err(nAt, `RESERVE seats must be an integer from 1 to 65535, not "${n}"`);
+    }
+    const key = `${type}:${name}`;
+    if (seen.has(key)) return err(offset, `RESERVE ${key} given twice`);
+    seen.add(key);
+    if (out.length === MAX_RESERVATIONS) {
+      return err(offset, `RESERVE has more than ${MAX_RESERVATIONS} entries`);
+    }
+    sum += Number(n);
+    out.push({ type: type === 'USER' ? 'user' : 'host', name: name!, count: Number(n) });
+    offset += entry.length + 1;
+  }
+  if (sum > count) {
+    return at(t, `RESERVE reserves ${sum} seats, more than the line's count of ${count}`);
+  }
+  return out;
+}
+
 interface FeatureSyntax {
   keyword: 'FEATURE' | 'INCREMENT';
   name: string;
@@ -279,6 +355,7 @@ interface FeatureSyntax {
   expires: number | null;
   count: number;
   options: FeatureOptions;
+  reservations: Reservation[];
   rawOptions: Record<string, string>;
   canonical: string;
   tokens: { keyword: Token; vendor: Token; expiry: Token; sign?: Token };
@@ -329,6 +406,7 @@ function featureSyntax(l: Logical): FeatureSyntax | LineProblem {
     queueMax: null,
     heartbeat: null,
   };
+  let reservations: Reservation[] = [];
   const rawOptions: Record<string, string> = {};
   let sign: Token | undefined;
   const seen = new Set<string>();
@@ -371,11 +449,17 @@ function featureSyntax(l: Logical): FeatureSyntax | LineProblem {
         options.heartbeat = n;
         break;
       }
+      case 'RESERVE': {
+        const r = parseReserve(t, count);
+        if (r instanceof LineProblem) return r;
+        reservations = r;
+        break;
+      }
       default:
         if (!TEXT_OPTIONS.has(key)) {
           return at(
             t,
-            `unknown option ${key} (known: DUP_GROUP MAX_PER_USER MAX_PER_HOST QUEUE QUEUE_MAX HEARTBEAT ISSUER NOTICE VENDOR_STRING SIGN)`,
+            `unknown option ${key} (known: DUP_GROUP MAX_PER_USER MAX_PER_HOST QUEUE QUEUE_MAX HEARTBEAT RESERVE ISSUER NOTICE VENDOR_STRING SIGN)`,
           );
         }
         if (v.length > Limits.MESSAGE)
@@ -394,6 +478,7 @@ function featureSyntax(l: Logical): FeatureSyntax | LineProblem {
     expires: exp.expires,
     count,
     options,
+    reservations,
     rawOptions,
     canonical: parts.join(' '),
     tokens: { keyword: kw!, vendor: vendorT, expiry: expiryT, ...(sign ? { sign } : {}) },
@@ -565,6 +650,7 @@ function parseImpl(
       expired,
       count: f.count,
       options: f.options,
+      reservations: f.reservations,
       rawOptions: f.rawOptions,
       canonical: f.canonical,
       signature,

@@ -9,10 +9,16 @@
  * exceed its licensed count. A count can drop under held seats (reload, an INCREMENT line
  * expiring); the holders keep their seats and nothing new is granted until use is below
  * the count again. `assertInvariant()` checks this and the bookkeeping behind it.
+ *
+ * Reservations (RESERVE=, docs/license-format.md) narrow it: seats reserved for a user or
+ * host and not used by them are not granted to anyone else. Which held seats count against
+ * which reservation is a maximum flow (held seats → reservations they match), so a grant
+ * is allowed when the seats in use outside reservations stay within the unreserved seats
+ * (count − Σ reserved); as Σ reserved ≤ count, that also keeps use within the count.
  */
 import { randomBytes } from '@noble/hashes/utils.js';
 import { ErrorCode } from '../wire/index.ts';
-import type { DupGroup, FeatureLine, FeatureOptions } from './file.ts';
+import type { DupGroup, FeatureLine, FeatureOptions, Reservation } from './file.ts';
 import { compareVersion, isVersion, versionKey } from './version.ts';
 
 /** One checkout: a lease on `count` seats of one feature pool, held by one session. */
@@ -164,10 +170,24 @@ export interface QueueStatus {
   count: number;
   sessionId: bigint;
 }
+/** One reservation of a pool (summed over its unexpired lines). */
+export interface ReservationStatus {
+  feature: string;
+  version: string;
+  vendor: string;
+  type: 'user' | 'host';
+  name: string;
+  /** Seats reserved. */
+  count: number;
+  /** Reserved seats the user or host holds now (≤ count). */
+  inUse: number;
+}
 export interface PoolStatus {
   features: FeatureStatus[];
   holders: HolderStatus[];
   queue: QueueStatus[];
+  /** Pools in the order of `features`, each pool's reservations in license order. */
+  reservations: ReservationStatus[];
 }
 
 type Id = bigint | string;
@@ -233,6 +253,13 @@ interface Pool {
   inUse: number;
   /** Seats that may be in use: the count, or more while a dropped count drains. */
   ceiling: number;
+  /**
+   * Seats that may be in use outside reservations: the unreserved seats, or more while
+   * use drains after a reload, a restore or a line expiring moved the reservations.
+   */
+  freeCeiling: number;
+  /** Lines serving at the last refresh: a change means a line expired. */
+  live: number;
   issued: number;
   denied: number;
 }
@@ -246,6 +273,9 @@ type ResolveCode =
   | typeof ErrorCode.NO_SUCH_FEATURE
   | typeof ErrorCode.NO_SUCH_VERSION
   | typeof ErrorCode.FEATURE_EXPIRED;
+
+/** Pools that queued entries wait for, with the reservations (keys) those entries match. */
+type Blocked = Map<Pool, Set<string>>;
 
 type Attempt =
   | { pool: Pool; groupKey: string; extra: number; shared: boolean }
@@ -288,6 +318,90 @@ function groupKeyOf(g: DupGroup, user: string, host: string, leaseId: bigint | u
 /** A pool's options: those of its first line not expired when parsed (all agree, see file.ts). */
 function optionsOf(lines: readonly FeatureLine[]): FeatureOptions {
   return (lines.find((l) => !l.expired) ?? lines[0])?.options ?? DEFAULT_OPTIONS;
+}
+
+const reservationKey = (r: Reservation) => `${r.type}:${r.name}`;
+
+function matches(r: Reservation, user: string, host: string): boolean {
+  return r.type === 'user' ? r.name === user : r.name === host;
+}
+
+const sum = (ns: readonly number[]) => ns.reduce((a, b) => a + b, 0);
+
+/**
+ * The largest assignment of held seats to reservations: each demand is seats held by
+ * groups matching the reservations `match` (indices), each reservation takes at most its
+ * count. Edmonds–Karp on the bipartite graph (small: distinct match sets × reservations).
+ * Returns the seats assigned to each reservation.
+ */
+export function reservedFlow(
+  caps: readonly number[],
+  demands: readonly { match: readonly number[]; seats: number }[],
+): number[] {
+  const k = caps.length;
+  const d = demands.length;
+  const out = new Array<number>(d).fill(0);
+  const into = new Array<number>(k).fill(0);
+  const f = demands.map(() => new Array<number>(k).fill(0));
+  for (;;) {
+    // prevD: -2 unvisited, -1 reached from the source, else the reservation it came from.
+    const prevD = new Array<number>(d).fill(-2);
+    const prevR = new Array<number>(k).fill(-1);
+    const queue: number[] = [];
+    for (let i = 0; i < d; i++) {
+      if (out[i]! < demands[i]!.seats) {
+        prevD[i] = -1;
+        queue.push(i);
+      }
+    }
+    let sink = -1;
+    for (let q = 0; q < queue.length && sink < 0; q++) {
+      const v = queue[q]!;
+      if (v < d) {
+        for (const j of demands[v]!.match) {
+          if (prevR[j] !== -1) continue;
+          prevR[j] = v;
+          if (into[j]! < caps[j]!) {
+            sink = j;
+            break;
+          }
+          queue.push(d + j);
+        }
+      } else {
+        const j = v - d;
+        for (let i = 0; i < d; i++) {
+          if (prevD[i] === -2 && f[i]![j]! > 0) {
+            prevD[i] = j;
+            queue.push(i);
+          }
+        }
+      }
+    }
+    if (sink < 0) return into;
+    let b = caps[sink]! - into[sink]!;
+    for (let j = sink; ; ) {
+      const i = prevR[j]!;
+      const pj = prevD[i]!;
+      if (pj === -1) {
+        b = Math.min(b, demands[i]!.seats - out[i]!);
+        break;
+      }
+      b = Math.min(b, f[i]![pj]!);
+      j = pj;
+    }
+    into[sink]! += b;
+    for (let j = sink; ; ) {
+      const i = prevR[j]!;
+      f[i]![j]! += b;
+      const pj = prevD[i]!;
+      if (pj === -1) {
+        out[i]! += b;
+        break;
+      }
+      f[i]![pj]! -= b;
+      j = pj;
+    }
+  }
 }
 
 function poolKey(name: string, vendor: string, version: string): string {
@@ -405,7 +519,7 @@ export class LicensePool {
     const first = res.candidates[0]!;
     if (a.code === ErrorCode.NO_SEATS && req.wait) {
       const allowing = res.candidates.filter(
-        (p) => p.options.queue && this.#countNow(p, now) >= req.count,
+        (p) => p.options.queue && this.#reachable(p, user, host, now) >= req.count,
       );
       if (allowing.length > 0) {
         const limits = allowing.map((p) => p.options.queueMax);
@@ -554,8 +668,9 @@ export class LicensePool {
 
   /**
    * Takes back a lease presented in a ticket after a restart or failover, same lease id.
-   * Never exceeds the count (NO_SEATS); ignores queues and per-user/host maxima, which
-   * applied when the lease was first granted.
+   * Never exceeds the count nor takes seats reserved for others (NO_SEATS: the leases of
+   * one past state always fit back, in any order); ignores queues and per-user/host
+   * maxima, which applied when the lease was first granted.
    * @throws {TypeError} when a field has the wrong type
    */
   reclaim(req: ReclaimRequest): ReclaimResult {
@@ -583,7 +698,7 @@ export class LicensePool {
       const groupKey = groupKeyOf(p.options.dupGroup, user, host, leaseId);
       const g = p.groups.get(groupKey);
       const extra = g ? Math.max(0, req.count - g.seats) : req.count;
-      if (extra > 0 && p.inUse + extra > this.#countNow(p, now)) continue;
+      if (extra > 0 && !this.#fits(p, groupKey, extra, user, host, now)) continue;
       const l = this.#grant(
         { pool: p, groupKey, extra, shared: extra === 0 },
         sessionId,
@@ -656,7 +771,7 @@ export class LicensePool {
     return out;
   }
 
-  /** Features (sorted by name, vendor, version), holders and queue entries. */
+  /** Features (sorted by name, vendor, version), holders, queue entries and reservations. */
   status(): PoolStatus {
     const now = this.#now();
     const pools = [...this.#pools.values()].sort(
@@ -714,7 +829,24 @@ export class LicensePool {
         });
       });
     }
-    return { features, holders, queue };
+    const reservations: ReservationStatus[] = [];
+    for (const p of pools) {
+      const res = this.#reservationsNow(p, now);
+      if (res.length === 0) continue;
+      const used = this.#reservedUse(p, res);
+      res.forEach((r, i) => {
+        reservations.push({
+          feature: p.name,
+          version: p.version,
+          vendor: p.vendor,
+          type: r.type,
+          name: r.name,
+          count: r.count,
+          inUse: used[i]!,
+        });
+      });
+    }
+    return { features, holders, queue, reservations };
   }
 
   // ---------------------------------------------------------------- persistence
@@ -799,6 +931,7 @@ export class LicensePool {
         true,
       );
       pool.ceiling = Math.max(pool.ceiling, pool.inUse);
+      this.#refresh(pool, this.#now(), true);
       nl++;
     });
     let nq = 0;
@@ -859,6 +992,19 @@ export class LicensePool {
       const count = this.#countNow(p, now);
       if (p.inUse > Math.max(count, p.ceiling))
         fail(`${p.name} ${p.version}: ${p.inUse} in use > count ${count}`);
+      const res = this.#reservationsNow(p, now);
+      const used = this.#reservedUse(p, res);
+      res.forEach((r, i) => {
+        if (used[i]! > r.count)
+          fail(`${p.name} ${p.version}: reservation ${reservationKey(r)} over`);
+      });
+      const reserved = sum(res.map((r) => r.count));
+      if (reserved > count) fail(`${p.name} ${p.version}: ${reserved} reserved > count ${count}`);
+      const free = p.inUse - sum(used);
+      if (free > Math.max(count - reserved, p.freeCeiling))
+        fail(
+          `${p.name} ${p.version}: ${free} seats in use outside reservations > ${count - reserved} unreserved`,
+        );
     }
     if (leaseCount !== this.#leases.size)
       fail(`${this.#leases.size} leases, ${leaseCount} in groups`);
@@ -895,6 +1041,8 @@ export class LicensePool {
       groups: new Map(),
       inUse: 0,
       ceiling: 0,
+      freeCeiling: 0,
+      live: 0,
       issued: 0,
       denied: 0,
     };
@@ -928,7 +1076,7 @@ export class LicensePool {
         p.version = first.version;
       }
     }
-    for (const p of this.#pools.values()) this.#refresh(p, now);
+    for (const p of this.#pools.values()) this.#refresh(p, now, true);
   }
 
   #countNow(p: Pool, now: number): number {
@@ -941,9 +1089,124 @@ export class LicensePool {
     return p.lines.length > 0 && p.lines.every((l) => l.expires !== null && now >= l.expires);
   }
 
-  /** Lets the ceiling follow the count, above it only while held seats drain. */
-  #refresh(p: Pool, now: number): void {
-    p.ceiling = Math.max(this.#countNow(p, now), Math.min(p.ceiling, p.inUse));
+  /**
+   * Lets the ceilings follow the count and the unreserved seats, above them only while held
+   * seats drain. `moved` (reload, restore, a lease left a shared seat), or a line expired
+   * since the last refresh: the seats held now outside reservations are allowed, as held
+   * seats are above a dropped count.
+   */
+  #refresh(p: Pool, now: number, moved = false): void {
+    const count = this.#countNow(p, now);
+    p.ceiling = Math.max(count, Math.min(p.ceiling, p.inUse));
+    const live = p.lines.filter((l) => l.expires === null || now < l.expires).length;
+    const res = this.#reservationsNow(p, now);
+    const free = count - sum(res.map((r) => r.count));
+    const used = res.length === 0 ? 0 : sum(this.#reservedUse(p, res));
+    const held = p.inUse - used;
+    p.freeCeiling =
+      moved || live !== p.live
+        ? Math.max(free, held)
+        : Math.max(free, Math.min(p.freeCeiling, held));
+    p.live = live;
+  }
+
+  /** The pool's reservations now: the unexpired lines' entries, summed per user/host. */
+  #reservationsNow(p: Pool, now: number): Reservation[] {
+    let out: Reservation[] | undefined;
+    for (const l of p.lines) {
+      if (!l.reservations?.length || (l.expires !== null && now >= l.expires)) continue;
+      out ??= [];
+      for (const r of l.reservations) {
+        const k = reservationKey(r);
+        const same = out.find((o) => reservationKey(o) === k);
+        if (same) same.count += r.count;
+        else out.push({ ...r });
+      }
+    }
+    return out ?? [];
+  }
+
+  /**
+   * Seats held against each reservation (a maximum flow, see the module comment), as if
+   * the group `change.groupKey` held `change.seats` with the requester among its users.
+   */
+  #reservedUse(
+    p: Pool,
+    res: readonly Reservation[],
+    change?: { groupKey: string; seats: number; user: string; host: string },
+  ): number[] {
+    if (res.length === 0) return [];
+    const demands = new Map<string, { match: number[]; seats: number }>();
+    const add = (m: Set<number>, seats: number) => {
+      if (m.size === 0 || seats === 0) return;
+      const match = [...m].sort((a, b) => a - b);
+      const key = match.join(',');
+      const d = demands.get(key);
+      if (d) d.seats += seats;
+      else demands.set(key, { match, seats });
+    };
+    const mark = (m: Set<number>, user: string, host: string) => {
+      res.forEach((r, i) => {
+        if (matches(r, user, host)) m.add(i);
+      });
+    };
+    let changed = false;
+    for (const [gk, g] of p.groups) {
+      const m = new Set<number>();
+      for (const id of g.leases) {
+        const l = this.#leases.get(id)!;
+        mark(m, l.user, l.host);
+      }
+      let seats = g.seats;
+      if (change && gk === change.groupKey) {
+        mark(m, change.user, change.host);
+        seats = change.seats;
+        changed = true;
+      }
+      add(m, seats);
+    }
+    if (change && !changed) {
+      const m = new Set<number>();
+      mark(m, change.user, change.host);
+      add(m, change.seats);
+    }
+    return reservedFlow(
+      res.map((r) => r.count),
+      [...demands.values()],
+    );
+  }
+
+  /** The most seats `user` on `host` could ever hold at once: count − others' reservations. */
+  #reachable(p: Pool, user: string, host: string, now: number): number {
+    const others = this.#reservationsNow(p, now).filter((r) => !matches(r, user, host));
+    return this.#countNow(p, now) - sum(others.map((r) => r.count));
+  }
+
+  /**
+   * Whether `extra` more seats for the group `groupKey` (user on host) fit: within the
+   * count, and the seats in use outside reservations within the unreserved seats. When
+   * queued entries wait for the pool (`blocked`), only seats reserved for the requester
+   * that no waiting entry could use fit: nobody overtakes.
+   */
+  #fits(
+    p: Pool,
+    groupKey: string,
+    extra: number,
+    user: string,
+    host: string,
+    now: number,
+    blocked?: Set<string>,
+  ): boolean {
+    const count = this.#countNow(p, now);
+    if (p.inUse + extra > count) return false;
+    const res = this.#reservationsNow(p, now);
+    if (res.length === 0) return blocked === undefined;
+    if (blocked && res.some((r) => blocked.has(reservationKey(r)) && matches(r, user, host)))
+      return false;
+    const seats = (p.groups.get(groupKey)?.seats ?? 0) + extra;
+    const after = p.inUse + extra - sum(this.#reservedUse(p, res, { groupKey, seats, user, host }));
+    if (after > count - sum(res.map((r) => r.count))) return false;
+    return blocked === undefined || after <= p.inUse - sum(this.#reservedUse(p, res));
   }
 
   /** The pools that may serve name ≥ version, lowest version first, or why none can. */
@@ -996,7 +1259,7 @@ export class LicensePool {
     user: string,
     host: string,
     count: number,
-    blocked: Set<Pool>,
+    blocked: Blocked,
     leaseId?: bigint,
   ): Attempt {
     const now = this.#now();
@@ -1026,7 +1289,7 @@ export class LicensePool {
           limit ??= over;
           continue;
         }
-        if (blocked.has(p) || p.inUse + extra > this.#countNow(p, now)) {
+        if (!this.#fits(p, groupKey, extra, user, host, now, blocked.get(p))) {
           seats = true;
           continue;
         }
@@ -1068,7 +1331,7 @@ export class LicensePool {
     }
     const p = a.pool;
     const groupKey = a.groupKey === NEW_LEASE_GROUP ? `L\0${id}` : a.groupKey;
-    if (!force && a.extra > 0 && p.inUse + a.extra > this.#countNow(p, this.#now())) {
+    if (!force && a.extra > 0 && !this.#fits(p, groupKey, a.extra, user, host, this.#now())) {
       throw new Error(`license pool: refusing to over-grant ${p.name} ${p.version}`);
     }
     const l: LeaseRec = {
@@ -1115,7 +1378,9 @@ export class LicensePool {
     const s = this.#bySession.get(l.sessionId)!;
     s.delete(l.leaseId);
     if (s.size === 0) this.#bySession.delete(l.sessionId);
-    this.#refresh(p, this.#now());
+    // Leaving a shared seat can take its reservation away from the seats left (a
+    // sharer's own reservation no longer applies): those holders keep them.
+    this.#refresh(p, this.#now(), true);
     if (p.lines.length === 0 && p.groups.size === 0) this.#pools.delete(p.key);
     return freed;
   }
@@ -1134,8 +1399,8 @@ export class LicensePool {
    * by its own user/host maximum blocks nobody; an entry whose feature is gone or expired
    * is dropped (its next poll is answered with the reason). Returns the blocked pools.
    */
-  #pump(name: string): Set<Pool> {
-    const blocked = new Set<Pool>();
+  #pump(name: string): Blocked {
+    const blocked: Blocked = new Map();
     const q = this.#queues.get(name);
     if (!q) return blocked;
     const now = this.#now();
@@ -1148,7 +1413,14 @@ export class LicensePool {
       }
       const a = this.#attempt(res.candidates, e.user, e.host, e.count, blocked);
       if ('code' in a) {
-        if (a.code === ErrorCode.NO_SEATS) for (const p of res.candidates) blocked.add(p);
+        if (a.code === ErrorCode.NO_SEATS) {
+          for (const p of res.candidates) {
+            const keys = blocked.get(p) ?? new Set<string>();
+            for (const r of this.#reservationsNow(p, now))
+              if (matches(r, e.user, e.host)) keys.add(reservationKey(r));
+            blocked.set(p, keys);
+          }
+        }
         keep.push(e);
         continue;
       }

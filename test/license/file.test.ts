@@ -340,6 +340,70 @@ t.test('syntax details', async (t) => {
   );
 });
 
+t.test('RESERVE: syntax, limits and columns', async (t) => {
+  const one = (line: string) => {
+    const p = parse(signLicense(line, acmeKey)).problems;
+    return p.length ? `${p[0]!.column}: ${p[0]!.message}` : 'ok';
+  };
+  const base = 'FEATURE a acme 1 permanent 3 ';
+  const good = parse(signLicense(`${base}RESERVE="USER:alice:2,host:ws9.lab:1"`, acmeKey));
+  t.same(good.problems, []);
+  t.same(good.features[0]!.reservations, [
+    { type: 'user', name: 'alice', count: 2 },
+    { type: 'host', name: 'ws9.lab', count: 1 },
+  ]);
+  t.match(
+    good.features[0]!.canonical,
+    / RESERVE=USER:alice:2,host:ws9.lab:1$/,
+    'signed as written',
+  );
+  t.same(parse(signLicense(`${base.trim()}`, acmeKey)).features[0]!.reservations, [], 'none');
+  t.equal(one(`${base}RESERVE=USER:a:3`), 'ok', 'the whole count may be reserved');
+  t.equal(
+    one(`${base}RESERVE=USER:a:2,HOST:b:2`),
+    "30: RESERVE reserves 4 seats, more than the line's count of 3",
+  );
+  t.equal(one(`${base}RESERVE=GROUP:x:1`), '38: bad RESERVE kind "GROUP": expected USER or HOST');
+  t.equal(
+    one(`${base}RESERVE=USER:a:1,HOST:b:0`),
+    '54: RESERVE seats must be an integer from 1 to 65535, not "0"',
+  );
+  t.match(one(`${base}RESERVE="USER:a:1,HOST:b:x"`), /^55: RESERVE seats must be/, 'quoted');
+  t.match(
+    one('FEATURE a acme 1 permanent 70000 RESERVE=USER:a:65536'),
+    /^49: RESERVE seats must be an integer from 1 to 65535, not "65536"/,
+  );
+  t.equal(one('FEATURE a acme 1 permanent 70000 RESERVE=USER:a:65535'), 'ok');
+  t.match(
+    one(`${base}RESERVE=USER:a`),
+    /^38: bad RESERVE entry "USER:a": expected USER:name:seats/,
+  );
+  t.match(one(`${base}RESERVE=USER:a:1:2`), /^38: bad RESERVE entry/);
+  t.match(one(`${base}RESERVE=USER:a:1,`), /^47: bad RESERVE entry ""/, 'a trailing comma');
+  t.match(one(`${base}RESERVE=USER::1`), /^43: bad RESERVE name "": 1 to 64 characters/);
+  t.match(one(`${base}RESERVE=USER:${'n'.repeat(65)}:1`), /^43: bad RESERVE name/);
+  t.equal(one(`${base}RESERVE=USER:${'n'.repeat(64)}:1`), 'ok');
+  t.match(
+    one(`${base}RESERVE="USER:a\\\\b:1"`),
+    /^30: bad RESERVE name "a\\b"/,
+    'escapes: the option',
+  );
+  t.equal(one(`${base}RESERVE=USER:a:1,user:a:1`), '47: RESERVE USER:a given twice');
+  t.equal(one(`${base}RESERVE=USER:a:1,HOST:a:1`), 'ok', 'a user and a host may share a name');
+  const many = (n: number) => Array.from({ length: n }, (_, i) => `USER:u${i}:1`).join(',');
+  t.equal(one(`FEATURE a acme 1 permanent 20 RESERVE=${many(16)}`), 'ok');
+  t.match(
+    one(`FEATURE a acme 1 permanent 20 RESERVE=${many(17)}`),
+    /: RESERVE has more than 16 entries/,
+  );
+  t.match(one(`${base}RESERVE=USER:a:1 RESERVE=USER:b:1`), /^47: RESERVE given twice/);
+  // Part of the signed line: changing a reservation breaks the signature.
+  const signed = signLicense(`${base}RESERVE=USER:alice:2`, acmeKey);
+  const tampered = parse(signed.replace('USER:alice:2', 'USER:mallory:2'));
+  t.match(tampered.problems[0]!.message, /signature does not verify/);
+  t.same(tampered.features, []);
+});
+
 t.test('parseLicense never throws on arbitrary text', async (t) => {
   const token = fc.oneof(
     fc.constantFrom(
