@@ -27,8 +27,10 @@ export function label(s: string): Uint8Array {
 export class KeyedHmac {
   // biome-ignore lint/suspicious/noExplicitAny: noble's _HMAC is generic over its hash type
   private readonly keyed: _HMAC<any>;
+  // One scratch state for every key: `mac` is synchronous, so no two uses overlap, and a
+  // daemon with a million sessions does not pay a kilobyte each for it.
   // biome-ignore lint/suspicious/noExplicitAny: as above
-  private scratch: _HMAC<any> | undefined;
+  private static scratch: _HMAC<any> | undefined;
 
   /** @throws {TypeError} when `key` is not a non-empty Uint8Array */
   constructor(key: Uint8Array) {
@@ -40,8 +42,8 @@ export class KeyedHmac {
 
   /** HMAC of the concatenation of `parts`, into `out` (32 bytes from `offset`). */
   macInto(out: Uint8Array, offset: number, ...parts: Uint8Array[]): void {
-    const h = this.keyed._cloneInto(this.scratch);
-    this.scratch = h;
+    const h = this.keyed._cloneInto(KeyedHmac.scratch);
+    KeyedHmac.scratch = h;
     for (const p of parts) h.update(p);
     if (offset === 0 && out.length === MAC_LENGTH) {
       h.digestInto(out);

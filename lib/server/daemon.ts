@@ -5,10 +5,9 @@
  * leaves. Lifecycle: RUNNING → CLOSING → CLOSED; `close()` is idempotent.
  */
 import dgram from 'node:dgram';
-import { ReplayWindow } from '../auth/replay.ts';
 import { ServerAuth } from '../auth/server.ts';
 import { signDatagram } from '../auth/sign.ts';
-import { KeyedHmac, type Keyring, randomBytes } from '../crypto/index.ts';
+import { type KeyedHmac, type Keyring, randomBytes } from '../crypto/index.ts';
 import { LicensePool } from '../license/pool.ts';
 import { openStore, type Store, type StoreSnapshot } from '../store/index.ts';
 import {
@@ -45,6 +44,7 @@ import { type DaemonConfig, type LoadedConfig, loadConfig } from './config.ts';
 import { type Logger, ReportLog, silentLogger } from './log.ts';
 import { RateLimiter } from './ratelimit.ts';
 import { ReplyCache } from './replycache.ts';
+import { HmacCache, Session } from './session.ts';
 import { buildStatusPages } from './status.ts';
 
 export const SERVER_VERSION = '0.1.0';
@@ -78,27 +78,12 @@ export interface DaemonOptions {
   /** Live sessions per user and per host. Default 64 and 256. */
   maxSessionsPerUser?: number;
   maxSessionsPerHost?: number;
+  /** Sessions whose keyed HMAC stays in memory (the most recently active). Default 65 536. */
+  hmacCacheSize?: number;
   /** Housekeeping timer period (ms): reaping, grace, flushing. Default 1000. */
   tickMs?: number;
   /** Called once the daemon has closed (after an admin shutdown, for example). */
   onClosed?: () => void;
-}
-
-/** A live session: the daemon's side of a token. */
-interface Session {
-  id: bigint;
-  token: Token;
-  hmac: KeyedHmac;
-  window: ReplayWindow;
-  expires: number;
-  address: string;
-  port: number;
-  lastSeen: number;
-  serverSeq: number;
-  /** Unanswered test_conn pings. */
-  pings: number;
-  nextPingAt: number;
-  pingNonce: Uint8Array | undefined;
 }
 
 /** Counters the operator can read (status, logs, benchmarks). */
@@ -151,6 +136,7 @@ export class Daemon {
   readonly #store: Store;
   readonly #tokens = new TokenStore();
   readonly #sessions = new Map<bigint, Session>();
+  readonly #hmacs: HmacCache;
   readonly #replies = new ReplyCache(65_536, 60_000);
   /** Cache keys of requests whose replies wait for the group commit. */
   readonly #inflight = new Set<string>();
@@ -185,6 +171,7 @@ export class Daemon {
     this.#log = opts.logger ?? silentLogger;
     this.#config = config;
     this.#keyring = config.keys.keyring;
+    this.#hmacs = new HmacCache(opts.hmacCacheSize ?? 65_536);
     this.#store = store;
     this.#socket = socket;
     this.#started = this.#now();
@@ -358,16 +345,25 @@ export class Daemon {
   #restore(snap: StoreSnapshot, now: number): void {
     for (const s of snap.sessions) {
       if (s.expires <= now) continue;
-      let token: Token;
-      try {
-        token = decodeToken(s.token);
-      } catch {
-        this.#log.warn(`state: session ${s.tokenId} has an undecodable token; skipped`);
-        continue;
-      }
-      const found = this.#keyring.lookup(token.keyId, now);
-      if (!found.ok) continue;
-      this.#addSession(token, sessionKeyFor(token, found.key), s.ip, s.port, now);
+      // No decoding and no key derivation here: both wait until the session talks.
+      this.#sessions.set(
+        s.tokenId,
+        new Session(
+          {
+            id: s.tokenId,
+            token: s.token,
+            user: s.user,
+            host: s.host,
+            vendor: s.vendor,
+            expires: s.expires,
+            address: s.ip,
+            port: s.port,
+            lastSeen: now,
+          },
+          this.#hmacs,
+          this.#deriveKey,
+        ),
+      );
     }
     const leases = snap.leases.map((l) => ({
       leaseId: l.leaseId,
@@ -376,8 +372,8 @@ export class Daemon {
       version: l.version,
       count: l.count,
       grantedAt: l.grantedAt,
-      user: this.#sessions.get(l.tokenId)?.token.user ?? '?',
-      host: this.#sessions.get(l.tokenId)?.token.host ?? '?',
+      user: this.#sessions.get(l.tokenId)?.user ?? '?',
+      host: this.#sessions.get(l.tokenId)?.host ?? '?',
     }));
     const queue = snap.queue.map((q) => ({
       sessionId: q.tokenId,
@@ -385,8 +381,8 @@ export class Daemon {
       version: q.version,
       count: q.count,
       since: q.since,
-      user: this.#sessions.get(q.tokenId)?.token.user ?? '?',
-      host: this.#sessions.get(q.tokenId)?.token.host ?? '?',
+      user: this.#sessions.get(q.tokenId)?.user ?? '?',
+      host: this.#sessions.get(q.tokenId)?.host ?? '?',
     }));
     this.#pool.restore({ leases, queue });
     for (const l of snap.leases) this.#unclaimed.add(l.leaseId);
@@ -420,24 +416,36 @@ export class Daemon {
     port: number,
     now: number,
   ): Session {
-    const s: Session = {
-      id: token.tokenId,
-      token,
-      hmac: new KeyedHmac(sessionKey),
-      window: new ReplayWindow(1024),
-      expires: token.expires * 1000,
-      address,
-      port,
-      lastSeen: now,
-      serverSeq: 0,
-      pings: 0,
-      nextPingAt: 0,
-      pingNonce: undefined,
-    };
+    const s = new Session(
+      {
+        id: token.tokenId,
+        token: token.bytes,
+        user: token.user,
+        host: token.host,
+        vendor: token.vendor,
+        expires: token.expires * 1000,
+        address,
+        port,
+        lastSeen: now,
+      },
+      this.#hmacs,
+      this.#deriveKey,
+      sessionKey,
+    );
     this.#sessions.set(s.id, s);
-    this.#tokens.storeToken(token);
     return s;
   }
+
+  /** The session key of a token, from the keyring (undefined once its key is retired). */
+  readonly #deriveKey = (tokenBytes: Uint8Array): Uint8Array | undefined => {
+    try {
+      const token = decodeToken(tokenBytes);
+      const found = this.#keyring.lookup(token.keyId, this.#now());
+      return found.ok ? sessionKeyFor(token, found.key) : undefined;
+    } catch {
+      return undefined;
+    }
+  };
 
   // ---------------------------------------------------------------- message loop
 
@@ -519,7 +527,7 @@ export class Daemon {
         if (decision.window) session.window = decision.window;
         this.#store.putSession(this.#sessionRecord(session, now));
         this.#log.debug(
-          `session ${hexId(session.id)} restored from its token (${session.token.user}@${session.token.host})`,
+          `session ${hexId(session.id)} restored from its token (${session.user}@${session.host})`,
         );
       }
     } else if (decision.mode === AuthMode.SESSION) {
@@ -683,7 +691,7 @@ export class Daemon {
     let users = 0;
     let hosts = 0;
     for (const s of this.#sessions.values()) {
-      if (s.token.user === b.user && s.token.vendor === b.vendor) users++;
+      if (s.user === b.user && s.vendor === b.vendor) users++;
       if (s.address === ctx.rinfo.address) hosts++;
     }
     if (users >= perUser || hosts >= perHost) {
@@ -755,8 +763,8 @@ export class Daemon {
     }
     const r = this.#pool.checkout({
       sessionId: s.id,
-      user: s.token.user,
-      host: s.token.host,
+      user: s.user,
+      host: s.host,
       feature: b.feature,
       version: b.version,
       count: b.count,
@@ -764,8 +772,8 @@ export class Daemon {
     });
     const who = {
       session: hexId(s.id),
-      user: s.token.user,
-      host: s.token.host,
+      user: s.user,
+      host: s.host,
       feature: b.feature,
       version: b.version,
       count: b.count,
@@ -872,7 +880,7 @@ export class Daemon {
         this.#store.dequeue(s.id, d.body.feature);
         this.#report.write('dequeue', now, {
           session: hexId(s.id),
-          user: s.token.user,
+          user: s.user,
           feature: d.body.feature,
         });
       }
@@ -888,8 +896,8 @@ export class Daemon {
     this.#unclaimed.delete(d.body.leaseId);
     this.#report.write('release', now, {
       session: hexId(s.id),
-      user: s.token.user,
-      host: s.token.host,
+      user: s.user,
+      host: s.host,
       lease: hexId(d.body.leaseId),
       feature: r.feature,
     });
@@ -919,8 +927,8 @@ export class Daemon {
         const r = this.#pool.reclaim({
           leaseId: t.leaseId,
           sessionId: s.id,
-          user: s.token.user,
-          host: s.token.host,
+          user: s.user,
+          host: s.host,
           feature: t.feature,
           version: t.version,
           count: t.count,
@@ -944,8 +952,8 @@ export class Daemon {
         changed = true;
         this.#report.write('reclaim', now, {
           session: hexId(s.id),
-          user: s.token.user,
-          host: s.token.host,
+          user: s.user,
+          host: s.host,
           lease: hexId(t.leaseId),
           feature: t.feature,
         });
@@ -1046,8 +1054,8 @@ export class Daemon {
       this.#store.dequeue(s.id, lease.feature);
       this.#report.write('grant', now, {
         session: hexId(s.id),
-        user: s.token.user,
-        host: s.token.host,
+        user: s.user,
+        host: s.host,
         feature: lease.feature,
         lease: hexId(lease.leaseId),
         queued: true,
@@ -1275,20 +1283,21 @@ export class Daemon {
       this.#unclaimed.delete(l.leaseId);
     }
     for (const f of released.queued ?? []) this.#store.dequeue(s.id, f);
-    this.#tokens.invalidateToken(s.token);
+    this.#tokens.invalidateToken(s.id, Math.ceil(s.expires / 1000));
+    s.drop();
     this.#store.revoke(s.id, s.expires);
     this.#store.deleteSession(s.id);
     this.#sessions.delete(s.id);
     this.counters.reaped++;
     this.#report.write('reap', now, {
       session: hexId(s.id),
-      user: s.token.user,
-      host: s.token.host,
+      user: s.user,
+      host: s.host,
       leases: released.leases.length,
       why,
     });
     this.#log.info(
-      `reaped session ${hexId(s.id)} (${s.token.user}@${s.token.host}): ${why}; ${released.leases.length} lease(s) released`,
+      `reaped session ${hexId(s.id)} (${s.user}@${s.host}): ${why}; ${released.leases.length} lease(s) released`,
     );
     if (released.leases.length) this.#afterRelease(now);
   }
@@ -1296,10 +1305,10 @@ export class Daemon {
   #sessionRecord(s: Session, now: number) {
     return {
       tokenId: s.id,
-      token: s.token.bytes,
-      user: s.token.user,
-      host: s.token.host,
-      vendor: s.token.vendor,
+      token: s.token,
+      user: s.user,
+      host: s.host,
+      vendor: s.vendor,
       created: now,
       expires: s.expires,
       ip: s.address,
