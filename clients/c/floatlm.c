@@ -283,7 +283,7 @@ static int x_record(io *x, flm_record *r) {
   uint16_t u16;
   /* An unknown kind fails only after its byte was read (protocol.md order). */
   TRY(x_u8(x, &r->kind, 0, 0xFF));
-  if (r->kind < FLM_REC_FEATURE || r->kind > FLM_REC_QUEUED) return FLM_E_OUT_OF_RANGE;
+  if (r->kind < FLM_REC_FEATURE || r->kind > FLM_REC_RESERVATION) return FLM_E_OUT_OF_RANGE;
   if (r->kind == FLM_REC_FEATURE) {
     TRY(X_NAME(x, r->feature));
     TRY(X_VER(x, r->version));
@@ -294,6 +294,19 @@ static int x_record(io *x, flm_record *r) {
     TRY(x_u32(x, &r->queued));
     TRY(x_u32(x, &r->issued));
     return x_u32(x, &r->denied);
+  }
+  if (r->kind == FLM_REC_RESERVATION) {
+    TRY(X_NAME(x, r->feature));
+    TRY(x_u8(x, &r->res_type, FLM_RES_USER, FLM_RES_HOST));
+    TRY(X_NAME(x, r->name));
+    if (x->enc && (r->count > 0xFFFF || r->in_use > 0xFFFF)) return FLM_E_OUT_OF_RANGE;
+    u16 = (uint16_t)r->count;
+    TRY(x_u16(x, &u16, 0, 0xFFFF));
+    r->count = u16;
+    u16 = (uint16_t)r->in_use;
+    TRY(x_u16(x, &u16, 0, 0xFFFF));
+    r->in_use = u16;
+    return FLM_OK;
   }
   TRY(X_NAME(x, r->feature));
   TRY(X_NAME(x, r->user));

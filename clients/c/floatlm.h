@@ -80,7 +80,8 @@ enum { FLM_OPT_WAIT = 0x01 };
 enum { FLM_GRANTED = 0, FLM_QUEUED = 1, FLM_DENIED = 2 };
 enum { FLM_OP_REMOVE = 1, FLM_OP_REREAD = 2, FLM_OP_SHUTDOWN = 3 };
 enum { FLM_STATE_RUNNING = 0, FLM_STATE_GRACE = 1, FLM_STATE_CLOSING = 2 };
-enum { FLM_REC_FEATURE = 1, FLM_REC_HOLDER = 2, FLM_REC_QUEUED = 3 };
+enum { FLM_REC_FEATURE = 1, FLM_REC_HOLDER = 2, FLM_REC_QUEUED = 3, FLM_REC_RESERVATION = 4 };
+enum { FLM_RES_USER = 1, FLM_RES_HOST = 2 }; /* RESERVATION record type */
 
 /* wire error codes carried in ERROR, CHECKOUT_REPLY.reason, RECLAIM_REPLY code (u16) */
 enum {
@@ -199,11 +200,13 @@ typedef struct {
   uint8_t kind; /* FLM_REC_* */
   /* FEATURE: name(feature) version vendor expires count in_use queued issued denied
    * HOLDER:  feature user host since count lease_id
-   * QUEUED:  feature user host since position */
-  flm_name feature; flm_ver version; flm_name vendor, user, host;
+   * QUEUED:  feature user host since position
+   * RESERVATION: feature res_type name count in_use (count, in_use are u16 on the wire) */
+  flm_name feature; flm_ver version; flm_name vendor, user, host, name;
   uint64_t expires, since, lease_id;
   uint32_t count, in_use, queued, issued, denied;
   uint16_t position;
+  uint8_t res_type; /* FLM_RES_* */
 } flm_record;
 typedef struct {
   uint16_t page, pages; uint32_t snapshot; uint8_t n_records; flm_record records[FLM_CAP_RECORDS];

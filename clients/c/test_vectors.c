@@ -146,6 +146,11 @@ static void body_json(const flm_datagram *d) {
                (unsigned long long)r->expires, (unsigned long)r->count,
                (unsigned long)r->in_use, (unsigned long)r->queued, (unsigned long)r->issued,
                (unsigned long)r->denied);
+      } else if (r->kind == FLM_REC_RESERVATION) {
+        printf(",\"feature\":"); JS(r->feature);
+        printf(",\"type\":%u,\"name\":", r->res_type); JS(r->name);
+        printf(",\"count\":%lu,\"inUse\":%lu}", (unsigned long)r->count,
+               (unsigned long)r->in_use);
       } else {
         printf(",\"feature\":"); JS(r->feature);
         printf(",\"user\":"); JS(r->user);

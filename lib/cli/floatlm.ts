@@ -25,7 +25,14 @@ import { randomBytes } from '../crypto/hmac.ts';
 import { Keyring } from '../crypto/keyring.ts';
 import { generateVendorKeyPair, signLicense, verifyLicense } from '../license/file.ts';
 import { parseVendorKeys } from '../server/config.ts';
-import { AdminOp, DEFAULT_PORT, ErrorCode, fromHex, toHex } from '../wire/index.ts';
+import {
+  AdminOp,
+  DEFAULT_PORT,
+  ErrorCode,
+  fromHex,
+  ReservationType,
+  toHex,
+} from '../wire/index.ts';
 import { decodeAction, readDatagramArg } from './decode.ts';
 import { DEMO_DIR } from './floatlmd.ts';
 import { CliError, type CliIO, ExitCode } from './io.ts';
@@ -283,6 +290,17 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
             `${f.denied}`,
           ]);
         io.out(`${table(rows)}\n`);
+        if (s.reservations.length) {
+          const r = [['RESERVED FOR', 'FEATURE', 'SEATS', 'IN USE']];
+          for (const x of s.reservations)
+            r.push([
+              `${x.type === ReservationType.USER ? 'user' : 'host'} ${x.name}`,
+              x.feature,
+              `${x.count}`,
+              `${x.inUse}`,
+            ]);
+          io.out(`\n${table(r)}\n`);
+        }
         if (s.holders.length) {
           const h = [['HOLDER', 'HOST', 'FEATURE', 'SEATS', 'SINCE', 'LEASE']];
           for (const x of s.holders)
@@ -771,6 +789,14 @@ export function statusJson(s: Awaited<ReturnType<Client['status']>>) {
           host: q.host,
           position: q.position,
           since: new Date(q.since).toISOString(),
+        })),
+      reservations: s.reservations
+        .filter((r) => r.feature === f.name)
+        .map((r) => ({
+          type: r.type === ReservationType.USER ? ('user' as const) : ('host' as const),
+          name: r.name,
+          seats: r.count,
+          inUse: r.inUse,
         })),
     })),
   };

@@ -73,6 +73,8 @@ export interface StatusResult {
   features: Extract<StatusRecordValue, { kind: 1 }>[];
   holders: Extract<StatusRecordValue, { kind: 2 }>[];
   queued: Extract<StatusRecordValue, { kind: 3 }>[];
+  /** Seats kept for a user or host (RESERVE=), per feature name. */
+  reservations: Extract<StatusRecordValue, { kind: 4 }>[];
 }
 
 /** A held seat. Events: 'lost' (reason: string), 'reclaimed'. */
@@ -303,7 +305,13 @@ export class Client extends EventEmitter {
   /** Every page of the server's status. @throws {TimeoutError|DeniedError} */
   async status(feature = ''): Promise<StatusResult> {
     for (let attempt = 0; attempt < 3; attempt++) {
-      const out: StatusResult = { server: this.server, features: [], holders: [], queued: [] };
+      const out: StatusResult = {
+        server: this.server,
+        features: [],
+        holders: [],
+        queued: [],
+        reservations: [],
+      };
       let pages = 1;
       let snapshot: number | undefined;
       let consistent = true;
@@ -319,7 +327,8 @@ export class Client extends EventEmitter {
         for (const r of d.body.records) {
           if (r.kind === 1) out.features.push(r);
           else if (r.kind === 2) out.holders.push(r);
-          else out.queued.push(r);
+          else if (r.kind === 3) out.queued.push(r);
+          else out.reservations.push(r);
         }
       }
       if (consistent || pages === 1 || attempt === 2) return out;

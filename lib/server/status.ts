@@ -1,6 +1,6 @@
 /**
  * Splits the pool's status into STATUS_REPLY pages that each fit one datagram: features
- * first, then holders, then queued clients, in a stable order, so a client can page
+ * first, then reservations, then holders, then queued clients, in a stable order, so a client can page
  * through and stitch the answer back together (the snapshot number tells it when the
  * state changed between pages).
  */
@@ -11,6 +11,7 @@ import {
   Limits,
   MAX_DATAGRAM,
   MsgType,
+  ReservationType,
   StatusRecord,
   type StatusRecordValue,
   type StatusReply,
@@ -42,6 +43,29 @@ export function buildStatusPages(
       denied: f.denied,
     });
   }
+  // One record per feature name and user or host, like HOLDER and QUEUED records: the
+  // reservations of every version of a feature are summed.
+  const reserved = new Map<string, StatusRecordValue & { kind: 4 }>();
+  for (const r of status.reservations) {
+    if (!want(r.feature)) continue;
+    const type = r.type === 'user' ? ReservationType.USER : ReservationType.HOST;
+    const key = `${r.feature}\0${type}\0${r.name}`;
+    const known = reserved.get(key);
+    if (known) {
+      known.count = Math.min(0xffff, known.count + r.count);
+      known.inUse = Math.min(known.count, known.inUse + r.inUse);
+    } else {
+      reserved.set(key, {
+        kind: StatusRecord.RESERVATION,
+        feature: r.feature,
+        type,
+        name: r.name,
+        count: Math.min(0xffff, r.count),
+        inUse: Math.min(0xffff, r.inUse),
+      });
+    }
+  }
+  records.push(...reserved.values());
   for (const h of status.holders) {
     if (!want(h.feature)) continue;
     records.push({

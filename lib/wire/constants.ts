@@ -90,4 +90,8 @@ export const ServerState = { RUNNING: 0, GRACE: 1, CLOSING: 2 } as const;
 export type ServerState = (typeof ServerState)[keyof typeof ServerState];
 
 /** Record kinds of a STATUS_REPLY. */
-export const StatusRecord = { FEATURE: 1, HOLDER: 2, QUEUED: 3 } as const;
+export const StatusRecord = { FEATURE: 1, HOLDER: 2, QUEUED: 3, RESERVATION: 4 } as const;
+
+/** Whom a RESERVATION status record keeps seats for. */
+export const ReservationType = { USER: 1, HOST: 2 } as const;
+export type ReservationType = (typeof ReservationType)[keyof typeof ReservationType];

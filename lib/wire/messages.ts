@@ -7,6 +7,7 @@ import {
   CheckoutStatus,
   Limits,
   MsgType,
+  ReservationType,
   ServerState,
   StatusRecord,
   WRAPPED_KEY_LENGTH,
@@ -105,7 +106,19 @@ export interface QueuedRecord {
   since: number;
   position: number;
 }
-export type StatusRecordValue = FeatureRecord | HolderRecord | QueuedRecord;
+/** Seats of a feature name kept for one user or host (license option RESERVE=). */
+export interface ReservationRecord {
+  kind: typeof StatusRecord.RESERVATION;
+  feature: string;
+  type: ReservationType;
+  /** The user or host name. */
+  name: string;
+  /** Seats reserved. */
+  count: number;
+  /** Reserved seats the user or host holds now (≤ count). */
+  inUse: number;
+}
+export type StatusRecordValue = FeatureRecord | HolderRecord | QueuedRecord | ReservationRecord;
 export interface StatusReply {
   page: number;
   pages: number;
@@ -194,6 +207,13 @@ const queuedRecord: Schema = [
   { name: 'since', kind: 'u53' },
   { name: 'position', kind: 'u16' },
 ];
+const reservationRecord: Schema = [
+  str('feature'),
+  { name: 'type', kind: 'u8', min: ReservationType.USER, max: ReservationType.HOST },
+  str('name'),
+  { name: 'count', kind: 'u16' },
+  { name: 'inUse', kind: 'u16' },
+];
 
 /** Field lists of every body, by message type. */
 export const SCHEMAS: Readonly<Record<MsgType, Schema>> = {
@@ -259,6 +279,7 @@ export const SCHEMAS: Readonly<Record<MsgType, Schema>> = {
         [StatusRecord.FEATURE]: featureRecord,
         [StatusRecord.HOLDER]: holderRecord,
         [StatusRecord.QUEUED]: queuedRecord,
+        [StatusRecord.RESERVATION]: reservationRecord,
       },
     },
   ],

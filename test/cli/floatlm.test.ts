@@ -159,6 +159,7 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
   const site = makeSite([
     'FEATURE demo demo 1.0 permanent 2',
     'FEATURE solver demo 2.5 permanent 1 QUEUE=yes DUP_GROUP=NONE',
+    'FEATURE lab demo 1.0 permanent 2 RESERVE=USER:carol:1',
   ]);
   const { child, port } = await spawnDaemon(site, ['--grace', '5']);
   t.teardown(() => child.kill('SIGKILL'));
@@ -184,6 +185,7 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
   t.equal(await runCli(['status'], st), 0);
   t.match(st.stdout(), /FEATURE +VERSION +VENDOR +EXPIRES +COUNT +IN USE +QUEUED +ISSUED +DENIED/);
   t.match(st.stdout(), /demo +1\.0 +demo +permanent +2 +0 +0 +0 +0/);
+  t.match(st.stdout(), /RESERVED FOR +FEATURE +SEATS +IN USE\nuser carol +lab +1 +0\n/);
 
   // checkout holds until SIGINT (a child process, so the signal is real).
   const co = floatlm(['checkout', 'solver'], site.dir, env);
@@ -195,6 +197,10 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
   const solver = parsed.features.find((f: { name: string }) => f.name === 'solver');
   t.equal(solver.inUse, 1);
   t.equal(solver.holders.length, 1);
+  t.same(solver.reservations, []);
+  t.same(parsed.features.find((f: { name: string }) => f.name === 'lab').reservations, [
+    { type: 'user', name: 'carol', seats: 1, inUse: 0 },
+  ]);
 
   // A waiting checkout is granted when the seat frees.
   const waiter = floatlm(['checkout', 'solver', '--wait'], site.dir, env);
@@ -227,7 +233,7 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
   // admin
   const rr = capture(site.dir, env);
   t.equal(await runCli(['reread'], rr), 0);
-  t.match(rr.stdout(), /reread: 2 feature line/);
+  t.match(rr.stdout(), /reread: 3 feature line/);
   const rm = capture(site.dir, env);
   t.equal(await runCli(['remove'], rm), 2, 'remove needs a target');
   const down = capture(site.dir, env);

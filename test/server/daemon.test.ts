@@ -323,6 +323,61 @@ t.test('reread keeps held seats; a tampered line is reported and not served', as
   await t.rejects(c.checkout('extra'), DeniedError);
 });
 
+t.test('reservations: a reserved seat is kept for its user, and status shows it', async (t) => {
+  const site = makeSite([
+    'FEATURE lab demo 1.0 permanent 3 RESERVE="USER:carol:1,HOST:ws9:1"',
+    'FEATURE demo demo 1.0 permanent 1',
+  ]);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const port = d.address().port;
+  const bob = await client(site, port, { user: 'bob', host: 'ws2' });
+  const dan = await client(site, port, { user: 'dan', host: 'ws3' });
+  const carol = await client(site, port, { user: 'carol', host: 'ws4' });
+  const eve = await client(site, port, { user: 'eve', host: 'ws9' });
+  t.teardown(() => Promise.all([bob.close(), dan.close(), carol.close(), eve.close()]));
+
+  let st = await bob.status();
+  t.same(
+    st.reservations.map((r) => ({ ...r })),
+    [
+      { kind: 4, feature: 'lab', type: 1, name: 'carol', count: 1, inUse: 0 },
+      { kind: 4, feature: 'lab', type: 2, name: 'ws9', count: 1, inUse: 0 },
+    ],
+    'RESERVATION records, none used yet',
+  );
+  await bob.checkout('lab');
+  await t.rejects(
+    dan.checkout('lab'),
+    { name: 'DeniedError', reason: ErrorCode.NO_SEATS },
+    'the two free seats are reserved: refused to another user',
+  );
+  const lc = await carol.checkout('lab');
+  t.equal(lc.count, 1, 'granted to the reserved user');
+  st = await bob.status('lab');
+  t.equal(st.features[0]!.inUse, 2);
+  t.same(
+    st.reservations.map((r) => [r.name, r.count, r.inUse]),
+    [
+      ['carol', 1, 1],
+      ['ws9', 1, 0],
+    ],
+  );
+  await eve.checkout('lab');
+  st = await bob.status('lab');
+  t.same(
+    st.reservations.map((r) => r.inUse),
+    [1, 1],
+    'a user on the reserved host holds the host reservation',
+  );
+  t.equal(st.features[0]!.inUse, 3);
+  // Seats freed by the reserved user stay reserved.
+  await lc.checkin();
+  await t.rejects(dan.checkout('lab'), { name: 'DeniedError', reason: ErrorCode.NO_SEATS });
+  st = await bob.status('demo');
+  t.same(st.reservations, [], 'filtered by feature');
+});
+
 t.test('admin remove and shutdown', async (t) => {
   const site = makeSite(LINES);
   let closed = false;

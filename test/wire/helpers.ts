@@ -21,6 +21,7 @@ import {
   Limits,
   MAX_DATAGRAM,
   MsgType,
+  ReservationType,
   SCHEMAS,
   StatusRecord,
 } from '../../lib/wire/index.ts';
@@ -161,6 +162,14 @@ export const SAMPLES: { [K in MsgType]: Bodies[K][] } = {
           host: 'ws2',
           since: 1_780_000_001_000,
           position: 1,
+        },
+        {
+          kind: StatusRecord.RESERVATION,
+          feature: 'solver',
+          type: ReservationType.HOST,
+          name: 'ws9',
+          count: 0xffff,
+          inUse: 0,
         },
       ],
     },

@@ -12,7 +12,9 @@ import {
   encodeToBytes,
   Limits,
   MsgType,
+  type ReservationRecord,
   SCHEMAS,
+  type StatusReply,
   TYPE_NAMES,
   toHex,
 } from '../../lib/wire/index.ts';
@@ -85,6 +87,15 @@ t.test('known body encodings', async (t) => {
       '0000000000000005' +
       '0001',
   );
+  t.equal(
+    hex(MsgType.STATUS_REPLY, {
+      page: 0,
+      pages: 1,
+      snapshot: 9,
+      records: [{ kind: 4, feature: 'f', type: 2, name: 'w', count: 3, inUse: 1 }],
+    }),
+    '0000' + '0001' + '00000009' + '01' + '04' + '0166' + '02' + '0177' + '0003' + '0001',
+  );
 });
 
 t.test('body range rules at their boundaries', async (t) => {
@@ -139,6 +150,35 @@ t.test('body range rules at their boundaries', async (t) => {
   sr[34] = 0;
   sr[35] = 0;
   throwsDecode(t, () => decodeDatagram(sr), 'OUT_OF_RANGE', /pages 0 not in/, 34);
+  // STATUS_REPLY record kind in [1, 4]; RESERVATION type in [1, 2].
+  const res = { kind: 4, feature: 'f', type: 1, name: 'w', count: 3, inUse: 1 };
+  const rr = body(MsgType.STATUS_REPLY, { page: 0, pages: 1, snapshot: 0, records: [res] });
+  // header 32 | page 2 | pages 2 | snapshot 4 | count 1 | kind 1 | feature 1+1 | type 1
+  const kindAt = 32 + 9;
+  const typeAt = kindAt + 3;
+  const records = (d: Uint8Array) => (decodeDatagram(d).body as StatusReply).records;
+  t.equal(records(rr)[0]!.kind, 4);
+  for (const kind of [0, 5]) {
+    const z = rr.slice();
+    z[kindAt] = kind;
+    throwsDecode(t, () => decodeDatagram(z), 'OUT_OF_RANGE', /kind/, kindAt);
+  }
+  for (const [type, ok] of [
+    [0, false],
+    [1, true],
+    [2, true],
+    [3, false],
+  ] as const) {
+    const z = rr.slice();
+    z[typeAt] = type;
+    if (ok) t.equal((records(z)[0] as ReservationRecord).type, type);
+    else
+      throwsDecode(t, () => decodeDatagram(z), 'OUT_OF_RANGE', /type \d not in \[1, 2\]/, typeAt);
+    const enc = () =>
+      body(MsgType.STATUS_REPLY, { page: 0, pages: 1, snapshot: 0, records: [{ ...res, type }] });
+    if (ok) t.doesNotThrow(enc);
+    else t.throws(enc, { name: 'RangeError', message: /^type/ });
+  }
   const pong = SAMPLES[MsgType.PONG][0]!;
   t.throws(() => body(MsgType.PONG, { ...pong, state: 3 }), {
     name: 'RangeError',

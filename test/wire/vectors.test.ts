@@ -69,7 +69,7 @@ t.test('shape and coverage', async (t) => {
   const kinds = vectors
     .filter((v) => v.type === MsgType.STATUS_REPLY)
     .flatMap((v) => (v.body.records as { kind: number }[]).map((r) => r.kind));
-  t.same([...new Set(kinds)].sort(), [1, 2, 3], 'all three status record kinds');
+  t.same([...new Set(kinds)].sort(), [1, 2, 3, 4], 'all four status record kinds');
   const tc = vectors.find((v) => v.type === MsgType.TEST_CONN)!;
   t.equal(tc.flags, Flags.FROM_SERVER, 'TEST_CONN is server-originated');
   for (const v of vectors) {
