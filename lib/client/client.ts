@@ -366,6 +366,26 @@ export class Client extends EventEmitter {
   async close(): Promise<void> {
     if (this.#closed) return;
     await Promise.allSettled([...this.#leases.values()].map((l) => l.checkin()));
+    if (this.auth.session) {
+      // End the session on the server too (CHECKIN of lease 0 with no feature), so it does
+      // not count against the user's session cap. Best effort, with a short budget.
+      const rid = this.#nextRequestId();
+      const server = this.#servers[this.#current]!;
+      try {
+        const req = this.auth.request(
+          server.name,
+          MsgType.CHECKIN,
+          { leaseId: 0n, feature: '' },
+          rid,
+        );
+        await this.#exchange(this.#current, req, undefined, {
+          ...this.#policy,
+          maxTotalMs: Math.min(1000, this.#policy.maxTotalMs),
+        });
+      } catch {
+        // Closing anyway: the server forgets idle sessions by itself.
+      }
+    }
     await this.destroy();
   }
 
@@ -511,6 +531,12 @@ export class Client extends EventEmitter {
     signal?: AbortSignal,
   ): Promise<AnyDatagram | undefined> {
     const server = this.#servers[index]!;
+    const session = this.auth.session;
+    if (session && this.#now() >= session.expires) {
+      // The token ran out: its leases went with it; start a new session.
+      this.auth.dropSession();
+      for (const l of [...this.#leases.values()]) this.#loseLease(l, 'token expired');
+    }
     if (type !== MsgType.ADMIN && !this.auth.session && !this.#opts.noHello) await this.#hello();
     const rid = this.#nextRequestId();
     const first = this.auth.request(server.name, type, body, rid);
@@ -692,21 +718,40 @@ export class Client extends EventEmitter {
   }
 
   async #reclaim(): Promise<void> {
-    const leases = [...this.#leases.values()];
-    for (let i = 0; i < leases.length; i += 8) {
-      const batch = leases.slice(i, i + 8);
+    // Batches of at most 8 tickets that fit one datagram with the token attached.
+    const batches: Lease[][] = [];
+    let batch: Lease[] = [];
+    let bytes = 0;
+    for (const l of this.#leases.values()) {
+      if (
+        batch.length === 8 ||
+        (batch.length > 0 && bytes + l.ticket.length + 2 > RECLAIM_TICKET_BUDGET)
+      ) {
+        batches.push(batch);
+        batch = [];
+        bytes = 0;
+      }
+      batch.push(l);
+      bytes += l.ticket.length + 2;
+    }
+    if (batch.length) batches.push(batch);
+    for (const b of batches) {
       const d = await this.#call(
         MsgType.RECLAIM,
-        { tickets: batch.map((l) => ({ ticket: l.ticket })) },
+        { tickets: b.map((l) => ({ ticket: l.ticket })) },
         'reclaim',
       );
       if (d.type !== MsgType.RECLAIM_REPLY) {
-        if (d.type === MsgType.ERROR) for (const l of batch) this.#loseLease(l, d.body.message);
+        // A refused token ends the session (and so the leases); anything else (BUSY,
+        // CLOCK_SKEW...) is transient: the leases stay and the next heartbeat tries again.
+        if (d.type === MsgType.ERROR && isTokenError(d.body.code)) {
+          for (const l of b) this.#loseLease(l, d.body.message);
+        }
         continue;
       }
-      batch.forEach((l, j) => {
+      b.forEach((l, j) => {
         const code = d.body.results[j]?.code ?? ErrorCode.INTERNAL;
-        if (code === ErrorCode.OK || code === ErrorCode.ALREADY_RECLAIMED) {
+        if (code === ErrorCode.OK) {
           l.emit('reclaimed');
           this.emit('reclaimed', l);
         } else this.#loseLease(l, `reclaim refused: ${errorNameSafe(code)}`);
@@ -723,6 +768,13 @@ export class Client extends EventEmitter {
   async #leaveQueue(feature: string): Promise<void> {
     await this.#call(MsgType.CHECKIN, { leaseId: 0n, feature }, `leave queue ${feature}`);
   }
+}
+
+/** Ticket bytes per RECLAIM: 1200 minus header, tag, the largest token and its prefixes. */
+const RECLAIM_TICKET_BUDGET = 1200 - 32 - 32 - 2 - 512 - 1;
+
+function isTokenError(code: number): boolean {
+  return code >= ErrorCode.TOKEN_BAD_SIGNATURE && code <= ErrorCode.TOKEN_MALFORMED;
 }
 
 const closedMarker = Symbol('closed') as unknown as AnyDatagram & symbol;

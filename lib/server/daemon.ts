@@ -7,7 +7,7 @@
 import dgram from 'node:dgram';
 import { ServerAuth } from '../auth/server.ts';
 import { signDatagram } from '../auth/sign.ts';
-import { type KeyedHmac, type Keyring, randomBytes } from '../crypto/index.ts';
+import { equalBytes, type KeyedHmac, type Keyring, randomBytes } from '../crypto/index.ts';
 import { LicensePool } from '../license/pool.ts';
 import { openStore, type Store, type StoreSnapshot } from '../store/index.ts';
 import {
@@ -78,6 +78,8 @@ export interface DaemonOptions {
   /** Live sessions per user and per host. Default 64 and 256. */
   maxSessionsPerUser?: number;
   maxSessionsPerHost?: number;
+  /** A session holding nothing and quiet this long is forgotten (ms). Default 1 h. */
+  idleSessionMs?: number;
   /** Sessions whose keyed HMAC stays in memory (the most recently active). Default 65 536. */
   hmacCacheSize?: number;
   /** Housekeeping timer period (ms): reaping, grace, flushing. Default 1000. */
@@ -148,6 +150,8 @@ export class Daemon {
   #graceUntil = 0;
   /** In a takeover grace nobody knows every holder, so it never ends early. */
   #takeoverGrace = false;
+  /** Where the quiet-session sweep resumes on the next tick. */
+  #scan: Iterator<Session> | undefined;
   /** Leases loaded from disk that have not been reclaimed yet (grace ends early at zero). */
   readonly #unclaimed = new Set<bigint>();
   readonly #started: number;
@@ -533,19 +537,21 @@ export class Daemon {
     } else if (decision.mode === AuthMode.SESSION) {
       session = this.#sessions.get(decision.sessionId);
     }
+    if (d.type === MsgType.TEST_CONN_ACK) {
+      // Only the answer to the ping outstanding counts: a replayed old ACK keeps nothing alive.
+      if (session?.pingNonce && equalBytes(session.pingNonce, d.body.nonce)) {
+        session.pingNonce = undefined;
+        session.lastSeen = now;
+        session.pings = 0;
+        this.#moveIfNeeded(session, decision.moved, rinfo);
+      }
+      return;
+    }
     if (session) {
       session.lastSeen = now;
       session.pings = 0;
-      if (decision.moved && (session.address !== rinfo.address || session.port !== rinfo.port)) {
-        session.address = rinfo.address;
-        session.port = rinfo.port;
-        this.#store.touchSessionAddr(session.id, rinfo.address, rinfo.port);
-      }
-    }
-    if (d.type === MsgType.TEST_CONN_ACK) {
-      if (session?.pingNonce && toHex(session.pingNonce) === toHex(d.body.nonce))
-        session.pingNonce = undefined;
-      return;
+      session.pingNonce = undefined;
+      this.#moveIfNeeded(session, decision.moved, rinfo);
     }
     if (
       decision.mode === AuthMode.TOKEN &&
@@ -639,6 +645,15 @@ export class Daemon {
     }
   }
 
+  /** Same IP, new port, MAC verified: the session (and where test_conn goes) moves. */
+  #moveIfNeeded(session: Session, moved: boolean | undefined, rinfo: dgram.RemoteInfo): void {
+    if (moved && (session.address !== rinfo.address || session.port !== rinfo.port)) {
+      session.address = rinfo.address;
+      session.port = rinfo.port;
+      this.#store.touchSessionAddr(session.id, rinfo.address, rinfo.port);
+    }
+  }
+
   /**
    * Resends the cached reply to this request, if any. A reply carries its request's auth
    * mode, so a reply cached for the mode-3 form of a request re-sent in mode 2 is re-signed
@@ -659,6 +674,13 @@ export class Daemon {
       copy[5] = d.auth.mode;
       s.hmac.macInto(copy, copy.length - TAG_LENGTH, copy.subarray(0, copy.length - TAG_LENGTH));
       cached = copy;
+    }
+    if (
+      (d.auth.mode === AuthMode.CREDENTIAL || d.auth.mode === AuthMode.TOKEN) &&
+      cached.length > bytes.length
+    ) {
+      // Never amplify, not even from the cache: the request was answered; stay silent.
+      return true;
     }
     this.counters.retransmits++;
     this.#sendRaw(cached, rinfo.port, rinfo.address);
@@ -769,6 +791,7 @@ export class Daemon {
       version: b.version,
       count: b.count,
       wait: (b.options & 1) === 1,
+      vendor: s.vendor,
     });
     const who = {
       session: hexId(s.id),
@@ -874,6 +897,13 @@ export class Daemon {
 
   #checkin(ctx: Ctx, s: Session, d: Datagram<typeof MsgType.CHECKIN>): void {
     const now = ctx.now;
+    if (d.body.leaseId === 0n && d.body.feature === '') {
+      // The client is done with the session (close()): everything goes, the token is revoked.
+      const n = this.#pool.leasesOf(s.id).length;
+      this.#reap(s, now, 'closed by the client', 'close');
+      this.#reply(ctx, MsgType.CHECKIN_OK, { leaseId: 0n, released: n }, true);
+      return;
+    }
     if (d.body.leaseId === 0n) {
       const left = this.#pool.leaveQueue(s.id, d.body.feature);
       if (left) {
@@ -893,7 +923,7 @@ export class Daemon {
       return;
     }
     this.#store.deleteLease(d.body.leaseId);
-    this.#unclaimed.delete(d.body.leaseId);
+    this.#burn(d.body.leaseId, s.id, now);
     this.#report.write('release', now, {
       session: hexId(s.id),
       user: s.user,
@@ -917,12 +947,19 @@ export class Daemon {
       }
       const t = v.ticket;
       let code: number = ErrorCode.OK;
+      const held = this.#pool.leasesOf(s.id).some((l) => l.leaseId === t.leaseId);
       if (this.#tokens.isRevoked(s.id) || this.#store.isRevoked(s.id))
         code = ErrorCode.TOKEN_REVOKED;
-      else if (this.#store.isReclaimed(t.leaseId)) code = ErrorCode.ALREADY_RECLAIMED;
-      else if (this.#unclaimed.has(t.leaseId)) {
+      else if (held && this.#unclaimed.has(t.leaseId)) {
         // Held across a restart of this server: the seat is already counted.
         this.#unclaimed.delete(t.leaseId);
+      } else if (held) {
+        // Already this session's (a retransmitted or repeated reclaim): nothing changes.
+        results.push({ leaseId: t.leaseId, code });
+        continue;
+      } else if (this.#store.isReclaimed(t.leaseId)) {
+        // Released, removed, reaped, or rebuilt here before: a ticket is honoured once.
+        code = ErrorCode.ALREADY_RECLAIMED;
       } else {
         const r = this.#pool.reclaim({
           leaseId: t.leaseId,
@@ -960,11 +997,27 @@ export class Daemon {
       }
       results.push({ leaseId: t.leaseId, code });
     }
+    this.#maybeEndGrace(now);
+    this.#reply(ctx, MsgType.RECLAIM_REPLY, { results }, changed);
+  }
+
+  /** Grace ends early once every lease restored from disk is reclaimed or released. */
+  #maybeEndGrace(now: number): void {
     if (this.#graceUntil > now && this.#unclaimed.size === 0 && !this.#takeoverGrace) {
       this.#graceUntil = 0;
       this.#log.info('restart grace ended early: every known holder has reclaimed');
     }
-    this.#reply(ctx, MsgType.RECLAIM_REPLY, { results }, changed);
+  }
+
+  /**
+   * A lease that is gone (checked in, removed, reaped, or not reclaimed in grace) has its
+   * ticket burned durably, so it can never be re-presented to rebuild the seat, here or
+   * after a restart. Kept until its session's token would have expired anyway.
+   */
+  #burn(leaseId: bigint, sessionId: bigint, now: number): void {
+    const expires = this.#sessions.get(sessionId)?.expires ?? now + 2 * 86_400_000;
+    this.#store.markReclaimed(leaseId, expires);
+    this.#unclaimed.delete(leaseId);
   }
 
   #status(ctx: Ctx, d: Datagram<typeof MsgType.STATUS>): void {
@@ -994,7 +1047,7 @@ export class Daemon {
       });
       for (const l of removed) {
         this.#store.deleteLease(l.leaseId);
-        this.#unclaimed.delete(l.leaseId);
+        this.#burn(l.leaseId, l.sessionId, now);
         this.#report.write('remove', now, {
           by: adminId,
           lease: hexId(l.leaseId),
@@ -1045,6 +1098,8 @@ export class Daemon {
 
   /** After seats free: queued clients whose turn came were assigned seats; persist them. */
   #afterRelease(now: number): void {
+    this.#generation = (this.#generation + 1) >>> 0;
+    this.#maybeEndGrace(now);
     for (const lease of this.#pool.takeAssigned()) {
       const s = this.#sessions.get(lease.sessionId);
       if (!s) continue;
@@ -1214,8 +1269,9 @@ export class Daemon {
           `restart grace over; ${this.#unclaimed.size} lease(s) not reclaimed are released`,
         );
         for (const id of this.#unclaimed) {
-          const l = this.#pool.removeLease?.(id);
+          const l = this.#pool.removeLease(id);
           this.#store.deleteLease(id);
+          if (l) this.#burn(id, l.sessionId, now);
           if (l)
             this.#report.write('release', now, {
               lease: hexId(id),
@@ -1240,14 +1296,29 @@ export class Daemon {
     const quiet = this.#opts.quietMs ?? 2 * this.#heartbeatMs();
     const interval = this.#opts.testConnIntervalMs ?? 5000;
     const tries = this.#opts.testConnTries ?? 3;
-    for (const s of this.#sessions.values()) {
+    const idle = this.#opts.idleSessionMs ?? 3_600_000;
+    // Bounded work per tick: a host with a million sessions sweeps them over several ticks.
+    let budget = 20_000;
+    for (;;) {
+      if (budget-- <= 0) return;
+      this.#scan ??= this.#sessions.values();
+      const next = this.#scan.next();
+      if (next.done) {
+        this.#scan = undefined;
+        return;
+      }
+      const s = next.value;
       if (now >= s.expires) {
         this.#reap(s, now, 'token expired');
         continue;
       }
       if (now - s.lastSeen < quiet) continue;
       const holds = this.#pool.leasesOf(s.id).length > 0 || (this.#pool.queuedOf?.(s.id) ?? 0) > 0;
-      if (!holds) continue;
+      if (!holds) {
+        // Holding nothing and idle for long: forget it (not revoked; its token restores it).
+        if (now - s.lastSeen >= idle) this.#forget(s);
+        continue;
+      }
       if (now < s.nextPingAt) continue;
       if (s.pings >= tries) {
         this.#reap(s, now, `no answer to ${tries} test_conn pings`);
@@ -1255,7 +1326,8 @@ export class Daemon {
       }
       s.pings++;
       s.nextPingAt = now + interval;
-      s.pingNonce = randomBytes(8);
+      // One nonce for all pings of a quiet spell, so a late answer to an earlier one counts.
+      s.pingNonce ??= randomBytes(8);
       // Seconds-based, so a restarted server's pings still advance the client's window.
       s.serverSeq = Math.max(s.serverSeq + 1, Math.floor(now / 1000)) >>> 0;
       const bytes = signDatagram(
@@ -1276,11 +1348,11 @@ export class Daemon {
     }
   }
 
-  #reap(s: Session, now: number, why: string): void {
+  #reap(s: Session, now: number, why: string, event: 'reap' | 'close' = 'reap'): void {
     const released = this.#pool.releaseSession(s.id);
     for (const l of released.leases) {
       this.#store.deleteLease(l.leaseId);
-      this.#unclaimed.delete(l.leaseId);
+      this.#burn(l.leaseId, s.id, now);
     }
     for (const f of released.queued ?? []) this.#store.dequeue(s.id, f);
     this.#tokens.invalidateToken(s.id, Math.ceil(s.expires / 1000));
@@ -1288,18 +1360,25 @@ export class Daemon {
     this.#store.revoke(s.id, s.expires);
     this.#store.deleteSession(s.id);
     this.#sessions.delete(s.id);
-    this.counters.reaped++;
-    this.#report.write('reap', now, {
+    if (event === 'reap') this.counters.reaped++;
+    this.#report.write(event, now, {
       session: hexId(s.id),
       user: s.user,
       host: s.host,
       leases: released.leases.length,
       why,
     });
-    this.#log.info(
-      `reaped session ${hexId(s.id)} (${s.user}@${s.host}): ${why}; ${released.leases.length} lease(s) released`,
-    );
+    const line = `${event === 'reap' ? 'reaped' : 'closed'} session ${hexId(s.id)} (${s.user}@${s.host}): ${why}; ${released.leases.length} lease(s) released`;
+    if (event === 'reap') this.#log.info(line);
+    else this.#log.debug(line);
     if (released.leases.length) this.#afterRelease(now);
+  }
+
+  /** Drops an idle session from memory and disk without revoking its token. */
+  #forget(s: Session): void {
+    s.drop();
+    this.#store.deleteSession(s.id);
+    this.#sessions.delete(s.id);
   }
 
   #sessionRecord(s: Session, now: number) {

@@ -41,6 +41,7 @@ export type ReportEvent =
   | 'release'
   | 'reclaim'
   | 'reap'
+  | 'close'
   | 'remove'
   | 'revoke'
   | 'session'

@@ -6,7 +6,7 @@
 import t from 'tap';
 import { connect } from '../../lib/client/client.ts';
 import { nextDelay, retryPolicy } from '../../lib/client/retry.ts';
-import { ErrorCode } from '../../lib/wire/index.ts';
+import { AdminOp, ErrorCode } from '../../lib/wire/index.ts';
 import { client, makeSite, startDaemon } from '../helpers/site.ts';
 
 const LINES = [
@@ -157,3 +157,55 @@ t.test(
     t.equal(after.features[0]!.inUse, 0);
   },
 );
+
+t.test('two restarts in a row: the lease is reclaimed each time and still counted', async (t) => {
+  const site = makeSite(LINES);
+  let d = await startDaemon(site, { graceMs: 10_000 });
+  const port = d.address().port;
+  const c = await client(site, port, { heartbeatMs: 60_000 });
+  t.teardown(() => c.close());
+  const lease = await c.checkout('solver');
+  for (let i = 0; i < 2; i++) {
+    await d.close();
+    d = await startDaemon(site, { port, graceMs: 10_000 });
+    t.ok(d.graceLeft() > 0, `restart ${i + 1}: in grace`);
+    t.equal(await c.heartbeat(), 0, `restart ${i + 1}: the ack counts no reclaimed lease yet`);
+    t.equal(
+      d.pool.status().features.find((f) => f.name === 'solver')!.inUse,
+      1,
+      `restart ${i + 1}: the seat is counted once`,
+    );
+    t.equal(await c.heartbeat(), 1, `restart ${i + 1}: reclaimed (the next ack counts it)`);
+    t.equal(d.graceLeft(), 0, `restart ${i + 1}: grace ended early`);
+    t.equal(lease.state, 'held');
+  }
+  t.teardown(() => d.close());
+  t.equal(d.pool.status().features.find((f) => f.name === 'solver')!.inUse, 1);
+});
+
+t.test('an admin remove is not undone by the holder re-presenting its ticket', async (t) => {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const c = await client(site, d.address().port, { heartbeatMs: 60_000 });
+  t.teardown(() => c.close());
+  const lease = await c.checkout('solver');
+  const lost = new Promise<string>((r) => lease.once('lost', r));
+  const r = await c.admin(AdminOp.REMOVE, { feature: 'solver' });
+  t.equal(r.affected, 1);
+  t.equal(await c.heartbeat(), 0, 'the server no longer counts it');
+  t.match(await lost, /ALREADY_RECLAIMED/, 'the holder is told its seat is gone');
+  t.equal(d.pool.status().features.find((f) => f.name === 'solver')!.inUse, 0);
+});
+
+t.test('close() ends the session on the server', async (t) => {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const c = await client(site, d.address().port);
+  await c.checkout('demo');
+  t.equal(d.sessionCount, 1);
+  await c.close();
+  t.equal(d.sessionCount, 0, 'no session left to count against the user');
+  t.equal(d.pool.status().features.find((f) => f.name === 'demo')!.inUse, 0);
+});

@@ -83,9 +83,32 @@ t.test('a fresh server with only the keyring rebuilds seats from tickets, once e
   const r2 = await ask(sock, port, reclaim([l1.ticket], 2, 2));
   t.equal(r2?.type, MsgType.RECLAIM_REPLY);
   if (r2?.type === MsgType.RECLAIM_REPLY) {
-    t.equal(r2.body.results[0]!.code, ErrorCode.ALREADY_RECLAIMED, 'a ticket is honoured once');
+    t.equal(r2.body.results[0]!.code, ErrorCode.OK, 'the same session again: already its lease');
   }
-  t.equal(d2.pool.status().features[0]!.inUse, 2, 'still 2 seats, never more');
+  t.equal(d2.pool.status().features[0]!.inUse, 2, 'still 2 seats: a ticket is counted once');
+  // Checked in, then re-presented: a released ticket is never honoured again.
+  const checkin = signDatagram(
+    {
+      type: MsgType.CHECKIN,
+      flags: 0,
+      auth: { mode: AuthMode.SESSION },
+      requestId: 10,
+      sessionId: session.sessionId,
+      seq: 10,
+      timestamp: Date.now(),
+      body: { leaseId: l1.leaseId, feature: 'solver' },
+      tag: new Uint8Array(TAG_LENGTH),
+    },
+    session.sessionKey,
+  );
+  const ci = await ask(sock, port, checkin);
+  t.equal(ci?.type, MsgType.CHECKIN_OK);
+  t.equal(d2.pool.status().features[0]!.inUse, 1);
+  const r4 = await ask(sock, port, reclaim([l1.ticket], 11, 11));
+  if (r4?.type === MsgType.RECLAIM_REPLY) {
+    t.equal(r4.body.results[0]!.code, ErrorCode.ALREADY_RECLAIMED, 'a released ticket is burned');
+  } else t.fail('RECLAIM_REPLY expected');
+  t.equal(d2.pool.status().features[0]!.inUse, 1, 'the released seat stays free');
 
   // A forged ticket (one bit flipped) is refused.
   const forged = Uint8Array.from(l1.ticket);
