@@ -117,6 +117,12 @@ export function buildDaemonProgram(io: CliIO, started: (d: Daemon) => void = () 
       intOption('--grace', 0, 86_400),
       90,
     )
+    .option(
+      '--token-lifetime <seconds>',
+      'session token lifetime; a lease lives at most this long (keep it ≤ the keyring grace)',
+      intOption('--token-lifetime', 60, 30 * 86_400),
+      86_400,
+    )
     .option('--takeover', 'start in grace even with an empty state dir (replacing a dead server)')
     .option(
       '--rate-limit <n>',
@@ -165,6 +171,7 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
       testConnTries: o.testConnTries as number,
       graceMs: (o.grace as number) * 1000,
       takeover: !!o.takeover,
+      tokenLifetimeS: o.tokenLifetime as number,
       rateLimit: { rate: o.rateLimit as number, burst: Math.max(1, (o.rateLimit as number) * 2) },
       ...(o.report ? { reportLog: resolve(io.cwd, o.report as string) } : {}),
     };

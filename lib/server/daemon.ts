@@ -40,7 +40,7 @@ import {
   toHex,
 } from '../wire/index.ts';
 import type { Bodies } from '../wire/messages.ts';
-import { type DaemonConfig, type LoadedConfig, loadConfig } from './config.ts';
+import { ConfigError, type DaemonConfig, type LoadedConfig, loadConfig } from './config.ts';
 import { type Logger, ReportLog, silentLogger } from './log.ts';
 import { RateLimiter } from './ratelimit.ts';
 import { ReplyCache } from './replycache.ts';
@@ -203,6 +203,14 @@ export class Daemon {
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const now = (opts.now ?? Date.now)();
     const config = loadConfig(opts.licenseFile, opts.keysFile, now);
+    const lifetime = opts.tokenLifetimeS ?? 86_400;
+    const grace = config.keys.keyring.toJSON().grace;
+    if (lifetime > grace) {
+      // A token must outlive neither the key that signed it nor its grace.
+      throw new ConfigError(
+        `token lifetime ${lifetime} s exceeds the keyring grace ${grace} s in ${opts.keysFile}`,
+      );
+    }
     const store = openStore(opts.stateDir);
     let socket: dgram.Socket | undefined;
     try {
