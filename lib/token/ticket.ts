@@ -10,12 +10,10 @@ import { type Keyring, label, MAC_LENGTH } from '../crypto/index.ts';
 import {
   cursor,
   DecodeError,
-  DecodeErrorCode,
   ErrorCode,
   expectEnd,
   Limits,
   readString,
-  readU8,
   readU16,
   readU32,
   readU53,
@@ -28,6 +26,7 @@ import {
   writeU53,
   writeU64,
 } from '../wire/index.ts';
+import { openSigned } from './token.ts';
 
 const TICKET_LABEL = label('floatlm ticket v1');
 
@@ -96,24 +95,7 @@ export function makeTicket(f: TicketFields, keyring: Keyring, now: number): Leas
  *   OUT_OF_RANGE, TRAILING_BYTES
  */
 export function decodeTicket(bytes: Uint8Array): LeaseTicket {
-  if (bytes.length > Limits.TICKET) {
-    throw new DecodeError(
-      DecodeErrorCode.TOO_LARGE,
-      `ticket of ${bytes.length} bytes exceeds ${Limits.TICKET}`,
-      0,
-    );
-  }
-  if (bytes.length < 1 + MAC_LENGTH) {
-    throw new DecodeError(
-      DecodeErrorCode.TRUNCATED,
-      `ticket of ${bytes.length} bytes is too short`,
-      0,
-    );
-  }
-  const c = cursor(bytes, 0, bytes.length - MAC_LENGTH);
-  const v = readU8(c, 'ticket version');
-  if (v !== 1)
-    throw new DecodeError(DecodeErrorCode.BAD_VERSION, `ticket version ${v}, expected 1`, 0);
+  const c = openSigned(bytes, Limits.TICKET, 'ticket', 1);
   const keyId = readU32(c, 'keyId');
   const leaseId = readU64(c, 'leaseId');
   const tokenId = readU64(c, 'tokenId');

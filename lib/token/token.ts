@@ -22,6 +22,7 @@ import {
   u64be,
 } from '../crypto/index.ts';
 import {
+  type Cursor,
   cursor,
   DecodeError,
   DecodeErrorCode,
@@ -168,6 +169,38 @@ export function encodeToken(
 }
 
 /**
+ * The cursor over a server-signed blob (token or lease ticket) after its version byte, up
+ * to its trailing MAC; lengths checked before anything is read.
+ * @throws {DecodeError} TOO_LARGE, TRUNCATED, BAD_VERSION
+ */
+export function openSigned(bytes: Uint8Array, max: number, what: string, version: number): Cursor {
+  if (bytes.length > max) {
+    throw new DecodeError(
+      DecodeErrorCode.TOO_LARGE,
+      `${what} of ${bytes.length} bytes exceeds ${max}`,
+      0,
+    );
+  }
+  if (bytes.length < 1 + MAC_LENGTH) {
+    throw new DecodeError(
+      DecodeErrorCode.TRUNCATED,
+      `${what} of ${bytes.length} bytes is too short`,
+      0,
+    );
+  }
+  const c = cursor(bytes, 0, bytes.length - MAC_LENGTH);
+  const v = readU8(c, `${what} version`);
+  if (v !== version) {
+    throw new DecodeError(
+      DecodeErrorCode.BAD_VERSION,
+      `${what} version ${v}, expected ${version}`,
+      0,
+    );
+  }
+  return c;
+}
+
+/**
  * Decodes a token's bytes without checking its mac.
  * @throws {DecodeError} TOO_LARGE, TRUNCATED, BAD_VERSION, OUT_OF_RANGE, BAD_LENGTH,
  *   BAD_STRING, TRAILING_BYTES
@@ -175,25 +208,7 @@ export function encodeToken(
 export function decodeToken(bytes: Uint8Array): Token {
   if (!(bytes instanceof Uint8Array))
     throw new DecodeError(DecodeErrorCode.TRUNCATED, 'token is not bytes', 0);
-  if (bytes.length > Limits.TOKEN) {
-    throw new DecodeError(
-      DecodeErrorCode.TOO_LARGE,
-      `token of ${bytes.length} bytes exceeds ${Limits.TOKEN}`,
-      0,
-    );
-  }
-  if (bytes.length < 1 + MAC_LENGTH) {
-    throw new DecodeError(
-      DecodeErrorCode.TRUNCATED,
-      `token of ${bytes.length} bytes is too short`,
-      0,
-    );
-  }
-  const c = cursor(bytes, 0, bytes.length - MAC_LENGTH);
-  const version = readU8(c, 'token version');
-  if (version !== TOKEN_VERSION) {
-    throw new DecodeError(DecodeErrorCode.BAD_VERSION, `token version ${version}, expected 1`, 0);
-  }
+  const c = openSigned(bytes, Limits.TOKEN, 'token', TOKEN_VERSION);
   const keyId = readU32(c, 'keyId');
   const tokenIdAt = c.start;
   const tokenId = readU64(c, 'tokenId');
