@@ -1,0 +1,115 @@
+/**
+ * The floatlmd command: usage errors, one-line refusals of bad files (exit 6), a clean stop
+ * on SIGTERM, and SIGHUP rereading the license without dropping held seats.
+ */
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import t from 'tap';
+import { runDaemonCli } from '../../lib/cli/floatlmd.ts';
+import type { CliIO } from '../../lib/cli/io.ts';
+import type { Daemon } from '../../lib/server/daemon.ts';
+import { client, makeSite } from '../helpers/site.ts';
+
+function capture(cwd: string): CliIO & { stdout: () => string; stderr: () => string } {
+  let out = '';
+  let err = '';
+  return {
+    out: (s) => {
+      out += s;
+    },
+    err: (s) => {
+      err += s;
+    },
+    env: {},
+    cwd,
+    stdout: () => out,
+    stderr: () => err,
+  };
+}
+
+t.test('usage errors exit 2; --help exits 0 with examples', async (t) => {
+  const site = makeSite([]);
+  const io = capture(site.dir);
+  t.equal(await runDaemonCli([], io), 2);
+  t.match(io.stderr(), /^floatlmd: --license, --keys and --state are required \(or --demo\)\n$/);
+  const bad = capture(site.dir);
+  t.equal(await runDaemonCli(['--port', '70000', '--demo'], bad), 2);
+  t.match(bad.stderr(), /--port must be an integer in \[0, 65535\]/);
+  const help = capture(site.dir);
+  t.equal(await runDaemonCli(['--help'], help), 0);
+  t.match(help.stdout(), /Examples:\n {2}floatlmd --demo/);
+});
+
+t.test(
+  'a foreign state file and an insecure keys file are refused in one line (exit 6)',
+  async (t) => {
+    const site = makeSite(['FEATURE demo demo 1.0 permanent 1']);
+    const { mkdirSync, chmodSync, readFileSync } = await import('node:fs');
+    mkdirSync(site.stateDir, { recursive: true });
+    const db = join(site.stateDir, 'floatlm.db');
+    writeFileSync(db, 'this is not a database, it is a shopping list\n');
+    const args = [
+      '--license',
+      site.licenseFile,
+      '--keys',
+      site.keysFile,
+      '--state',
+      site.stateDir,
+      '--port',
+      '0',
+    ];
+    const io = capture(site.dir);
+    t.equal(await runDaemonCli(args, io), 6);
+    t.match(
+      io.stderr(),
+      /^floatlmd: NOT_SQLITE: .*floatlm\.db: .*refusing to use or replace it\n$/,
+    );
+    t.equal(
+      readFileSync(db, 'utf8'),
+      'this is not a database, it is a shopping list\n',
+      'left as it was',
+    );
+    chmodSync(site.keysFile, 0o644);
+    const keys = capture(site.dir);
+    t.equal(await runDaemonCli(args, keys), 6);
+    t.match(keys.stderr(), /^floatlmd: .*keys\.json: mode 0644 .*chmod 600\n$/);
+  },
+);
+
+t.test('SIGHUP rereads the license under held seats; SIGTERM stops cleanly', async (t) => {
+  const site = makeSite(['FEATURE demo demo 1.0 permanent 1']);
+  let daemon: Daemon | undefined;
+  const io = capture(site.dir);
+  const run = runDaemonCli(
+    [
+      '--license',
+      site.licenseFile,
+      '--keys',
+      site.keysFile,
+      '--state',
+      site.stateDir,
+      '--port',
+      '0',
+      '--log-level',
+      'error',
+    ],
+    io,
+    (d) => {
+      daemon = d;
+    },
+  );
+  while (!daemon) await new Promise((r) => setTimeout(r, 20));
+  const c = await client(site, daemon.address().port);
+  const lease = await c.checkout('demo');
+  site.writeLicense(['FEATURE demo demo 1.0 permanent 3']);
+  process.emit('SIGHUP');
+  const st = await c.status('demo');
+  t.equal(st.features[0]!.count, 3, 'the new count is served');
+  t.equal(st.features[0]!.inUse, 1, 'the held seat survived');
+  t.equal(lease.state, 'held');
+  await c.close();
+  process.emit('SIGTERM');
+  t.equal(await run, 0, 'exit 0 after SIGTERM');
+  t.equal(daemon.state, 'CLOSED');
+  t.match(io.stdout(), /^floatlmd listening on 127\.0\.0\.1:\d+\n$/);
+});
