@@ -3,17 +3,26 @@
  * side with the targets; `npm run bench -- --json` prints one JSON object instead.
  * Sections: throughput and latency (echo vs floatlmd, C load generator), memory per live
  * session, event-loop stall while flushing 1 000 000 revoked ids, restart recovery.
- * `--quick` shrinks every figure (a smoke run, not a measurement).
+ * `--quick` shrinks every figure (a smoke run, not a measurement). While iterating:
+ * `--only=throughput,memory,flush,reclaim` runs some sections (`heartbeat`: echo and
+ * heartbeats only) (the targets of the others
+ * read as not met), and `--prof=DIR` writes a `--cpu-prof` profile of the daemon under
+ * load in DIR.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { reclaim } from './reclaim.ts';
 import { makeSite, spawnScript, waitExit } from './site.ts';
-import { round, throughput } from './throughput.ts';
+import { type LoadResult, round, throughput } from './throughput.ts';
 
 const json = process.argv.includes('--json');
 const quick = process.argv.includes('--quick');
+const arg = (name: string) =>
+  process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
+const only = arg('only')?.split(',');
+const prof = arg('prof');
+const runs = (section: string) => !only || only.includes(section);
 
 function say(s: string): void {
   if (!json) process.stdout.write(`${s}\n`);
@@ -102,72 +111,96 @@ async function main(): Promise<void> {
   };
   say(`floatlm bench — ${machine.nproc} CPU(s), ${machine.cpu}, Node ${machine.node}`);
 
-  say('\n1. throughput (server pinned to core 0, C generator to core 1, loopback) …');
-  const tp = await throughput(quick ? { durationMs: 1000, warmupMs: 300 } : {});
-  const echoRate = (tp.echo[0]!.rate + tp.echo[1]!.rate) / 2;
-  const echoCpu = (tp.echo[0]!.server_cpu_us_per_req + tp.echo[1]!.server_cpu_us_per_req) / 2;
-  const hbCpuRatio = round(echoCpu / tp.heartbeat.server_cpu_us_per_req, 3);
-  const row = (name: string, r: (typeof tp.echo)[number], unit = 'req') =>
+  let tp: Awaited<ReturnType<typeof throughput>> | undefined;
+  let hbCpuRatio = Number.NaN;
+  let echoRate = Number.NaN;
+  if (runs('throughput') || runs('heartbeat')) {
+    say('\n1. throughput (server pinned to core 0, C generator to core 1, loopback) …');
+    tp = await throughput({
+      ...(quick ? { durationMs: 1000, warmupMs: 300 } : {}),
+      ...(prof ? { daemonNodeArgs: ['--cpu-prof', `--cpu-prof-dir=${prof}`] } : {}),
+      heartbeatOnly: !runs('throughput'),
+    });
+    echoRate = (tp.echo[0]!.rate + tp.echo[1]!.rate) / 2;
+    const echoCpu = (tp.echo[0]!.server_cpu_us_per_req + tp.echo[1]!.server_cpu_us_per_req) / 2;
+    hbCpuRatio = round(echoCpu / tp.heartbeat.server_cpu_us_per_req, 3);
+    const row = (name: string, r: LoadResult, unit = 'req') =>
+      say(
+        `   ${name.padEnd(26)} ${String(Math.round(r.rate)).padStart(7)} ${unit}/s  p50 ${r.p50_us.toFixed(0).padStart(6)} µs  p99 ${r.p99_us.toFixed(0).padStart(6)} µs  server ${r.server_cpu_us_per_req.toFixed(1).padStart(6)} µs CPU/${unit} (${r.server_cpu_pct.toFixed(0)}% of a core)  generator ${r.generator_cpu_pct.toFixed(0)}% of a core  lost ${r.lost} errors ${r.errors}`,
+      );
+    row('bare echo (run 1)', tp.echo[0]!);
+    row('floatlmd HEARTBEAT', tp.heartbeat);
+    row('floatlmd CHECKOUT+CHECKIN', tp.pairs, 'pair');
+    row('bare echo (run 2)', tp.echo[1]!);
     say(
-      `   ${name.padEnd(26)} ${String(Math.round(r.rate)).padStart(7)} ${unit}/s  p50 ${r.p50_us.toFixed(0).padStart(6)} µs  p99 ${r.p99_us.toFixed(0).padStart(6)} µs  server ${r.server_cpu_us_per_req.toFixed(1).padStart(6)} µs CPU/${unit} (${r.server_cpu_pct.toFixed(0)}% of a core)  generator ${r.generator_cpu_pct.toFixed(0)}% of a core  lost ${r.lost} errors ${r.errors}`,
+      `   heartbeat / echo: ${tp.heartbeat_ratio_vs_echo} by rate, ${hbCpuRatio} by server CPU per request (target ≥ 0.6); ${tp.window} in flight over ${tp.sessions} sessions`,
     );
-  row('bare echo (run 1)', tp.echo[0]!);
-  row('floatlmd HEARTBEAT', tp.heartbeat);
-  row('floatlmd CHECKOUT+CHECKIN', tp.pairs, 'pair');
-  row('bare echo (run 2)', tp.echo[1]!);
-  say(
-    `   heartbeat / echo: ${tp.heartbeat_ratio_vs_echo} by rate, ${hbCpuRatio} by server CPU per request (target ≥ 0.6); ${tp.window} in flight over ${tp.sessions} sessions`,
-  );
+  }
 
-  say('\n2. memory per live session (sessions restored by the daemon from its state) …');
-  const m100k = await memory(quick ? 10_000 : 100_000);
-  const m1m = await memory(quick ? 50_000 : 1_000_000);
-  const marginal = Math.round(
-    (m1m.rss_delta_bytes - m100k.rss_delta_bytes) / (m1m.sessions - m100k.sessions),
-  );
-  for (const m of [m100k, m1m])
+  let m100k: MemFigure | undefined;
+  let m1m: MemFigure | undefined;
+  let marginal = Number.NaN;
+  if (runs('memory')) {
+    say('\n2. memory per live session (sessions restored by the daemon from its state) …');
+    m100k = await memory(quick ? 10_000 : 100_000);
+    m1m = await memory(quick ? 50_000 : 1_000_000);
+    marginal = Math.round(
+      (m1m.rss_delta_bytes - m100k.rss_delta_bytes) / (m1m.sessions - m100k.sessions),
+    );
+    for (const m of [m100k, m1m])
+      say(
+        `   ${String(m.sessions).padStart(8)} sessions: RSS ${(m.rss_bytes / 2 ** 20).toFixed(0)} MiB (+${(m.rss_delta_bytes / 2 ** 20).toFixed(0)} MiB), ${m.rss_bytes_per_session} B RSS/session, ${m.heap_bytes_per_session} B heap/session; restored in ${(m.restore_ms / 1000).toFixed(1)} s`,
+      );
+    say(`   marginal between the two: ${marginal} B RSS/session (target ≤ 600 at 1 000 000)`);
+  }
+
+  let fl: Record<string, unknown> | undefined;
+  if (runs('flush')) {
+    say('\n3. flushing revoked tokens (daemon housekeeping timer at 10 ms) …');
+    fl = await flush(quick ? 50_000 : 1_000_000);
     say(
-      `   ${String(m.sessions).padStart(8)} sessions: RSS ${(m.rss_bytes / 2 ** 20).toFixed(0)} MiB (+${(m.rss_delta_bytes / 2 ** 20).toFixed(0)} MiB), ${m.rss_bytes_per_session} B RSS/session, ${m.heap_bytes_per_session} B heap/session; restored in ${(m.restore_ms / 1000).toFixed(1)} s`,
+      `   ${fl.revoked} expired revoked ids flushed in ${fl.flush_ms} ms (${fl.left} left); longest event-loop stall ${fl.max_stall_ms} ms, loop delay p99 ${fl.loop_delay_p99_ms} ms; longest store batch ${fl.longest_batch_ms} ms (target: no stall over 20 ms)`,
     );
-  say(`   marginal between the two: ${marginal} B RSS/session (target ≤ 600 at 1 000 000)`);
+  }
 
-  say('\n3. flushing revoked tokens (daemon housekeeping timer at 10 ms) …');
-  const fl = await flush(quick ? 50_000 : 1_000_000);
-  say(
-    `   ${fl.revoked} expired revoked ids flushed in ${fl.flush_ms} ms (${fl.left} left); longest event-loop stall ${fl.max_stall_ms} ms, loop delay p99 ${fl.loop_delay_p99_ms} ms; longest store batch ${fl.longest_batch_ms} ms (target: no stall over 20 ms)`,
-  );
-
-  say('\n4. restart recovery …');
-  const rc = await reclaim(quick ? 1000 : 10_000);
-  say(
-    `   ${rc.reclaimed_ok}/${rc.clients} seats reclaimed ${rc.total_ms} ms after the restart (listening after ${rc.restart_to_listen_ms} ms, reclaims ${rc.reclaim_phase_ms} ms) (target < 5000 ms)`,
-  );
+  let rc: Awaited<ReturnType<typeof reclaim>> | undefined;
+  if (runs('reclaim')) {
+    say('\n4. restart recovery …');
+    rc = await reclaim(quick ? 1000 : 10_000);
+    say(
+      `   ${rc.reclaimed_ok}/${rc.clients} seats reclaimed ${rc.total_ms} ms after the restart (listening after ${rc.restart_to_listen_ms} ms, reclaims ${rc.reclaim_phase_ms} ms) (target < 5000 ms)`,
+    );
+  }
 
   const result = {
     schema: 'floatlm.bench/1',
     quick,
+    ...(only ? { only } : {}),
     machine,
-    throughput: tp,
+    throughput: tp ?? null,
     echo_rate: round(echoRate),
-    heartbeat_rate: tp.heartbeat.rate,
-    heartbeat_p50_us: tp.heartbeat.p50_us,
-    heartbeat_p99_us: tp.heartbeat.p99_us,
-    pair_rate: tp.pairs.rate,
-    pair_p50_us: tp.pairs.p50_us,
-    pair_p99_us: tp.pairs.p99_us,
-    heartbeat_ratio_vs_echo: tp.heartbeat_ratio_vs_echo,
+    heartbeat_rate: tp?.heartbeat.rate ?? null,
+    heartbeat_p50_us: tp?.heartbeat.p50_us ?? null,
+    heartbeat_p99_us: tp?.heartbeat.p99_us ?? null,
+    pair_rate: tp?.pairs.rate ?? null,
+    pair_p50_us: tp?.pairs.p50_us ?? null,
+    pair_p99_us: tp?.pairs.p99_us ?? null,
+    heartbeat_ratio_vs_echo: tp?.heartbeat_ratio_vs_echo ?? null,
     heartbeat_cpu_ratio_vs_echo: hbCpuRatio,
-    memory: { at_100k: m100k, at_1m: m1m, marginal_rss_bytes_per_session: marginal },
-    rss_bytes_per_session_1m: m1m.rss_bytes_per_session,
-    flush: fl,
-    flush_max_stall_ms: fl.max_stall_ms,
-    reclaim: rc,
-    reclaim_10k_ms: rc.total_ms,
+    memory: m1m ? { at_100k: m100k, at_1m: m1m, marginal_rss_bytes_per_session: marginal } : null,
+    rss_bytes_per_session_1m: m1m?.rss_bytes_per_session ?? null,
+    flush: fl ?? null,
+    flush_max_stall_ms: fl?.max_stall_ms ?? null,
+    reclaim: rc ?? null,
+    reclaim_10k_ms: rc?.total_ms ?? null,
     targets: {
-      heartbeat_ratio_vs_echo: { target: 0.6, met: tp.heartbeat_ratio_vs_echo >= 0.6 },
-      rss_bytes_per_session_1m: { target: 600, met: m1m.rss_bytes_per_session <= 600 },
-      flush_max_stall_ms: { target: 20, met: (fl.max_stall_ms as number) <= 20 },
-      reclaim_10k_ms: { target: 5000, met: rc.total_ms < 5000 && rc.reclaimed_ok === rc.clients },
+      heartbeat_ratio_vs_echo: { target: 0.6, met: !!tp && tp.heartbeat_ratio_vs_echo >= 0.6 },
+      rss_bytes_per_session_1m: { target: 600, met: !!m1m && m1m.rss_bytes_per_session <= 600 },
+      flush_max_stall_ms: { target: 20, met: !!fl && (fl.max_stall_ms as number) <= 20 },
+      reclaim_10k_ms: {
+        target: 5000,
+        met: !!rc && rc.total_ms < 5000 && rc.reclaimed_ok === rc.clients,
+      },
     },
     total_s: round((performance.now() - t0) / 1000),
   };

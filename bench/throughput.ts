@@ -135,7 +135,16 @@ async function runLoad(
  * @throws {Error} when a child or the generator fails
  */
 export async function throughput(
-  o: { window?: number; sessions?: number; durationMs?: number; warmupMs?: number } = {},
+  o: {
+    window?: number;
+    sessions?: number;
+    durationMs?: number;
+    warmupMs?: number;
+    /** Extra node arguments for the daemon child (e.g. `--cpu-prof`). */
+    daemonNodeArgs?: string[];
+    /** Echo once and heartbeats only (profiling a change): no pairs, no second echo. */
+    heartbeatOnly?: boolean;
+  } = {},
 ): Promise<ThroughputResult> {
   const window = o.window ?? 32;
   const nSessions = o.sessions ?? 64;
@@ -177,7 +186,7 @@ export async function throughput(
         maxSessionsPerHost: 1_000_000,
       }),
     ],
-    core,
+    { ...core, nodeArgs: o.daemonNodeArgs ?? [] },
   );
   const port = Number(/port (\d+)/.exec(d.ready)?.[1]);
   const sessionsFile = join(site.dir, 'sessions.txt');
@@ -207,8 +216,8 @@ export async function throughput(
         pinned,
       });
     const heartbeat = await run('hb');
-    const pairs = await run('pair');
-    const echo2 = await echo(sessionsFile);
+    const pairs = o.heartbeatOnly ? heartbeat : await run('pair');
+    const echo2 = o.heartbeatOnly ? echo1 : await echo(sessionsFile);
     const echoRate = (echo1.rate + echo2.rate) / 2;
     return {
       pinned,

@@ -341,6 +341,31 @@ export class ServerAuth {
   }
 
   /**
+   * The mode-3 checks of `authenticate`, for a request whose header the caller has read
+   * itself (the daemon's HEARTBEAT fast path; `type`, `seq` and `timestamp` are the header's).
+   * True when `authenticate` would accept the datagram from the session's own address and
+   * port; the window has then taken `seq`. False in every other case (bad tag, replay, skew,
+   * expiry, another address or port, a type mode 3 does not allow), with nothing changed:
+   * pass the datagram to `authenticate` for the full answer.
+   */
+  acceptsAtOnce(
+    s: AuthSession,
+    bytes: Uint8Array,
+    type: number,
+    seq: number,
+    timestamp: number,
+    from: PeerAddress,
+  ): boolean {
+    if (!s.hmac.verifyTrailing(bytes) || !s.window.check(seq)) return false;
+    const now = this.now();
+    if (!checkSkew(timestamp, now, this.skewMs) || now >= s.expires) return false;
+    if (s.address !== from.address || s.port !== from.port) return false;
+    if (!typeAllowed(AuthMode.SESSION, type)) return false;
+    s.window.update(seq);
+    return true;
+  }
+
+  /**
    * TEST_CONN_ACK: the client's answer to the server's TEST_CONN (REPLY set, mode 3). No
    * replay window: the caller matches its nonce against the one outstanding TEST_CONN.
    */
@@ -371,9 +396,7 @@ export class ServerAuth {
 }
 
 function verify(bytes: Uint8Array, key: KeyedHmac): boolean {
-  const end = bytes.length - TAG_LENGTH;
-  if (end < 0) return false;
-  return key.verify(bytes.subarray(end), bytes.subarray(0, end));
+  return key.verifyTrailing(bytes);
 }
 
 /** A unique id of a datagram without a nonce: the first half of its (verified) tag. */

@@ -2,8 +2,10 @@
  * Signing and verifying datagrams: the tag is HMAC-SHA256 over every byte before it
  * (DEVELOPERS.md "Datagram"), under whichever key the auth mode names.
  */
-import { KeyedHmac, MAC_LENGTH } from '../crypto/index.ts';
+import { KeyedHmac } from '../crypto/index.ts';
 import { type AnyDatagram, encodeToBytes, HEADER_LENGTH, TAG_LENGTH } from '../wire/index.ts';
+
+const ZERO_TAG = new Uint8Array(TAG_LENGTH);
 
 function keyed(key: Uint8Array | KeyedHmac): KeyedHmac {
   if (key instanceof KeyedHmac) return key;
@@ -18,9 +20,10 @@ function keyed(key: Uint8Array | KeyedHmac): KeyedHmac {
  */
 export function signDatagram(d: AnyDatagram, key: Uint8Array | KeyedHmac): Uint8Array {
   const h = keyed(key);
-  const bytes = encodeToBytes({ ...d, tag: new Uint8Array(TAG_LENGTH) } as AnyDatagram);
-  const end = bytes.length - TAG_LENGTH;
-  h.macInto(bytes, end, bytes.subarray(0, end));
+  // The encoder writes the tag field as given; any 32 bytes do, the HMAC overwrites them.
+  const tagged = d.tag instanceof Uint8Array && d.tag.length === TAG_LENGTH;
+  const bytes = encodeToBytes(tagged ? d : ({ ...d, tag: ZERO_TAG } as AnyDatagram));
+  h.signTrailing(bytes);
   return bytes;
 }
 
@@ -31,6 +34,5 @@ export function signDatagram(d: AnyDatagram, key: Uint8Array | KeyedHmac): Uint8
  */
 export function verifyTag(bytes: Uint8Array, key: Uint8Array | KeyedHmac): boolean {
   if (!(bytes instanceof Uint8Array) || bytes.length < HEADER_LENGTH + TAG_LENGTH) return false;
-  const end = bytes.length - MAC_LENGTH;
-  return keyed(key).verify(bytes.subarray(end), bytes.subarray(0, end));
+  return keyed(key).verifyTrailing(bytes);
 }

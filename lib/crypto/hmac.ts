@@ -13,6 +13,8 @@ export const MAC_LENGTH = 32;
 export const KEY_LENGTH = 32;
 
 const textEncoder = new TextEncoder();
+/** The expected tag in verifyTrailing (synchronous, so one buffer serves every call). */
+const VERIFY_SCRATCH = new Uint8Array(MAC_LENGTH);
 
 /** UTF-8 bytes of a label such as "floatlm token v1". */
 export function label(s: string): Uint8Array {
@@ -60,6 +62,37 @@ export class KeyedHmac {
     const out = new Uint8Array(MAC_LENGTH);
     this.macInto(out, 0, ...parts);
     return out;
+  }
+
+  /**
+   * Writes the HMAC of all but the last 32 bytes of `bytes` into those 32 (a datagram's tag).
+   * @throws {RangeError} when `bytes` is shorter than 32
+   */
+  signTrailing(bytes: Uint8Array): void {
+    const end = bytes.length - MAC_LENGTH;
+    if (end < 0) throw new RangeError(`bytes must be at least ${MAC_LENGTH} long`);
+    const h = this.keyed._cloneInto(KeyedHmac.scratch);
+    KeyedHmac.scratch = h;
+    h.update(bytes.subarray(0, end));
+    h.digestInto(bytes.subarray(end));
+  }
+
+  /**
+   * Constant-time check that the last 32 bytes of `bytes` are the HMAC of the bytes before
+   * them (a datagram's tag); false when `bytes` is shorter than 32. Allocates nothing.
+   */
+  verifyTrailing(bytes: Uint8Array): boolean {
+    const end = bytes.length - MAC_LENGTH;
+    if (end < 0) return false;
+    const h = this.keyed._cloneInto(KeyedHmac.scratch);
+    KeyedHmac.scratch = h;
+    h.update(bytes.subarray(0, end));
+    const want = VERIFY_SCRATCH;
+    h.digestInto(want);
+    // No early exit: the time does not depend on where the tags differ.
+    let diff = 0;
+    for (let i = 0; i < MAC_LENGTH; i++) diff |= want[i]! ^ bytes[end + i]!;
+    return diff === 0;
   }
 
   /** Constant-time check that `tag` is the HMAC of the concatenation of `parts`. */

@@ -32,12 +32,15 @@ import {
   ErrorCode,
   errorName,
   Flags,
+  HEADER_LENGTH,
   looksLikeDatagram,
+  MAGIC,
   MIN_FIRST_CONTACT,
   MsgType,
   ServerState,
   TAG_LENGTH,
   toHex,
+  VERSION,
 } from '../wire/index.ts';
 import type { Bodies } from '../wire/messages.ts';
 import { ConfigError, type DaemonConfig, type LoadedConfig, loadConfig } from './config.ts';
@@ -110,7 +113,16 @@ interface Outgoing {
   address: string;
   port: number;
   cacheKey: string | undefined;
+  /** A HEARTBEAT_ACK: kept in this session's slot (for `requestId`), not the reply cache. */
+  keep?: Session | undefined;
+  requestId?: number;
 }
+
+/** Bytes of a mode-3 HEARTBEAT (header and tag, no body) and of a HEARTBEAT_ACK. */
+const HEARTBEAT_LENGTH = HEADER_LENGTH + TAG_LENGTH;
+export const HEARTBEAT_ACK_LENGTH = HEADER_LENGTH + 8 + TAG_LENGTH;
+/** How long a reply answers retransmissions (protocol.md section 11). */
+const REPLY_TTL_MS = 60_000;
 
 const TICK_MS = 1000;
 
@@ -139,7 +151,7 @@ export class Daemon {
   readonly #tokens = new TokenStore();
   readonly #sessions = new Map<bigint, Session>();
   readonly #hmacs: HmacCache;
-  readonly #replies = new ReplyCache(65_536, 60_000);
+  readonly #replies = new ReplyCache(65_536, REPLY_TTL_MS);
   /** Cache keys of requests whose replies wait for the group commit. */
   readonly #inflight = new Set<string>();
   readonly #rate: RateLimiter | undefined;
@@ -484,6 +496,14 @@ export class Daemon {
       this.counters.malformed++;
       return;
     }
+    if (
+      bytes.length === HEARTBEAT_LENGTH &&
+      bytes[3] === MsgType.HEARTBEAT &&
+      bytes[4] === 0 &&
+      bytes[5] === AuthMode.SESSION &&
+      this.#heartbeat(bytes, rinfo, now)
+    )
+      return;
     let d: AnyDatagram;
     try {
       d = decodeDatagram(bytes);
@@ -499,18 +519,19 @@ export class Daemon {
     if (decision.action === 'drop') {
       if (decision.reason === 'replay') {
         // A retransmission whose MAC verified: answer from the cache, never process again.
-        if (!this.#answerFromCache(d, bytes, rinfo, now)) this.counters.replayed++;
+        if (!this.#answerFromCache(d, cacheKey(d, bytes), bytes, rinfo, now))
+          this.counters.replayed++;
       } else if (decision.reason === 'bad-mac' || decision.reason === 'bad-token')
         this.counters.badMac++;
       else this.counters.dropped++;
       return;
     }
-    const cacheKey = this.#cacheKey(d, bytes);
+    const key = cacheKey(d, bytes);
     // The same request id again (a mode-3 request re-sent in mode 2, or a retransmission
     // that reached us while its first reply waits for the commit): never process twice.
     if (decision.action === 'accept' && decision.mode !== AuthMode.CREDENTIAL) {
-      if (this.#inflight.has(cacheKey)) return;
-      if (this.#answerFromCache(d, bytes, rinfo, now)) return;
+      if (this.#inflight.has(key)) return;
+      if (this.#answerFromCache(d, key, bytes, rinfo, now)) return;
     }
     if (decision.action === 'refuse') {
       this.#sendError(
@@ -520,7 +541,7 @@ export class Daemon {
         decision.code,
         decision.retryAfterMs,
         rinfo,
-        cacheKey,
+        key,
         bytes.length,
       );
       return;
@@ -574,7 +595,7 @@ export class Daemon {
         ErrorCode.NEED_PADDING,
         0,
         rinfo,
-        cacheKey,
+        key,
         bytes.length,
       );
       return;
@@ -584,7 +605,7 @@ export class Daemon {
       key: decision.key,
       mode: decision.mode,
       rinfo,
-      cacheKey,
+      cacheKey: key,
       requestLength: bytes.length,
       now,
       session,
@@ -623,7 +644,7 @@ export class Daemon {
         ErrorCode.UNKNOWN_SESSION,
         0,
         rinfo,
-        cacheKey,
+        key,
         bytes.length,
       );
       return;
@@ -632,16 +653,22 @@ export class Daemon {
       case MsgType.CHECKOUT:
         this.#checkout(ctx, session, d);
         return;
-      case MsgType.HEARTBEAT:
-        this.#reply(ctx, MsgType.HEARTBEAT_ACK, {
-          // Leases restored from disk but not yet reclaimed do not count: a client that
-          // holds more than this re-presents its tickets (protocol.md, HEARTBEAT_ACK).
-          leases: this.#pool.leasesOf(session.id).filter((l) => !this.#unclaimed.has(l.leaseId))
-            .length,
-          queued: this.#pool.queuedOf?.(session.id) ?? 0,
-          heartbeatMs: this.#heartbeatMs(),
-        });
+      case MsgType.HEARTBEAT: {
+        const reply = this.#heartbeatAck(session, bytes, ctx.mode, now, ctx.key);
+        this.counters.answered++;
+        this.#send(
+          {
+            bytes: reply,
+            address: rinfo.address,
+            port: rinfo.port,
+            cacheKey: key,
+            keep: session,
+            requestId: d.requestId,
+          },
+          this.#store.pending() > 0,
+        );
         return;
+      }
       case MsgType.CHECKIN:
         this.#checkin(ctx, session, d);
         return;
@@ -669,42 +696,94 @@ export class Daemon {
    */
   #answerFromCache(
     d: AnyDatagram,
+    key: string,
     bytes: Uint8Array,
     rinfo: dgram.RemoteInfo,
     now: number,
   ): boolean {
-    let cached = this.#replies.get(this.#cacheKey(d, bytes), now);
-    if (!cached) return false;
-    if (cached[5] !== d.auth.mode) {
+    let cached: Uint8Array | undefined;
+    if (d.type === MsgType.HEARTBEAT) {
       const s = this.#sessions.get(d.sessionId);
-      if (!s) return false;
-      const copy = new Uint8Array(cached);
-      copy[5] = d.auth.mode;
-      s.hmac.macInto(copy, copy.length - TAG_LENGTH, copy.subarray(0, copy.length - TAG_LENGTH));
-      cached = copy;
+      if (s) cached = kept(s, d.requestId, now);
     }
-    if (
-      (d.auth.mode === AuthMode.CREDENTIAL || d.auth.mode === AuthMode.TOKEN) &&
-      cached.length > bytes.length
-    ) {
+    cached ??= this.#replies.get(key, now);
+    if (!cached) return false;
+    return this.#resend(cached, d.auth.mode, d.sessionId, bytes.length, rinfo);
+  }
+
+  /** Sends a cached reply again, in the auth mode of the request now asking for it. */
+  #resend(
+    cached: Uint8Array,
+    mode: AuthMode,
+    sessionId: bigint,
+    requestLength: number,
+    rinfo: dgram.RemoteInfo,
+  ): boolean {
+    let reply = cached;
+    if (reply[5] !== mode) {
+      const s = this.#sessions.get(sessionId);
+      if (!s) return false;
+      reply = new Uint8Array(cached);
+      reply[5] = mode;
+      s.hmac.signTrailing(reply);
+    }
+    if ((mode === AuthMode.CREDENTIAL || mode === AuthMode.TOKEN) && reply.length > requestLength) {
       // Never amplify, not even from the cache: the request was answered; stay silent.
       return true;
     }
     this.counters.retransmits++;
-    this.#sendRaw(cached, rinfo.port, rinfo.address);
+    this.#sendRaw(reply, rinfo.port, rinfo.address);
     return true;
   }
 
-  /** The reply-cache key: who (authenticated) and which request. */
-  #cacheKey(d: AnyDatagram, bytes: Uint8Array): string {
-    switch (d.auth.mode) {
-      case AuthMode.CREDENTIAL:
-        return `c:${d.flags === 0 ? d.auth.credId : ''}:${toHex(d.auth.nonce)}`;
-      case AuthMode.ADMIN:
-        return `a:${d.flags === 0 ? d.auth.keyId : ''}:${toHex(bytes.subarray(bytes.length - 32, bytes.length - 16))}`;
-      default:
-        return `s:${d.sessionId}:${d.requestId}`;
+  /**
+   * The fast path of the commonest datagram, a mode-3 HEARTBEAT (framing already checked),
+   * read straight from its bytes: what the general path does for one, without decoding, the
+   * reply cache or the generic encoder. Returns false, having changed nothing, for anything
+   * out of the ordinary (unknown session, bad tag, replay, clock skew, expiry, a new address
+   * or port, a commit pending): the general path then takes the datagram.
+   */
+  #heartbeat(bytes: Uint8Array, rinfo: dgram.RemoteInfo, now: number): boolean {
+    // With a commit pending the reply must wait for it, and only the general path does that.
+    if (this.#store.pending() > 0 || this.#outgoing.length > 0) return false;
+    const v = new DataView(bytes.buffer, bytes.byteOffset, HEARTBEAT_LENGTH);
+    const tsHigh = v.getUint32(24);
+    if (tsHigh > 0x1f_ffff) return false; // not a safe integer: the decoder refuses it
+    const s = this.#sessions.get(v.getBigUint64(12));
+    if (!s) return false;
+    const seq = v.getUint32(20);
+    const timestamp = tsHigh * 0x1_0000_0000 + v.getUint32(28);
+    if (!this.#auth.acceptsAtOnce(s, bytes, MsgType.HEARTBEAT, seq, timestamp, rinfo)) {
+      return false;
     }
+    // Accepted: the window took the seq, so from here on this path must finish the job.
+    const requestId = v.getUint32(8);
+    const cached = kept(s, requestId, now);
+    if (cached) return this.#resend(cached, AuthMode.SESSION, s.id, bytes.length, rinfo);
+    s.lastSeen = now;
+    s.pings = 0;
+    s.pingNonce = undefined;
+    const reply = this.#heartbeatAck(s, bytes, AuthMode.SESSION, now, s.hmac);
+    this.counters.answered++;
+    s.keepReply(requestId, reply);
+    this.#sendRaw(reply, rinfo.port, rinfo.address);
+    return true;
+  }
+
+  /** The HEARTBEAT_ACK to `request` (a HEARTBEAT of session `s`), signed with `key`. */
+  #heartbeatAck(
+    s: Session,
+    request: Uint8Array,
+    mode: AuthMode,
+    now: number,
+    key: KeyedHmac,
+  ): Uint8Array {
+    // Leases restored from disk but not yet reclaimed do not count: a client that holds
+    // more than this re-presents its tickets (protocol.md, HEARTBEAT_ACK).
+    let leases = 0;
+    for (const l of this.#pool.leasesOf(s.id)) if (!this.#unclaimed.has(l.leaseId)) leases++;
+    const queued = this.#pool.queuedOf?.(s.id) ?? 0;
+    return encodeHeartbeatAck(request, mode, now, leases, queued, this.#heartbeatMs(), key);
   }
 
   #heartbeatMs(): number {
@@ -1212,7 +1291,7 @@ export class Daemon {
    */
   #send(o: Outgoing, afterCommit: boolean): void {
     if (!afterCommit) {
-      if (o.cacheKey) this.#replies.set(o.cacheKey, o.bytes, this.#now());
+      this.#keep(o, this.#now());
       this.#sendRaw(o.bytes, o.port, o.address);
       return;
     }
@@ -1256,12 +1335,16 @@ export class Daemon {
     this.#report.flush();
     const now = this.#now();
     for (const o of out) {
-      if (o.cacheKey) {
-        this.#replies.set(o.cacheKey, o.bytes, now);
-        this.#inflight.delete(o.cacheKey);
-      }
+      this.#keep(o, now);
+      if (o.cacheKey) this.#inflight.delete(o.cacheKey);
       if (this.#state !== 'CLOSED') this.#sendRaw(o.bytes, o.port, o.address);
     }
+  }
+
+  /** Keeps a reply for retransmissions: in its session's slot, or in the reply cache. */
+  #keep(o: Outgoing, now: number): void {
+    if (o.keep && o.requestId !== undefined) o.keep.keepReply(o.requestId, o.bytes);
+    else if (o.cacheKey) this.#replies.set(o.cacheKey, o.bytes, now);
   }
 
   // ---------------------------------------------------------------- timers
@@ -1414,6 +1497,83 @@ interface Ctx {
   now: number;
   session: Session | undefined;
   sessionIdOverride?: bigint;
+}
+
+/**
+ * The reply-cache key: who (authenticated) and which request. Modes 2 and 3 (the hot path)
+ * take the header's request id and session id as six UTF-16 units after an `s`: no number
+ * formatting per datagram, and never equal to a mode 1 or 4 key, which are longer.
+ */
+function cacheKey(d: AnyDatagram, bytes: Uint8Array): string {
+  switch (d.auth.mode) {
+    case AuthMode.CREDENTIAL:
+      return `c:${d.flags === 0 ? d.auth.credId : ''}:${toHex(d.auth.nonce)}`;
+    case AuthMode.ADMIN:
+      return `a:${d.flags === 0 ? d.auth.keyId : ''}:${toHex(bytes.subarray(bytes.length - 32, bytes.length - 16))}`;
+    default:
+      // Header bytes 8..11 request id, 12..19 session id (DEVELOPERS.md "Datagram").
+      return String.fromCharCode(
+        0x73,
+        (bytes[8]! << 8) | bytes[9]!,
+        (bytes[10]! << 8) | bytes[11]!,
+        (bytes[12]! << 8) | bytes[13]!,
+        (bytes[14]! << 8) | bytes[15]!,
+        (bytes[16]! << 8) | bytes[17]!,
+        (bytes[18]! << 8) | bytes[19]!,
+      );
+  }
+}
+
+/** The session's kept reply to `requestId`, while it may still answer retransmissions. */
+function kept(s: Session, requestId: number, now: number): Uint8Array | undefined {
+  const r = s.keptReply(requestId);
+  // A reply's timestamp is the server's clock when it was made (header bytes 24..31).
+  if (!r) return undefined;
+  const v = new DataView(r.buffer, r.byteOffset, r.byteLength);
+  const made = v.getUint32(24) * 0x1_0000_0000 + v.getUint32(28);
+  return now - made < REPLY_TTL_MS ? r : undefined;
+}
+
+/**
+ * A signed HEARTBEAT_ACK (protocol.md 5.6) to `request`, whose request id, session id and
+ * seq it repeats (header bytes 8..23), encoded directly: the daemon sends one per
+ * heartbeat, and the generic encoder costs more than the rest of the reply.
+ * @throws {RangeError} when a count or the timestamp is out of its field's range
+ */
+export function encodeHeartbeatAck(
+  request: Uint8Array,
+  mode: AuthMode,
+  timestamp: number,
+  leases: number,
+  queued: number,
+  heartbeatMs: number,
+  key: KeyedHmac,
+): Uint8Array {
+  if (!Number.isSafeInteger(timestamp) || timestamp < 0) {
+    throw new RangeError('timestamp must be a non-negative safe integer');
+  }
+  if (!(leases >= 0 && leases <= 0xffff && queued >= 0 && queued <= 0xffff)) {
+    throw new RangeError('leases and queued must be in [0, 65535]');
+  }
+  if (!(heartbeatMs >= 0 && heartbeatMs <= 0xffff_ffff)) {
+    throw new RangeError('heartbeatMs must be in [0, 2^32)');
+  }
+  const b = new Uint8Array(HEARTBEAT_ACK_LENGTH);
+  const v = new DataView(b.buffer);
+  v.setUint16(0, MAGIC);
+  b[2] = VERSION;
+  b[3] = MsgType.HEARTBEAT_ACK;
+  b[4] = Flags.REPLY | Flags.FROM_SERVER;
+  b[5] = mode;
+  v.setUint16(6, HEARTBEAT_ACK_LENGTH);
+  b.set(request.subarray(8, 24), 8);
+  v.setUint32(24, Math.floor(timestamp / 0x1_0000_0000));
+  v.setUint32(28, timestamp >>> 0);
+  v.setUint16(32, leases);
+  v.setUint16(34, queued);
+  v.setUint32(36, heartbeatMs);
+  key.signTrailing(b);
+  return b;
 }
 
 function hexId(id: bigint): string {

@@ -1,9 +1,10 @@
 /**
  * The daemon's record of a live session, kept small because a license host may hold a
  * million of them: the token's few fields the daemon reads, its bytes, and nothing keyed
- * until the session talks. The session key, its keyed HMAC and the replay window are made
- * on first use; keyed HMACs live in a bounded cache of recently active sessions and are
- * re-derived from the token (keyring + HKDF) when an evicted session talks again.
+ * until the session talks. The session key, its keyed HMAC, the replay window and the slot
+ * for its last HEARTBEAT_ACK are made on first use; keyed HMACs live in a bounded cache of
+ * recently active sessions and are re-derived from the token (keyring + HKDF) when an
+ * evicted session talks again.
  */
 import { ReplayWindow } from '../auth/replay.ts';
 import { KeyedHmac } from '../crypto/hmac.ts';
@@ -25,42 +26,61 @@ export interface SessionFields {
 }
 
 /**
- * Keyed HMACs of the most recently active sessions (insertion order of a Map is the LRU
- * order). One per daemon.
+ * Keyed HMACs of the most recently active sessions, at most `max`. Two generations: new and
+ * refreshed entries go to the young one; when it holds max/2 the old generation is dropped
+ * whole and the young one takes its place. Every operation is O(1), with no Map iteration
+ * (V8 walks the deleted entries at a Map's front, so evicting one at a time by iteration
+ * grows costly), and a session used within the last max/2 insertions is always kept.
  */
 export class HmacCache {
-  readonly #max: number;
-  readonly #map = new Map<Session, KeyedHmac>();
+  readonly #half: number;
+  #young = new Map<Session, KeyedHmac>();
+  #old = new Map<Session, KeyedHmac>();
 
-  /** @throws {RangeError} when max is not a positive integer */
+  /** @throws {RangeError} when max is not an integer ≥ 2 */
   constructor(max: number) {
-    if (!Number.isInteger(max) || max < 1) throw new RangeError('max must be a positive integer');
-    this.#max = max;
+    if (!Number.isInteger(max) || max < 2) throw new RangeError('max must be an integer ≥ 2');
+    this.#half = Math.floor(max / 2);
   }
 
   get size(): number {
-    return this.#map.size;
+    return this.#young.size + this.#old.size;
   }
 
   get(s: Session): KeyedHmac | undefined {
-    const h = this.#map.get(s);
-    if (h) {
-      this.#map.delete(s);
-      this.#map.set(s, h);
+    const h = this.#young.get(s);
+    if (h) return h;
+    const o = this.#old.get(s);
+    if (o) {
+      this.#old.delete(s);
+      this.set(s, o);
     }
-    return h;
+    return o;
   }
 
   set(s: Session, h: KeyedHmac): void {
-    this.#map.set(s, h);
-    if (this.#map.size > this.#max) {
-      const oldest = this.#map.keys().next().value as Session;
-      this.#map.delete(oldest);
+    this.#old.delete(s);
+    this.#young.set(s, h);
+    if (this.#young.size >= this.#half) {
+      this.#old = this.#young;
+      this.#young = new Map();
     }
   }
 
   delete(s: Session): void {
-    this.#map.delete(s);
+    this.#young.delete(s);
+    this.#old.delete(s);
+  }
+}
+
+/** What a session holds once it has talked. */
+class Live {
+  window: ReplayWindow;
+  requestId = -1;
+  reply: Uint8Array | undefined = undefined;
+
+  constructor(window: ReplayWindow) {
+    this.window = window;
   }
 }
 
@@ -82,7 +102,8 @@ export class Session {
   pings = 0;
   nextPingAt = 0;
   pingNonce: Uint8Array | undefined = undefined;
-  #window: ReplayWindow | undefined;
+  /** Made when the session first talks: an idle session holds none. */
+  #live: Live | undefined;
   readonly #cache: HmacCache;
   readonly #derive: KeyDeriver;
 
@@ -114,12 +135,31 @@ export class Session {
 
   /** Replay window over the client's seq, made when the session first talks. */
   get window(): ReplayWindow {
-    this.#window ??= new ReplayWindow(1024);
-    return this.#window;
+    this.#live ??= new Live(new ReplayWindow(1024));
+    return this.#live.window;
   }
 
   set window(w: ReplayWindow) {
-    this.#window = w;
+    if (this.#live) this.#live.window = w;
+    else this.#live = new Live(w);
+  }
+
+  /**
+   * The reply kept for `requestId`, if it is the session's last kept reply. HEARTBEAT_ACKs
+   * are kept here instead of the daemon's reply cache: a client has one heartbeat out at a
+   * time, so the last reply is the one a retransmission asks for.
+   */
+  keptReply(requestId: number): Uint8Array | undefined {
+    const l = this.#live;
+    return l && l.requestId === requestId ? l.reply : undefined;
+  }
+
+  /** Keeps `reply` as the answer to `requestId` (replacing the one kept before). */
+  keepReply(requestId: number, reply: Uint8Array): void {
+    this.#live ??= new Live(new ReplayWindow(1024));
+    const l = this.#live;
+    l.requestId = requestId;
+    l.reply = reply;
   }
 
   /** Forget the keyed state (the session is gone). */

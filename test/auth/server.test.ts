@@ -476,3 +476,51 @@ t.test('constructor and helpers', async (t) => {
   t.notOk(typeAllowed(AuthMode.SESSION, MsgType.HELLO));
   t.notOk(typeAllowed(AuthMode.ADMIN, MsgType.CHECKOUT));
 });
+
+t.test('acceptsAtOnce: true exactly when authenticate accepts from the same address', async (t) => {
+  const x = withSession();
+  const [id, s] = [...x.server.sessions][0]!;
+  const quick = (bytes: Uint8Array, from = CLIENT) => {
+    const d = decodeDatagram(bytes);
+    return x.server.auth.acceptsAtOnce(s, bytes, d.type, d.seq, d.timestamp, from);
+  };
+  const hb = x.client.request(S, MsgType.HEARTBEAT, {}, 10);
+  t.equal(decodeDatagram(hb.bytes).sessionId, id);
+  const top = s.window.highest;
+  t.ok(quick(hb.bytes), 'a fresh heartbeat from the session address');
+  t.equal(s.window.highest, hb.seq, 'the window took its seq');
+  t.notOk(quick(hb.bytes), 'the same seq again: a replay');
+  t.ok(top < hb.seq);
+
+  // Each refusal leaves the window as it was, and authenticate does not accept either.
+  const unchanged = (bytes: Uint8Array, why: string, from = CLIENT) => {
+    const before = s.window.highest;
+    t.notOk(quick(bytes, from), why);
+    t.equal(s.window.highest, before, `${why}: window unchanged`);
+    t.not(action(x.server.handle(bytes, from)), 'accept', `${why}: authenticate refuses too`);
+  };
+  const forged = new Uint8Array(x.client.request(S, MsgType.HEARTBEAT, {}, 11).bytes);
+  forged[40]! ^= 1;
+  unchanged(forged, 'bad tag');
+  x.cclock.now = x.clock.now + 301_000;
+  unchanged(x.client.request(S, MsgType.HEARTBEAT, {}, 12).bytes, 'skew 301 s');
+  x.cclock.now = x.clock.now + 300_000;
+  t.ok(quick(x.client.request(S, MsgType.HEARTBEAT, {}, 13).bytes), 'skew 300 s: accepted');
+  x.cclock.now = x.clock.now;
+  const elsewhere = x.client.request(S, MsgType.HEARTBEAT, {}, 14).bytes;
+  t.notOk(quick(elsewhere, { address: CLIENT.address, port: CLIENT.port + 1 }), 'another port');
+  t.notOk(quick(elsewhere, { address: '192.0.2.8', port: CLIENT.port }), 'another host');
+  t.ok(quick(elsewhere), 'the same datagram from the session address: nothing was used up');
+  const expiresSoon = { ...s, expires: x.clock.now };
+  const late = x.client.request(S, MsgType.HEARTBEAT, {}, 15).bytes;
+  const dl = decodeDatagram(late);
+  t.notOk(
+    x.server.auth.acceptsAtOnce(expiresSoon, late, dl.type, dl.seq, dl.timestamp, CLIENT),
+    'at the expiry instant',
+  );
+  t.notOk(
+    x.server.auth.acceptsAtOnce(s, late, MsgType.HELLO, dl.seq, dl.timestamp, CLIENT),
+    'a type mode 3 does not allow',
+  );
+  t.ok(quick(late), 'then accepted as it is');
+});

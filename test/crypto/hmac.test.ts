@@ -91,3 +91,29 @@ t.test('equalBytes, randomBytes, concatBytes, u32be, u64be', async (t) => {
   t.same(u64be(0x0102030405060708n), new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
   t.throws(() => u64be(1n << 64n), RangeError);
 });
+
+t.test('signTrailing and verifyTrailing: the tag is the HMAC of the bytes before it', async (t) => {
+  const key = randomBytes(32);
+  const h = new KeyedHmac(key);
+  for (const n of [32, 33, 64, 96, 119, 120, 200, 1200]) {
+    const b = randomBytes(n);
+    h.signTrailing(b);
+    t.same(b.subarray(n - 32), hmac(sha256, key, b.subarray(0, n - 32)), `length ${n}`);
+    t.ok(h.verifyTrailing(b), `verifies at ${n}`);
+    for (const i of [0, n - 33, n - 32, n - 1]) {
+      if (i < 0) continue;
+      const c = new Uint8Array(b);
+      c[i]! ^= 0x80;
+      t.notOk(h.verifyTrailing(c), `length ${n}, bit flipped at ${i}`);
+    }
+    t.notOk(new KeyedHmac(randomBytes(32)).verifyTrailing(b), 'another key');
+  }
+  t.notOk(h.verifyTrailing(new Uint8Array(31)), 'shorter than a tag');
+  t.throws(() => h.signTrailing(new Uint8Array(31)), RangeError);
+  // A subarray view signs and verifies its own range only.
+  const big = randomBytes(100);
+  const view = big.subarray(10, 90);
+  h.signTrailing(view);
+  t.same(big.subarray(58, 90), hmac(sha256, key, big.subarray(10, 58)));
+  t.ok(h.verifyTrailing(view));
+});
