@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { homedir } from 'node:os';
+import { homedir, constants as osConstants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { type Client, connect, type Lease } from '../client/client.ts';
@@ -109,23 +109,33 @@ async function open(
 /** Maps library errors to one line and an exit code. */
 export function toCliError(e: unknown): CliError {
   if (e instanceof CliError) return e;
-  if (e instanceof TimeoutError) return new CliError(`floatlm: ${e.message}`, ExitCode.NO_ANSWER);
+  // What --verbose adds: the error's class, code (and server reason) and where it came from.
+  const detail = e instanceof Error ? verboseDetail(e) : undefined;
+  if (e instanceof TimeoutError)
+    return new CliError(`floatlm: ${e.message}`, ExitCode.NO_ANSWER, detail);
   if (e instanceof DeniedError) {
     const auth = e.reason >= ErrorCode.TOKEN_BAD_SIGNATURE && e.reason <= ErrorCode.WRONG_MODE;
     return new CliError(
       `floatlm: ${e.message}`,
       auth || e.reason === ErrorCode.NOT_PERMITTED ? ExitCode.AUTH : ExitCode.DENIED,
+      detail,
     );
   }
-  if (e instanceof FloatlmError) return new CliError(`floatlm: ${e.message}`, ExitCode.ERROR);
-  if (e instanceof KeyFileError) return new CliError(`floatlm: ${e.message}`, ExitCode.BAD_FILE);
+  if (e instanceof FloatlmError)
+    return new CliError(`floatlm: ${e.message}`, ExitCode.ERROR, detail);
+  if (e instanceof KeyFileError)
+    return new CliError(`floatlm: ${e.message}`, ExitCode.BAD_FILE, detail);
   if (e instanceof RangeError || e instanceof TypeError)
-    return new CliError(`floatlm: ${e.message}`, ExitCode.USAGE);
-  return new CliError(
-    `floatlm: ${(e as Error)?.message ?? String(e)}`,
-    ExitCode.ERROR,
-    (e as Error)?.stack,
-  );
+    return new CliError(`floatlm: ${e.message}`, ExitCode.USAGE, detail);
+  return new CliError(`floatlm: ${(e as Error)?.message ?? String(e)}`, ExitCode.ERROR, detail);
+}
+
+function verboseDetail(e: Error): string {
+  const code = (e as { code?: unknown }).code;
+  const reason = e instanceof DeniedError ? ` reason=${e.reason}` : '';
+  const head = `${e.name}${typeof code === 'string' ? ` code=${code}` : ''}${reason}`;
+  const where = (e.stack ?? '').split('\n').slice(1).join('\n');
+  return where ? `${head}\n${where}` : head;
 }
 
 function positiveNumber(name: string) {
@@ -159,19 +169,28 @@ function table(rows: string[][]): string {
     .join('\n');
 }
 
-/** Resolves when SIGINT/SIGTERM arrives or the signal aborts. */
-function untilInterrupted(): Promise<string> {
-  return new Promise((done) => {
+/**
+ * `interrupted` resolves with the signal's name when SIGINT/SIGTERM arrives; `dispose()`
+ * removes the handlers (else they outlive the command and swallow a later Ctrl-C).
+ */
+function untilInterrupted(): { interrupted: Promise<string>; dispose: () => void } {
+  let int = () => {};
+  let term = () => {};
+  const dispose = () => {
+    process.off('SIGINT', int);
+    process.off('SIGTERM', term);
+  };
+  const interrupted = new Promise<string>((done) => {
     const on = (sig: string) => () => {
-      process.off('SIGINT', int);
-      process.off('SIGTERM', term);
+      dispose();
       done(sig);
     };
-    const int = on('SIGINT');
-    const term = on('SIGTERM');
+    int = on('SIGINT');
+    term = on('SIGTERM');
     process.on('SIGINT', int);
     process.on('SIGTERM', term);
   });
+  return { interrupted, dispose };
 }
 
 /** Builds the `floatlm` program over `io`. Actions set `program.exitCode`-style results via the returned holder. */
@@ -344,7 +363,8 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
     .action(async (feature: string, o: { version: string; count: number; wait?: boolean }) => {
       const client = await open(io, g());
       const ac = new AbortController();
-      const interrupted = untilInterrupted().then((sig) => {
+      const signals = untilInterrupted();
+      const interrupted = signals.interrupted.then((sig) => {
         ac.abort();
         return sig;
       });
@@ -374,6 +394,7 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
         }
         throw toCliError(e);
       } finally {
+        signals.dispose();
         await client.close();
       }
     });
@@ -401,13 +422,29 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
         o: { version: string; count: number; wait?: boolean; onLoss: string },
       ) => {
         const client = await open(io, g());
+        const ac = new AbortController();
+        const signals = untilInterrupted();
+        void signals.interrupted.then(() => ac.abort());
         try {
-          const ac = new AbortController();
-          const int = untilInterrupted().then(() => ac.abort());
-          void int;
-          const lease = await acquire(client, feature, o, ac.signal, io).catch((e) => {
+          let lease: Lease;
+          try {
+            lease = await acquire(client, feature, o, ac.signal, io);
+          } catch (e) {
+            if (ac.signal.aborted) {
+              io.out('interrupted\n');
+              result.code = ExitCode.INTERRUPTED;
+              return;
+            }
             throw toCliError(e);
-          });
+          }
+          signals.dispose();
+          if (ac.signal.aborted) {
+            // Ctrl-C while the grant was on its way: do not start the program.
+            await lease.checkin().catch(() => {});
+            io.out('interrupted\n');
+            result.code = ExitCode.INTERRUPTED;
+            return;
+          }
           if (g().verbose)
             io.err(`floatlm: holding ${feature} (lease ${lease.leaseId.toString(16)})\n`);
           const [cmd, ...args] = command;
@@ -431,7 +468,7 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
               done(127);
             });
             child.on('exit', (code, signal) =>
-              done(code ?? (signal ? 128 + (signalNumber(signal) ?? 15) : 1)),
+              done(code ?? (signal ? 128 + (osConstants.signals[signal] ?? 15) : 1)),
             );
           });
           for (const [s, h] of handlers) process.off(s, h);
@@ -440,6 +477,7 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
             .catch((e) => io.err(`floatlm: checkin failed: ${(e as Error).message}\n`));
           result.code = status;
         } finally {
+          signals.dispose();
           await client.close();
         }
       },
@@ -459,7 +497,13 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
       result.code = decodeAction(bytes, o.key, io.out);
     });
 
-  const keys = program.command('keys').description('server keyring and credentials');
+  const keys = program
+    .command('keys')
+    .description('server keyring and credentials')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  floatlm keys init --vendor acme\n  floatlm keys show --keys keys.json',
+    );
   keys
     .command('init')
     .description(
@@ -559,6 +603,7 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
     .command('show')
     .description('show key ids, activation and retirement times (never the secrets)')
     .option('--keys <file>', 'daemon keys file', 'keys.json')
+    .addHelpText('after', '\nExamples:\n  floatlm keys show --keys /etc/floatlm/keys.json')
     .action((o: { keys: string }) => {
       const file = resolve(io.cwd, o.keys);
       const json = readKeyFileJSON(file);
@@ -577,12 +622,19 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
       io.out(`vendor public keys: ${[...vendors.keys()].join(', ') || '(none)'}\n`);
     });
 
-  const license = program.command('license').description('vendor keys and signed license files');
+  const license = program
+    .command('license')
+    .description('vendor keys and signed license files')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  floatlm license keygen acme\n  floatlm license sign site.lic --key acme.key',
+    );
   license
     .command('keygen')
     .description('create a vendor Ed25519 key pair: PREFIX.key (private, 0600) and PREFIX.pub')
     .argument('<prefix>', 'file name prefix, e.g. acme')
     .option('--force', 'overwrite existing files')
+    .addHelpText('after', '\nExamples:\n  floatlm license keygen acme')
     .action((prefix: string, o: { force?: boolean }) => {
       const priv = resolve(io.cwd, `${prefix}.key`);
       const pub = resolve(io.cwd, `${prefix}.pub`);
@@ -602,6 +654,10 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
     .argument('<file>')
     .requiredOption('--key <file>', 'vendor private key (from license keygen)')
     .option('-o, --out <file>', 'write here instead of in place')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  floatlm license sign site.lic --key acme.key\n  floatlm license sign draft.lic --key acme.key -o site.lic',
+    )
     .action((file: string, o: { key: string; out?: string }) => {
       const path = resolve(io.cwd, file);
       const text = readText(path);
@@ -620,6 +676,10 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
     .option('--pub <hexOrFile>', 'vendor public key (hex or .pub file)')
     .option('--vendor <name>', 'vendor the --pub key belongs to', 'demo')
     .option('--keys <file>', 'take vendor public keys from a daemon keys file')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  floatlm license verify site.lic --pub acme.pub --vendor acme\n  floatlm license verify site.lic --keys /etc/floatlm/keys.json',
+    )
     .action((file: string, o: { pub?: string; vendor: string; keys?: string }) => {
       const path = resolve(io.cwd, file);
       const text = readText(path);
@@ -802,19 +862,6 @@ export function statusJson(s: Awaited<ReturnType<Client['status']>>) {
   };
 }
 
-function signalNumber(sig: string): number | undefined {
-  const table: Record<string, number> = {
-    SIGHUP: 1,
-    SIGINT: 2,
-    SIGQUIT: 3,
-    SIGKILL: 9,
-    SIGUSR1: 10,
-    SIGUSR2: 12,
-    SIGTERM: 15,
-  };
-  return table[sig];
-}
-
 /**
  * Runs the program over argv and returns the exit code; errors become one line on stderr
  * (with detail under --verbose).
@@ -828,12 +875,9 @@ export async function runCli(argv: readonly string[], io: CliIO): Promise<number
   } catch (e) {
     const err = e as { code?: string; exitCode?: number };
     if (typeof err.code === 'string' && err.code.startsWith('commander.')) {
-      if (
-        err.code === 'commander.helpDisplayed' ||
-        err.code === 'commander.version' ||
-        err.code === 'commander.help'
-      )
-        return ExitCode.OK;
+      // `--help` exits 0; help shown because a command is missing (`floatlm`, `floatlm
+      // keys`) is a usage error.
+      if (err.exitCode === 0) return ExitCode.OK;
       return ExitCode.USAGE;
     }
     const c = toCliError(e);

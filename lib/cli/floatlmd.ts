@@ -4,7 +4,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import {
   generateKey,
   saveClientCredential,
@@ -20,6 +20,9 @@ import { toHex } from '../wire/index.ts';
 import { CliError, type CliIO, ExitCode } from './io.ts';
 
 export const DEMO_DIR = '.floatlm-demo';
+
+/** System calls whose failure means the socket could not be set up (exit 1, not 6). */
+const SOCKET_SYSCALLS = new Set(['bind', 'getaddrinfo']);
 
 function intOption(name: string, min: number, max: number) {
   return (v: string): number => {
@@ -92,7 +95,9 @@ export function buildDaemonProgram(io: CliIO, started: (d: Daemon) => void = () 
     .option('--state <dir>', 'state directory (SQLite database, report log)')
     .option('--host <addr>', 'address to listen on', '127.0.0.1')
     .option('--port <n>', 'UDP port', intOption('--port', 0, 65535), 27400)
-    .option('--log-level <level>', `one of ${LEVELS.join(', ')}`, 'info')
+    .addOption(
+      new Option('--log-level <level>', 'what to log to stderr').choices(LEVELS).default('info'),
+    )
     .option(
       '--heartbeat <seconds>',
       'heartbeat interval asked of clients',
@@ -184,7 +189,12 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
       mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
       daemon = await Daemon.start({ ...opts, onClosed: () => closed() });
     } catch (e) {
-      throw new CliError(`floatlmd: ${(e as Error).message}`, ExitCode.BAD_FILE);
+      // A socket that cannot be bound (port in use, address not ours) is not a bad file.
+      const socket = SOCKET_SYSCALLS.has((e as NodeJS.ErrnoException).syscall ?? '');
+      throw new CliError(
+        `floatlmd: ${(e as Error).message}`,
+        socket ? ExitCode.ERROR : ExitCode.BAD_FILE,
+      );
     }
     const addr = daemon.address();
     // Always on stdout, whatever the log level: scripts and tests read the bound port here.
@@ -201,9 +211,14 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
       );
     }
     started(daemon);
+    let closeError: Error | undefined;
     const stop = (sig: string) => {
       logger.info(`${sig}: shutting down`);
-      void daemon.close();
+      // Never an unhandled rejection from a signal handler: report it and exit 1.
+      daemon.close().catch((e: unknown) => {
+        closeError = e instanceof Error ? e : new Error(String(e));
+        closed();
+      });
     };
     const onInt = () => stop('SIGINT');
     const onTerm = () => stop('SIGTERM');
@@ -223,6 +238,7 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
     process.off('SIGHUP', onHup);
+    if (closeError) throw new CliError(`floatlmd: closing: ${closeError.message}`, ExitCode.ERROR);
   });
   return program;
 }

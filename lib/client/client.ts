@@ -156,8 +156,8 @@ export function parseServer(s: string): { host: string; port: number } {
 }
 
 /**
- * A connected client. Events: 'queued' (feature, position), 'granted' (lease), 'lost'
- * (lease, reason), 'reclaimed' (lease), 'failover' (server), 'error' is never emitted.
+ * A connected client. Events: 'queued' (feature, position, queueLength), 'granted' (lease),
+ * 'lost' (lease, reason), 'reclaimed' (lease), 'failover' (server); 'error' is never emitted.
  */
 export class Client extends EventEmitter {
   readonly auth: ClientAuth;
@@ -172,6 +172,7 @@ export class Client extends EventEmitter {
   #requestId = (Math.random() * 0x7fffffff) >>> 0;
   #heartbeatMs = 10_000;
   #heartbeatTimer: NodeJS.Timeout | undefined;
+  #beating = false;
   #closed = false;
   #ready: Promise<void>;
   #bound: Promise<void>;
@@ -180,8 +181,19 @@ export class Client extends EventEmitter {
   /** @throws {TypeError|RangeError} naming the bad option */
   constructor(opts: ConnectOptions) {
     super();
+    if (typeof opts !== 'object' || opts === null) throw new TypeError('opts must be an object');
     if (!Array.isArray(opts.servers) || opts.servers.length === 0) {
       throw new TypeError('opts.servers must be a non-empty array of "host[:port]"');
+    }
+    const cred = opts.credential as ConnectOptions['credential'] | undefined;
+    if (typeof cred?.id !== 'string' || cred.id === '')
+      throw new TypeError('opts.credential.id must be a non-empty string');
+    if (!(cred.key instanceof Uint8Array) || cred.key.length !== 32)
+      throw new TypeError('opts.credential.key must be a 32-byte Uint8Array');
+    for (const k of ['heartbeatMs', 'pollMs'] as const) {
+      const v = opts[k];
+      if (v !== undefined && !(typeof v === 'number' && Number.isFinite(v) && v > 0))
+        throw new RangeError(`opts.${k} must be a positive number of milliseconds`);
     }
     this.#opts = opts;
     this.#servers = opts.servers.map((s) => {
@@ -224,27 +236,37 @@ export class Client extends EventEmitter {
   // ------------------------------------------------------------ public API
 
   /**
-   * Borrows a seat. With `wait`, queues and polls until granted or aborted.
+   * Borrows a seat. With `wait`, queues and polls until granted or aborted; an aborted wait
+   * leaves the queue before rejecting.
    * @throws {DeniedError} with the server's reason code; {TimeoutError}; {AbortError}
+   * @throws {TypeError|RangeError} naming a bad `feature`, `options.version` or `options.count`
    */
   async checkout(feature: string, o: CheckoutOptions = {}): Promise<Lease> {
     if (typeof feature !== 'string' || feature === '')
       throw new TypeError('feature must be a non-empty string');
+    if (o.version !== undefined && typeof o.version !== 'string')
+      throw new TypeError('options.version must be a string');
     const version = o.version ?? '';
     const count = o.count ?? 1;
+    if (!Number.isInteger(count) || count < 1 || count > 0xffff)
+      throw new RangeError('options.count must be an integer in [1, 65535]');
     let lastPosition = -1;
     for (;;) {
       this.#checkOpen('checkout');
-      if (o.signal?.aborted) {
-        if (lastPosition >= 0) await this.#leaveQueue(feature).catch(() => {});
-        throw new AbortError(`checkout ${feature}`);
+      if (o.signal?.aborted) throw await this.#abandon(feature, !!o.wait);
+      let d: AnyDatagram;
+      try {
+        d = await this.#call(
+          MsgType.CHECKOUT,
+          { feature, version, count, options: o.wait ? 1 : 0 },
+          `checkout ${feature}`,
+          o.signal,
+        );
+      } catch (e) {
+        // Aborted with the CHECKOUT in flight: the server may have queued us all the same.
+        if (e instanceof AbortError) throw await this.#abandon(feature, !!o.wait);
+        throw e;
       }
-      const d = await this.#call(
-        MsgType.CHECKOUT,
-        { feature, version, count, options: o.wait ? 1 : 0 },
-        `checkout ${feature}`,
-        o.signal,
-      );
       if (d.type === MsgType.ERROR)
         throw new DeniedError(
           `checkout ${feature}`,
@@ -331,6 +353,8 @@ export class Client extends EventEmitter {
           else out.reservations.push(r);
         }
       }
+      // The server that answered (a failover may have happened during the first page).
+      out.server = this.server;
       if (consistent || pages === 1 || attempt === 2) return out;
     }
     throw new FloatlmError('EPROTO', 'status: unreachable');
@@ -489,6 +513,8 @@ export class Client extends EventEmitter {
     await this.#ready;
     const tried: string[] = [];
     for (let n = 0; n < this.#servers.length; n++) {
+      // An abort is not a dead server: no failover, no retransmissions elsewhere.
+      if (signal?.aborted) throw new AbortError(what);
       const i = (this.#current + n) % this.#servers.length;
       tried.push(this.#servers[i]!.name);
       const d = await this.#attempt(i, type, body, signal);
@@ -604,6 +630,11 @@ export class Client extends EventEmitter {
         resolve(closedMarker);
         return;
       }
+      // An already-aborted signal never fires 'abort' again.
+      if (signal?.aborted) {
+        resolve(undefined);
+        return;
+      }
       const started = this.#now();
       let attempt = 0;
       let timer: NodeJS.Timeout | undefined;
@@ -680,13 +711,18 @@ export class Client extends EventEmitter {
   }
 
   async #heartbeat(): Promise<void> {
-    if (this.#closed || this.#leases.size === 0) return;
+    // One at a time: against a dead server a heartbeat outlives the interval, and piling
+    // them up would multiply retransmissions and failovers.
+    if (this.#closed || this.#leases.size === 0 || this.#beating) return;
+    this.#beating = true;
     try {
       const d = await this.#call(MsgType.HEARTBEAT, {}, 'heartbeat');
       if (d.type === MsgType.HEARTBEAT_ACK && d.body.leases < this.#leases.size)
         this.#scheduleReclaim();
     } catch {
       // Keep the leases: the next heartbeat tries again (and fails over); the server reaps.
+    } finally {
+      this.#beating = false;
     }
   }
 
@@ -765,8 +801,17 @@ export class Client extends EventEmitter {
     this.emit('lost', l, reason);
   }
 
-  async #leaveQueue(feature: string): Promise<void> {
-    await this.#call(MsgType.CHECKIN, { leaseId: 0n, feature }, `leave queue ${feature}`);
+  /**
+   * An aborted checkout: a waiting one leaves the queue of `feature` first (best effort; the
+   * server answers OK whether or not it had queued us), so no seat is kept for nobody.
+   */
+  async #abandon(feature: string, wait: boolean): Promise<AbortError> {
+    if (wait && !this.#closed) {
+      await this.#call(MsgType.CHECKIN, { leaseId: 0n, feature }, `leave queue ${feature}`).catch(
+        () => {},
+      );
+    }
+    return new AbortError(`checkout ${feature}`);
   }
 }
 
@@ -793,6 +838,10 @@ function safeUser(): string {
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
+    if (signal?.aborted) {
+      resolve();
+      return;
+    }
     // Ref'd: someone awaits this wait (a queued checkout), so the process must stay up.
     const t = setTimeout(done, ms);
     function done() {

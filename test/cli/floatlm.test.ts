@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { runCli } from '../../lib/cli/floatlm.ts';
+import { buildProgram, runCli } from '../../lib/cli/floatlm.ts';
 import type { CliIO } from '../../lib/cli/io.ts';
 import { saveClientCredential } from '../../lib/crypto/files.ts';
 import { makeSite, ROOT, type Site, spawnDaemon, TSX } from '../helpers/site.ts';
@@ -63,7 +63,28 @@ function floatlm(args: string[], cwd: string, env: NodeJS.ProcessEnv = {}) {
   const done = new Promise<{ code: number | null; out: string; err: string }>((r) =>
     child.on('exit', (code) => r({ code, out, err })),
   );
-  return { child, done, out: () => out };
+  return { child, done, out: () => out, err: () => err };
+}
+
+/** Polls (no timed assertion) until `cond` holds; fails at once if `p` exits first. */
+async function until(
+  cond: () => boolean,
+  p?: { child: { exitCode: number | null }; out: () => string; err: () => string },
+): Promise<void> {
+  while (!cond()) {
+    if (p && p.child.exitCode !== null)
+      throw new Error(`exited ${p.child.exitCode}: ${p.out()}${p.err()}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/**
+ * A long-running child for `floatlm run`: says "ready", exits `code` on `trap` if given, and
+ * gives up by itself after a minute (never an orphan for good if a test fails).
+ */
+function sleeper(trap?: NodeJS.Signals, code = 0): string[] {
+  const onSig = trap ? `process.on('${trap}', () => process.exit(${code}));` : '';
+  return [process.execPath, '-e', `${onSig} console.log('ready'); setTimeout(() => {}, 60000);`];
 }
 
 t.test('decode: every vector dissected, tag checked with --key', async (t) => {
@@ -218,10 +239,22 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
   t.equal((await waiter.done).code, 0);
 
   // run: the program's exit status comes through.
+  const handlers = () => ['SIGINT', 'SIGTERM', 'SIGHUP'].map((s) => process.listenerCount(s));
+  const before = handlers();
   const ok = capture(site.dir, env);
   t.equal(await runCli(['run', 'demo', '--', process.execPath, '-e', 'process.exit(0)'], ok), 0);
+  t.same(handlers(), before, 'run leaves no signal handler behind');
   const three = capture(site.dir, env);
   t.equal(await runCli(['run', 'demo', '--', process.execPath, '-e', 'process.exit(3)'], three), 3);
+  const killed = capture(site.dir, env);
+  t.equal(
+    await runCli(
+      ['run', 'demo', '--', process.execPath, '-e', "process.kill(process.pid, 'SIGSEGV')"],
+      killed,
+    ),
+    128 + 11,
+    'a program killed by SIGSEGV: exit 128 + 11',
+  );
   const after = capture(site.dir, env);
   await runCli(['status', '--json'], after);
   t.equal(
@@ -301,3 +334,118 @@ t.test('checkout fails over between two daemons sharing a keyring', async (t) =>
   t.equal(done.code, 0);
   t.match(done.out, /released solver/);
 });
+
+t.test('--help of every command shows examples; a missing command is a usage error', async (t) => {
+  const names: string[][] = [];
+  const walk = (c: ReturnType<typeof buildProgram>['program'], path: string[]) => {
+    for (const sub of c.commands) {
+      names.push([...path, sub.name()]);
+      walk(sub, [...path, sub.name()]);
+    }
+  };
+  walk(buildProgram(capture(ROOT)).program, []);
+  t.ok(names.length >= 14, `${names.length} commands`);
+  for (const n of [[], ...names]) {
+    const io = capture(ROOT);
+    t.equal(await runCli([...n, '--help'], io), 0, `${['floatlm', ...n].join(' ')} --help: exit 0`);
+    t.match(io.stdout(), /\nExamples:\n {2}floatlm /, `${['floatlm', ...n].join(' ')}: an example`);
+  }
+  for (const n of [[], ['keys'], ['license']]) {
+    const io = capture(ROOT);
+    t.equal(await runCli(n, io), 2, `${['floatlm', ...n].join(' ')} alone: exit 2 (usage)`);
+  }
+});
+
+t.test('an error is one line; --verbose adds the detail', async (t) => {
+  const site = makeSite([]);
+  const { cred } = creds(site, 9);
+  const args = ['--timeout', '0.3', '--credential', cred, 'status'];
+  const plain = capture(site.dir);
+  t.equal(await runCli(args, plain), 3, 'no answer: exit 3');
+  t.match(plain.stderr(), /^floatlm: connect: no answer from 127\.0\.0\.1:9 [^\n]*\n$/);
+  const verbose = capture(site.dir);
+  t.equal(await runCli(['--verbose', ...args], verbose), 3);
+  const lines = verbose.stderr().trimEnd().split('\n');
+  t.equal(lines[0], plain.stderr().trimEnd(), 'the same first line');
+  t.match(lines[1], /^TimeoutError code=ETIMEDOUT$/, 'then the class and code');
+  t.ok(lines.length > 2, 'then where it came from');
+});
+
+t.test(
+  'run: signals forwarded, 128+n, the seat lost (stop/warn), Ctrl-C while queued',
+  async (t) => {
+    const site = makeSite([
+      'FEATURE demo demo 1.0 permanent 4',
+      'FEATURE solver demo 2.5 permanent 1 QUEUE=yes DUP_GROUP=NONE',
+    ]);
+    const { child, port } = await spawnDaemon(site, ['--heartbeat', '1']);
+    t.teardown(() => child.kill('SIGKILL'));
+    const started: ReturnType<typeof floatlm>[] = [];
+    t.teardown(() => {
+      for (const p of started) if (p.child.exitCode === null) p.child.kill('SIGTERM');
+    });
+    const run = (args: string[]) => {
+      const p = floatlm(args, site.dir, env);
+      started.push(p);
+      return p;
+    };
+    const { cred, admin } = creds(site, port);
+    const env = { FLOATLM_CREDENTIAL: cred, FLOATLM_ADMIN: admin };
+    const inUse = async (feature: string) => {
+      const st = capture(site.dir, env);
+      await runCli(['status', '--json', '-f', feature], st);
+      return JSON.parse(st.stdout()).features[0] as { inUse: number; queued: number };
+    };
+
+    // SIGHUP reaches the program, whose own status comes back.
+    const hup = run(['run', 'demo', '--', ...sleeper('SIGHUP', 42)]);
+    await until(() => /ready/.test(hup.out()), hup);
+    hup.child.kill('SIGHUP');
+    t.equal((await hup.done).code, 42, 'SIGHUP forwarded; exit with the program status');
+
+    // SIGTERM kills a program that does not handle it: 128 + 15.
+    const term = run(['run', 'demo', '--', ...sleeper()]);
+    await until(() => /ready/.test(term.out()), term);
+    term.child.kill('SIGTERM');
+    t.equal((await term.done).code, 143, 'killed by SIGTERM: exit 143');
+    t.equal((await inUse('demo')).inUse, 0, 'both released their seats');
+
+    // --on-loss stop (the default): an admin remove; after the next heartbeat the program stops.
+    const stop = run(['run', 'solver', '--', ...sleeper()]);
+    await until(() => /ready/.test(stop.out()), stop);
+    const rm = capture(site.dir, env);
+    t.equal(await runCli(['remove', '--feature', 'solver'], rm), 0);
+    const stopped = await stop.done;
+    t.match(stopped.err, /floatlm: lost the solver seat: .*; stopping the program\n/);
+    t.equal(stopped.code, 143, 'the program was stopped (SIGTERM)');
+
+    // --on-loss warn: the program goes on; Ctrl-C then reaches it.
+    const warn = run(['run', 'solver', '--on-loss', 'warn', '--', ...sleeper('SIGINT', 9)]);
+    await until(() => /ready/.test(warn.out()), warn);
+    t.equal(await runCli(['remove', '--feature', 'solver'], capture(site.dir, env)), 0);
+    await until(() => /lost the solver seat/.test(warn.err()), warn);
+    t.notMatch(warn.err(), /stopping the program/);
+    t.equal(warn.child.exitCode, null, 'the program still runs');
+    warn.child.kill('SIGINT');
+    t.equal((await warn.done).code, 9, 'SIGINT forwarded; exit with the program status');
+
+    // Ctrl-C while queued: run and checkout exit 130 and leave the queue.
+    const holder = run(['run', 'solver', '--', ...sleeper()]);
+    await until(() => /ready/.test(holder.out()), holder);
+    for (const args of [
+      ['run', 'solver', '--wait', '--', process.execPath, '-e', 'process.exit(0)'],
+      ['checkout', 'solver', '--wait'],
+    ]) {
+      const w = run(args);
+      await until(() => /queued for solver: position 1/.test(w.out()), w);
+      t.equal((await inUse('solver')).queued, 1);
+      w.child.kill('SIGINT');
+      const done = await w.done;
+      t.equal(done.code, 130, `${args[0]} --wait interrupted: exit 130`);
+      t.match(done.out, /interrupted\n$/);
+      t.equal((await inUse('solver')).queued, 0, `${args[0]}: left the queue`);
+    }
+    holder.child.kill('SIGTERM');
+    t.equal((await holder.done).code, 143);
+  },
+);

@@ -8,7 +8,7 @@ import t from 'tap';
 import { runDaemonCli } from '../../lib/cli/floatlmd.ts';
 import type { CliIO } from '../../lib/cli/io.ts';
 import type { Daemon } from '../../lib/server/daemon.ts';
-import { client, makeSite } from '../helpers/site.ts';
+import { client, makeSite, startDaemon } from '../helpers/site.ts';
 
 function capture(cwd: string): CliIO & { stdout: () => string; stderr: () => string } {
   let out = '';
@@ -35,6 +35,9 @@ t.test('usage errors exit 2; --help exits 0 with examples', async (t) => {
   const bad = capture(site.dir);
   t.equal(await runDaemonCli(['--port', '70000', '--demo'], bad), 2);
   t.match(bad.stderr(), /--port must be an integer in \[0, 65535\]/);
+  const level = capture(site.dir);
+  t.equal(await runDaemonCli(['--demo', '--log-level', 'loud'], level), 2, 'bad log level: exit 2');
+  t.match(level.stderr(), /--log-level.*loud.*error, warn, info, debug/);
   const help = capture(site.dir);
   t.equal(await runDaemonCli(['--help'], help), 0);
   t.match(help.stdout(), /Examples:\n {2}floatlmd --demo/);
@@ -113,3 +116,16 @@ t.test('SIGHUP rereads the license under held seats; SIGTERM stops cleanly', asy
   t.equal(daemon.state, 'CLOSED');
   t.match(io.stdout(), /^floatlmd listening on 127\.0\.0\.1:\d+\n$/);
 });
+
+t.test(
+  'a port already in use is a runtime error in one line (exit 1), not a bad file',
+  async (t) => {
+    const site = makeSite(['FEATURE demo demo 1.0 permanent 1']);
+    const other = await startDaemon({ ...site, stateDir: `${site.stateDir}-other` });
+    t.teardown(() => other.close());
+    const io = capture(site.dir);
+    const args = ['--license', site.licenseFile, '--keys', site.keysFile, '--state', site.stateDir];
+    t.equal(await runDaemonCli([...args, '--port', String(other.address().port)], io), 1);
+    t.match(io.stderr(), /^floatlmd: .*EADDRINUSE.*\n$/);
+  },
+);

@@ -6,8 +6,8 @@
 import t from 'tap';
 import { connect } from '../../lib/client/client.ts';
 import { nextDelay, retryPolicy } from '../../lib/client/retry.ts';
-import { AdminOp, ErrorCode } from '../../lib/wire/index.ts';
-import { client, makeSite, startDaemon } from '../helpers/site.ts';
+import { AdminOp, ErrorCode, MsgType } from '../../lib/wire/index.ts';
+import { client, makeSite, startDaemon, udpRelay } from '../helpers/site.ts';
 
 const LINES = [
   'FEATURE demo demo 1.0 permanent 2',
@@ -78,6 +78,134 @@ t.test('API misuse throws TypeError/RangeError naming the parameter', async (t) 
   const c = await client(site, d.address().port);
   t.teardown(() => c.close());
   await t.rejects(c.checkout(''), { name: 'TypeError', message: /feature/ });
+  for (const count of [0, 1.5, 65_536])
+    await t.rejects(c.checkout('demo', { count }), { name: 'RangeError', message: /count/ });
+  await t.rejects(c.checkout('demo', { version: 2 as unknown as string }), {
+    name: 'TypeError',
+    message: /version/,
+  });
+  const base = { servers: ['127.0.0.1:9'], credential: { id: 'x', key: new Uint8Array(32) } };
+  await t.rejects(connect({ ...base, credential: { id: 'x', key: new Uint8Array(31) } }), {
+    name: 'TypeError',
+    message: /credential\.key/,
+  });
+  await t.rejects(connect({ ...base, credential: { id: '', key: new Uint8Array(32) } }), {
+    name: 'TypeError',
+    message: /credential\.id/,
+  });
+  await t.rejects(connect({ ...base, pollMs: 0 }), { name: 'RangeError', message: /pollMs/ });
+  await t.rejects(connect({ ...base, heartbeatMs: -1 }), {
+    name: 'RangeError',
+    message: /heartbeatMs/,
+  });
+});
+
+t.test('retransmissions of a request are byte-identical datagrams', async (t) => {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const relay = await udpRelay(d.address().port);
+  t.teardown(() => relay.close());
+  const c = await client(site, relay.port, {
+    retry: { initialMs: 20, maxIntervalMs: 40, maxTotalMs: 400 },
+  });
+  t.teardown(() => c.close());
+  relay.dropReplies = true;
+  relay.fromClient.length = 0;
+  await t.rejects(c.ping(), { name: 'TimeoutError' });
+  const pings = relay.fromClient.filter((b) => b[3] === MsgType.PING);
+  const byMode = new Map<number, Set<string>>();
+  for (const b of pings) {
+    t.equal(b.readUInt32BE(8), pings[0]!.readUInt32BE(8), 'one request id throughout');
+    const set = byMode.get(b[5]!) ?? new Set();
+    set.add(b.toString('hex'));
+    byMode.set(b[5]!, set);
+  }
+  t.ok(pings.length >= 4, `retransmitted (${pings.length} datagrams)`);
+  for (const [mode, set] of byMode) t.equal(set.size, 1, `mode ${mode}: every copy identical`);
+});
+
+t.test('a heartbeat unanswered past its interval is not stacked with more', async (t) => {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const relay = await udpRelay(d.address().port);
+  t.teardown(() => relay.close());
+  const c = await client(site, relay.port, { heartbeatMs: 50 });
+  t.teardown(() => c.close());
+  await c.checkout('demo');
+  relay.dropReplies = true;
+  relay.fromClient.length = 0;
+  const beats = () => relay.fromClient.filter((b) => b[3] === MsgType.HEARTBEAT);
+  // 4 sends of one heartbeat take ~700 ms of its 3 s budget: 14 intervals of 50 ms.
+  while (beats().length < 4) await new Promise((r) => setTimeout(r, 10));
+  t.equal(new Set(beats().map((b) => b.readUInt32BE(8))).size, 1, 'one heartbeat in flight');
+  relay.dropReplies = false;
+});
+
+t.test(
+  'events: queued, granted, lost and reclaimed fire on the client as documented',
+  async (t) => {
+    const site = makeSite(LINES);
+    const d = await startDaemon(site);
+    t.teardown(() => d.close());
+    const port = d.address().port;
+    const holder = await client(site, port, { heartbeatMs: 60_000 });
+    t.teardown(() => holder.close());
+    const waiter = await client(site, port, { user: 'bob', heartbeatMs: 60_000 });
+    t.teardown(() => waiter.close());
+    const events: unknown[][] = [];
+    for (const name of ['queued', 'granted', 'lost', 'reclaimed'])
+      waiter.on(name, (...a: unknown[]) => events.push([name, ...a]));
+    const first = await holder.checkout('solver');
+    const queued = new Promise<void>((r) => waiter.once('queued', () => r()));
+    const onQueued: number[][] = [];
+    const pending = waiter.checkout('solver', {
+      wait: true,
+      onQueued: (pos, len) => onQueued.push([pos, len]),
+    });
+    await queued;
+    t.same(events, [['queued', 'solver', 1, 1]], 'queued (feature, position, queueLength)');
+    t.same(onQueued, [[1, 1]], 'onQueued (position, queueLength)');
+    await first.checkin();
+    const lease = await pending;
+    t.equal(events.length, 2, 'queued fires once per position, then granted');
+    t.same(events[1], ['granted', lease], 'granted (lease)');
+    const lost = new Promise<string>((r) => lease.once('lost', r));
+    await holder.admin(AdminOp.REMOVE, { feature: 'solver' });
+    await waiter.heartbeat();
+    const why = await lost;
+    t.same(events[2], ['lost', lease, why], 'lost (lease, reason) on the client too');
+    t.equal(lease.state, 'lost');
+    t.same(waiter.leases, [], 'a lost lease is no longer listed');
+  },
+);
+
+t.test('a wait aborted with the CHECKOUT in flight still leaves the queue', async (t) => {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const holder = await client(site, d.address().port, { heartbeatMs: 60_000 });
+  t.teardown(() => holder.close());
+  await holder.checkout('solver');
+  const relay = await udpRelay(d.address().port);
+  t.teardown(() => relay.close());
+  const waiter = await client(site, relay.port, { user: 'bob', heartbeatMs: 60_000 });
+  t.teardown(() => waiter.close());
+  const ac = new AbortController();
+  // The daemon gets the CHECKOUT and queues bob, but its answer is dropped: the abort lands
+  // while the client still waits for it.
+  const queuedAtServer = () => d.pool.status().features.find((f) => f.name === 'solver')!.queued;
+  relay.dropReplies = true;
+  const pending = waiter.checkout('solver', { wait: true, signal: ac.signal });
+  while (relay.dropped === 0) await new Promise((r) => setTimeout(r, 5));
+  t.equal(queuedAtServer(), 1, 'the server queued bob; the client was not told');
+  relay.dropReplies = false;
+  ac.abort();
+  await t.rejects(pending, { name: 'AbortError' });
+  t.equal(queuedAtServer(), 0, 'bob is no longer in the queue');
+  const sent = relay.fromClient.filter((b) => b[3] === MsgType.CHECKOUT);
+  t.equal(new Set(sent.map((b) => b.readUInt32BE(8))).size, 1, 'no second CHECKOUT was sent');
 });
 
 t.test('a lease survives a daemon restart: reclaimed during grace, others wait', async (t) => {

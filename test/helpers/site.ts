@@ -4,6 +4,7 @@
  * start a daemon in-process or as a child process and to connect a client.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import dgram from 'node:dgram';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -173,4 +174,57 @@ export async function spawnDaemon(
     });
   });
   return { child, port, stderr: () => err };
+}
+
+/**
+ * A UDP relay between a client and a daemon on 127.0.0.1: records every datagram the client
+ * sends and can drop the daemon's replies (a lossy path, without waiting on real loss).
+ */
+export interface Relay {
+  /** The port clients send to. */
+  port: number;
+  /** Datagrams from the client, in arrival order. */
+  fromClient: Buffer[];
+  /** While true, nothing from the daemon reaches the client. */
+  dropReplies: boolean;
+  /** Datagrams from the daemon dropped so far. */
+  dropped: number;
+  /** Called with each datagram from the client, before it is forwarded. */
+  onRequest: ((bytes: Buffer) => void) | undefined;
+  close(): Promise<void>;
+}
+
+/** Starts a relay to the daemon on 127.0.0.1:`target`. */
+export async function udpRelay(target: number): Promise<Relay> {
+  const front = dgram.createSocket('udp4');
+  const back = dgram.createSocket('udp4');
+  let client: { port: number; address: string } | undefined;
+  await Promise.all([
+    new Promise<void>((r) => front.bind(0, '127.0.0.1', () => r())),
+    new Promise<void>((r) => back.bind(0, '127.0.0.1', () => r())),
+  ]);
+  const relay: Relay = {
+    port: front.address().port,
+    fromClient: [],
+    dropReplies: false,
+    dropped: 0,
+    onRequest: undefined,
+    close: async () => {
+      await Promise.all([
+        new Promise<void>((r) => front.close(() => r())),
+        new Promise<void>((r) => back.close(() => r())),
+      ]);
+    },
+  };
+  front.on('message', (m, rinfo) => {
+    client = { port: rinfo.port, address: rinfo.address };
+    relay.fromClient.push(m);
+    relay.onRequest?.(m);
+    back.send(m, target, '127.0.0.1');
+  });
+  back.on('message', (m) => {
+    if (relay.dropReplies) relay.dropped++;
+    else if (client) front.send(m, client.port, client.address);
+  });
+  return relay;
 }
