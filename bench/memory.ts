@@ -121,9 +121,12 @@ async function flush(site: Site, tickMs: number): Promise<void> {
   let longestBatch = 0;
   let slowBatches = 0;
   const original = Store.prototype.flushExpired;
-  Store.prototype.flushExpired = function (this: Store, now: number, batch: number) {
+  Store.prototype.flushExpired = function (
+    this: Store,
+    ...args: Parameters<Store['flushExpired']>
+  ) {
     const t = performance.now();
-    const r = original.call(this, now, batch);
+    const r = original.apply(this, args);
     const took = performance.now() - t;
     longestBatch = Math.max(longestBatch, took);
     if (took > 10) slowBatches++;

@@ -1374,7 +1374,7 @@ export class Daemon {
         this.#afterRelease(now);
       }
       this.#tokens.flushTokens(now, 5000);
-      this.#store.flushExpired(now, 5000);
+      this.#store.flushExpired(now, 100_000, 4);
       if (this.#store.pending() > 0) this.#commitAndSend();
     } catch (e) {
       this.counters.internal++;

@@ -389,6 +389,8 @@ t.test('closed stores and argument checks', (tt) => {
   tt.throws(() => s.setMeta('clean_shutdown', '1'), RangeError);
   tt.throws(() => s.flushExpired(0, 0), /batch/);
   tt.throws(() => s.flushExpired(0, 1_000_001), RangeError);
+  tt.throws(() => s.flushExpired(0, 1, 0), /budgetMs/);
+  tt.throws(() => s.flushExpired(0, 1, Number.NaN), /budgetMs/);
   tt.equal(s.pending(), 0, 'rejected changes are not queued');
   s.putSession(session(1n, { port: 65535 }));
   s.putLease(lease(1n, { count: 65535 }));
@@ -435,6 +437,42 @@ t.test('flushExpired removes 100,000 rows incrementally', (tt) => {
   tt.equal(s.isReclaimed(U64_MAX), true);
   tt.equal(s.isRevoked(0n), false);
   tt.same(s.flushExpired(now + 1, batch), { deleted: 2, more: false }, 'boundary: expires == now');
+  s.close();
+  tt.end();
+});
+
+t.test('flushExpired with a time budget: never above batch, finishes, keeps the rest', (tt) => {
+  const s = openStore(tmpDir());
+  const N = 20_000;
+  for (let i = 0; i < N; i++) {
+    s.revoke((BigInt(i) * 0x9e3779b97f4a7c15n) % U64_MAX, 1_000 + (i % 997));
+    if (i % 2 === 0) s.markReclaimed(BigInt(i), 1_000 + (i % 13));
+  }
+  s.revoke(U64_MAX, 10_000); // not expired at `now`
+  s.commit();
+  const now = 5_000;
+  let total = 0;
+  let calls = 0;
+  let r: { deleted: number; more: boolean };
+  do {
+    r = s.flushExpired(now, 3_000, 0.5);
+    tt.ok(r.deleted <= 3_000, 'never more than a batch');
+    total += r.deleted;
+    calls++;
+  } while (r.more && calls < 100_000);
+  tt.equal(total, N + N / 2, 'every expired row went');
+  tt.notOk(r.more);
+  tt.ok(calls > 1, 'over several calls');
+  tt.same(s.flushExpired(now, 3_000, 0.5), { deleted: 0, more: false });
+  // Pending changes are untouched by a flush, and commit at the usual durability after it.
+  s.revoke(7n, 1);
+  tt.same(s.flushExpired(now, 10, 1), { deleted: 0, more: false }, 'a pending row is not flushed');
+  tt.equal(s.isRevoked(7n), true);
+  tt.equal(s.commit(), 1);
+  tt.same(s.flushExpired(now, 10, 1), { deleted: 1, more: false }, 'committed, then flushed');
+  const snap = s.load();
+  tt.equal(snap.revokedCount, 1);
+  tt.equal(snap.reclaimedCount, 0);
   s.close();
   tt.end();
 });
