@@ -9,7 +9,7 @@ import { ServerAuth } from '../auth/server.ts';
 import { signDatagram } from '../auth/sign.ts';
 import { equalBytes, type KeyedHmac, type Keyring, randomBytes } from '../crypto/index.ts';
 import { LicensePool } from '../license/pool.ts';
-import { openStore, type Store, type StoreSnapshot } from '../store/index.ts';
+import { openStore, type Store } from '../store/index.ts';
 import {
   decodeToken,
   makeTicket,
@@ -187,7 +187,7 @@ export class Daemon {
     this.#log = opts.logger ?? silentLogger;
     this.#config = config;
     this.#keyring = config.keys.keyring;
-    this.#hmacs = new HmacCache(opts.hmacCacheSize ?? 65_536);
+    this.#hmacs = new HmacCache(opts.hmacCacheSize ?? 65_536, this.#deriveKey);
     this.#store = store;
     this.#socket = socket;
     this.#started = this.#now();
@@ -243,7 +243,7 @@ export class Daemon {
         // Some systems cap the size (net.core.rmem_max); the default still works.
       }
       const d = new Daemon(opts, config, store, s);
-      d.#restore(store.load(), now);
+      d.#restore(store, now);
       s.on('message', (msg, rinfo) => d.#onMessage(msg, rinfo));
       s.on('error', (e) => d.#log.error(`socket: ${e.message}`));
       d.#timer = setInterval(() => d.#tick(), opts.tickMs ?? TICK_MS);
@@ -366,8 +366,19 @@ export class Daemon {
 
   // ---------------------------------------------------------------- restore
 
-  #restore(snap: StoreSnapshot, now: number): void {
-    for (const s of snap.sessions) {
+  #restore(store: Store, now: number): void {
+    const snap = store.load({ sessions: false });
+    // Rows repeat their host, vendor and address; one string each serves every session.
+    const names = new Map<string, string>();
+    const one = (x: string): string => {
+      const known = names.get(x);
+      if (known !== undefined) return known;
+      names.set(x, x);
+      return x;
+    };
+    let stored = 0;
+    for (const s of store.eachSession()) {
+      stored++;
       if (s.expires <= now) continue;
       // No decoding and no key derivation here: both wait until the session talks.
       this.#sessions.set(
@@ -377,15 +388,14 @@ export class Daemon {
             id: s.tokenId,
             token: s.token,
             user: s.user,
-            host: s.host,
-            vendor: s.vendor,
+            host: one(s.host),
+            vendor: one(s.vendor),
             expires: s.expires,
-            address: s.ip,
+            address: one(s.ip),
             port: s.port,
             lastSeen: now,
           },
           this.#hmacs,
-          this.#deriveKey,
         ),
       );
     }
@@ -426,7 +436,7 @@ export class Daemon {
       this.#store.setMeta('takeover_grace_until', String(this.#graceUntil));
       this.#store.commit();
     }
-    if (snap.sessions.length || snap.leases.length) {
+    if (stored || snap.leases.length) {
       this.#log.info(
         `state: restored ${this.#sessions.size} session(s), ${snap.leases.length} lease(s), ${snap.queue.length} queued`,
       );
@@ -453,7 +463,6 @@ export class Daemon {
         lastSeen: now,
       },
       this.#hmacs,
-      this.#deriveKey,
       sessionKey,
     );
     this.#sessions.set(s.id, s);

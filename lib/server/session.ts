@@ -1,10 +1,11 @@
 /**
  * The daemon's record of a live session, kept small because a license host may hold a
- * million of them: the token's few fields the daemon reads, its bytes, and nothing keyed
- * until the session talks. The session key, its keyed HMAC, the replay window and the slot
- * for its last HEARTBEAT_ACK are made on first use; keyed HMACs live in a bounded cache of
- * recently active sessions and are re-derived from the token (keyring + HKDF) when an
- * evicted session talks again.
+ * million of them: the token's few fields the daemon reads, its bytes (as a latin1 string:
+ * a typed array would cost its own ArrayBuffer and an off-heap block, three times the
+ * bytes), and nothing keyed until the session talks. The session key, its keyed HMAC, the
+ * replay window, the slot for its last HEARTBEAT_ACK and the test_conn state are made on
+ * first use; keyed HMACs live in a bounded cache of recently active sessions and are
+ * re-derived from the token (keyring + HKDF) when an evicted session talks again.
  */
 import { ReplayWindow } from '../auth/replay.ts';
 import { KeyedHmac } from '../crypto/hmac.ts';
@@ -18,7 +19,7 @@ export interface SessionFields {
   user: string;
   host: string;
   vendor: string;
-  /** Token expiry, ms since the epoch. */
+  /** Token expiry, ms since the epoch (a whole second: tokens carry seconds). */
   expires: number;
   address: string;
   port: number;
@@ -26,21 +27,25 @@ export interface SessionFields {
 }
 
 /**
- * Keyed HMACs of the most recently active sessions, at most `max`. Two generations: new and
- * refreshed entries go to the young one; when it holds max/2 the old generation is dropped
- * whole and the young one takes its place. Every operation is O(1), with no Map iteration
- * (V8 walks the deleted entries at a Map's front, so evicting one at a time by iteration
- * grows costly), and a session used within the last max/2 insertions is always kept.
+ * Keyed HMACs of the most recently active sessions, at most `max`, and the key derivation
+ * that rebuilds an evicted one. Two generations: new and refreshed entries go to the young
+ * one; when it holds max/2 the old generation is dropped whole and the young one takes its
+ * place. Every operation is O(1), with no Map iteration (V8 walks the deleted entries at a
+ * Map's front, so evicting one at a time by iteration grows costly), and a session used
+ * within the last max/2 insertions is always kept.
  */
 export class HmacCache {
+  readonly derive: KeyDeriver;
   readonly #half: number;
   #young = new Map<Session, KeyedHmac>();
   #old = new Map<Session, KeyedHmac>();
 
-  /** @throws {RangeError} when max is not an integer ≥ 2 */
-  constructor(max: number) {
+  /** @throws {RangeError} when max is not an integer ≥ 2; {TypeError} without derive */
+  constructor(max: number, derive: KeyDeriver) {
     if (!Number.isInteger(max) || max < 2) throw new RangeError('max must be an integer ≥ 2');
+    if (typeof derive !== 'function') throw new TypeError('derive must be a function');
     this.#half = Math.floor(max / 2);
+    this.derive = derive;
   }
 
   get size(): number {
@@ -84,49 +89,66 @@ class Live {
   }
 }
 
+/** test_conn state, for the sessions the daemon has had to ping. */
+class Probe {
+  serverSeq = 0;
+  pings = 0;
+  nextPingAt = 0;
+  nonce: Uint8Array | undefined = undefined;
+}
+
 /** A never-verifying key for a session whose server key was retired under it. */
 const DEAD_KEY = new KeyedHmac(new Uint8Array(32).fill(0xa5));
 
 export class Session {
   readonly id: bigint;
-  readonly token: Uint8Array;
   readonly user: string;
   readonly host: string;
   readonly vendor: string;
-  readonly expires: number;
   address: string;
   port: number;
   lastSeen: number;
-  serverSeq = 0;
-  /** Unanswered test_conn pings. */
-  pings = 0;
-  nextPingAt = 0;
-  pingNonce: Uint8Array | undefined = undefined;
+  readonly #token: string;
+  /** Seconds, a small integer where ms would take a heap number per session. */
+  readonly #expiresS: number;
   /** Made when the session first talks: an idle session holds none. */
   #live: Live | undefined;
+  #probe: Probe | undefined;
   readonly #cache: HmacCache;
-  readonly #derive: KeyDeriver;
 
-  constructor(f: SessionFields, cache: HmacCache, derive: KeyDeriver, key?: Uint8Array) {
+  constructor(f: SessionFields, cache: HmacCache, key?: Uint8Array) {
     this.id = f.id;
-    this.token = f.token;
+    this.#token = Buffer.from(f.token.buffer, f.token.byteOffset, f.token.byteLength).toString(
+      'latin1',
+    );
     this.user = f.user;
     this.host = f.host;
     this.vendor = f.vendor;
-    this.expires = f.expires;
+    // Tokens expire on a whole second; anything else would be rounded up to one.
+    this.#expiresS = Math.ceil(f.expires / 1000);
     this.address = f.address;
     this.port = f.port;
     this.lastSeen = f.lastSeen;
     this.#cache = cache;
-    this.#derive = derive;
     if (key) cache.set(this, new KeyedHmac(key));
+  }
+
+  /** The token's bytes exactly as issued (a fresh copy per call). */
+  get token(): Uint8Array {
+    const b = Buffer.from(this.#token, 'latin1');
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  }
+
+  /** Token expiry, ms since the epoch. */
+  get expires(): number {
+    return this.#expiresS * 1000;
   }
 
   /** The session key, keyed once (re-derived from the token after a cache eviction). */
   get hmac(): KeyedHmac {
     let h = this.#cache.get(this);
     if (h) return h;
-    const key = this.#derive(this.token);
+    const key = this.#cache.derive(this.token);
     if (!key) return DEAD_KEY;
     h = new KeyedHmac(key);
     this.#cache.set(this, h);
@@ -160,6 +182,50 @@ export class Session {
     const l = this.#live;
     l.requestId = requestId;
     l.reply = reply;
+  }
+
+  /** The server's seq in its last TEST_CONN to this session. */
+  get serverSeq(): number {
+    return this.#probe?.serverSeq ?? 0;
+  }
+
+  set serverSeq(v: number) {
+    this.#probing().serverSeq = v;
+  }
+
+  /** Unanswered test_conn pings. */
+  get pings(): number {
+    return this.#probe?.pings ?? 0;
+  }
+
+  set pings(v: number) {
+    // Every request resets it: no state for a session that was never pinged.
+    if (this.#probe) this.#probe.pings = v;
+    else if (v !== 0) this.#probing().pings = v;
+  }
+
+  /** When the next test_conn ping is due (ms). */
+  get nextPingAt(): number {
+    return this.#probe?.nextPingAt ?? 0;
+  }
+
+  set nextPingAt(v: number) {
+    this.#probing().nextPingAt = v;
+  }
+
+  /** The nonce of the outstanding test_conn pings, if any. */
+  get pingNonce(): Uint8Array | undefined {
+    return this.#probe?.nonce;
+  }
+
+  set pingNonce(v: Uint8Array | undefined) {
+    if (this.#probe) this.#probe.nonce = v;
+    else if (v) this.#probing().nonce = v;
+  }
+
+  #probing(): Probe {
+    this.#probe ??= new Probe();
+    return this.#probe;
   }
 
   /** Forget the keyed state (the session is gone). */

@@ -850,23 +850,15 @@ export class Store {
   }
 
   /**
-   * The committed state, for a restart; pending changes are committed first.
+   * The committed state, for a restart; pending changes are committed first. With
+   * `{ sessions: false }` the snapshot's sessions are left empty: read them with
+   * `eachSession` instead.
    * @throws the SQLite error of that commit; {StoreError} CLOSED
    */
-  load(): StoreSnapshot {
+  load(opts: { sessions?: boolean } = {}): StoreSnapshot {
     if (!this.readonly) this.commit();
     this.#live();
-    const sessions = (this.#s.sessions!.all() as Record<string, unknown>[]).map((r) => ({
-      tokenId: fromI64(r.token_id),
-      token: new Uint8Array(r.token as Buffer),
-      user: r.user as string,
-      host: r.host as string,
-      vendor: r.vendor as string,
-      created: num(r.created),
-      expires: num(r.expires),
-      ip: r.ip as string,
-      port: num(r.port),
-    }));
+    const sessions = opts.sessions === false ? [] : [...this.eachSession()];
     const leases = (this.#s.leases!.all() as Record<string, unknown>[]).map((r) => ({
       leaseId: fromI64(r.lease_id),
       tokenId: fromI64(r.token_id),
@@ -897,6 +889,30 @@ export class Store {
       reclaimedCount: this.#s.reclaimedCount!.pluck().get() as number,
       meta,
     };
+  }
+
+  /**
+   * The committed sessions, one row at a time: a restart over a million sessions need not
+   * hold every row at once (that doubled the daemon's memory, and the allocator kept it).
+   * Iterate to the end (or break) before any other call on this store: the connection is
+   * busy meanwhile.
+   * @throws {StoreError} CLOSED
+   */
+  *eachSession(): IterableIterator<SessionRecord> {
+    this.#live();
+    for (const r of this.#s.sessions!.iterate() as IterableIterator<Record<string, unknown>>) {
+      yield {
+        tokenId: fromI64(r.token_id),
+        token: new Uint8Array(r.token as Buffer),
+        user: r.user as string,
+        host: r.host as string,
+        vendor: r.vendor as string,
+        created: num(r.created),
+        expires: num(r.expires),
+        ip: r.ip as string,
+        port: num(r.port),
+      };
+    }
   }
 
   /**

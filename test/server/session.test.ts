@@ -2,30 +2,27 @@ import t from 'tap';
 import { KeyedHmac, randomBytes } from '../../lib/crypto/hmac.ts';
 import { HmacCache, type KeyDeriver, Session } from '../../lib/server/session.ts';
 
-function session(
-  cache: HmacCache,
-  id: number,
-  derive: KeyDeriver = () => randomBytes(32),
-): Session {
+const anyKey: KeyDeriver = () => randomBytes(32);
+
+function session(cache: HmacCache, id: number, expires = 1000): Session {
   return new Session(
     {
       id: BigInt(id),
-      token: new Uint8Array([id & 0xff]),
+      token: new Uint8Array([id & 0xff, 0, 0xff, 0x80]),
       user: 'u',
       host: 'h',
       vendor: 'v',
-      expires: 1,
+      expires,
       address: '127.0.0.1',
       port: 1,
       lastSeen: 0,
     },
     cache,
-    derive,
   );
 }
 
 t.test('HmacCache keeps at most max entries and every one of the last max/2', async (t) => {
-  const c = new HmacCache(8);
+  const c = new HmacCache(8, anyKey);
   const ss = Array.from({ length: 40 }, (_, i) => session(c, i));
   const hs = ss.map(() => new KeyedHmac(randomBytes(32)));
   for (let i = 0; i < ss.length; i++) {
@@ -38,7 +35,7 @@ t.test('HmacCache keeps at most max entries and every one of the last max/2', as
 });
 
 t.test('HmacCache: a get refreshes an old-generation entry; delete forgets', async (t) => {
-  const c = new HmacCache(4); // generations of 2
+  const c = new HmacCache(4, anyKey); // generations of 2
   const [a, b, x, y] = [1, 2, 3, 4].map((i) => session(c, i)) as [
     Session,
     Session,
@@ -56,30 +53,81 @@ t.test('HmacCache: a get refreshes an old-generation entry; delete forgets', asy
   t.equal(c.get(a), undefined);
   c.set(y, new KeyedHmac(randomBytes(32)));
   t.ok(c.get(y));
-  t.throws(() => new HmacCache(1), RangeError);
-  t.throws(() => new HmacCache(2.5), RangeError);
+  t.throws(() => new HmacCache(1, anyKey), RangeError);
+  t.throws(() => new HmacCache(2.5, anyKey), RangeError);
+  t.throws(() => new HmacCache(2, undefined as unknown as KeyDeriver), TypeError);
 });
 
 t.test(
   'Session.hmac is derived once, re-derived after eviction, dead when underivable',
   async (t) => {
-    const c = new HmacCache(2);
     let derived = 0;
     const key = randomBytes(32);
-    const s = session(c, 1, () => {
+    const seen: Uint8Array[] = [];
+    const c = new HmacCache(2, (token) => {
       derived++;
-      return key;
+      seen.push(token);
+      return token[0] === 4 ? undefined : key;
     });
+    const s = session(c, 1);
     const msg = randomBytes(40);
     const tag = s.hmac.mac(msg);
     t.equal(derived, 1);
+    t.same(seen[0], new Uint8Array([1, 0, 0xff, 0x80]), 'derived from the token bytes as given');
     t.ok(s.hmac.verify(tag, msg));
     t.equal(derived, 1, 'cached');
     session(c, 2).hmac; // pushes s out of a 2-entry cache
     session(c, 3).hmac;
     t.ok(s.hmac.verify(tag, msg), 'same key after re-derivation');
-    t.equal(derived, 2, 're-derived after eviction');
-    const dead = session(c, 4, () => undefined);
+    t.equal(derived, 4, 're-derived after eviction');
+    const dead = session(c, 4);
     t.notOk(dead.hmac.verify(tag, msg), 'a session whose key is gone verifies nothing');
+  },
+);
+
+t.test(
+  'Session: token bytes round-trip, expiry in whole seconds, lazy test_conn state',
+  async (t) => {
+    const c = new HmacCache(2, anyKey);
+    const token = new Uint8Array(256).map((_, i) => i);
+    const s = new Session(
+      {
+        id: 9n,
+        token: token.subarray(1, 200),
+        user: 'u',
+        host: 'h',
+        vendor: 'v',
+        expires: 1_700_000_000_000,
+        address: 'a',
+        port: 2,
+        lastSeen: 5,
+      },
+      c,
+    );
+    t.same(s.token, token.subarray(1, 200), 'every byte value survives, the view only');
+    t.not(s.token, s.token, 'a fresh copy each time');
+    t.equal(s.expires, 1_700_000_000_000);
+    t.equal(session(c, 5, 1_700_000_000_001).expires, 1_700_000_001_000, 'rounded up to a second');
+    t.equal(s.pings, 0);
+    t.equal(s.nextPingAt, 0);
+    t.equal(s.serverSeq, 0);
+    t.equal(s.pingNonce, undefined);
+    s.pings = 0;
+    s.pingNonce = undefined;
+    s.pings++;
+    s.nextPingAt = 123;
+    s.serverSeq = 0xffff_fffe;
+    const nonce = new Uint8Array(8);
+    s.pingNonce = nonce;
+    t.same([s.pings, s.nextPingAt, s.serverSeq, s.pingNonce], [1, 123, 0xffff_fffe, nonce]);
+    s.pings = 0;
+    s.pingNonce = undefined;
+    t.same([s.pings, s.nextPingAt, s.serverSeq, s.pingNonce], [0, 123, 0xffff_fffe, undefined]);
+    t.equal(s.keptReply(1), undefined, 'nothing kept yet');
+    const r = new Uint8Array([1]);
+    s.keepReply(7, r);
+    t.equal(s.keptReply(7), r);
+    t.equal(s.keptReply(8), undefined, 'another request id');
+    t.ok(s.window.check(1), 'a window comes with the kept reply');
   },
 );

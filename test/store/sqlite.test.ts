@@ -132,6 +132,17 @@ t.test('round trip of every record kind through commit, close and reopen', (tt) 
     'sessions, with the touched address',
   );
   tt.type(snap.sessions[0]?.tokenId, 'bigint');
+  tt.same([...r.eachSession()].sort(byId), snap.sessions, 'eachSession streams the same rows');
+  const lean = r.load({ sessions: false });
+  tt.same(lean.sessions, [], 'load without sessions');
+  tt.same(lean.leases.length, 2, 'and the rest as before');
+  let first: unknown;
+  for (const x of r.eachSession()) {
+    first = x;
+    break; // abandoning the iteration frees the connection
+  }
+  tt.ok(first);
+  tt.equal(r.isRevoked(U64_MAX), true, 'usable after a broken-off iteration');
   tt.same(
     snap.leases.sort((a, b) => (a.leaseId < b.leaseId ? -1 : 1)),
     leases,
