@@ -51,32 +51,45 @@ interface MemFigure {
   rss_bytes: number;
   rss_delta_bytes: number;
   heap_delta_bytes: number;
+  /** Idle sessions, as restored from the state. */
   rss_bytes_per_session: number;
   heap_bytes_per_session: number;
+  /** After every session has sent one HEARTBEAT (from the daemon's start, like the above). */
+  active_answered: number;
+  active_ms: number;
+  active_rss_bytes_per_session: number;
+  active_heap_bytes_per_session: number;
 }
+
+type Mem = { rss: number; heapUsed: number; arrayBuffers: number };
 
 async function memory(n: number): Promise<MemFigure> {
   const site = makeSite(['FEATURE bench demo 1.0 permanent 100 DUP_GROUP=NONE']);
   const s = JSON.stringify(site);
   const pop = await memoryChild(['populate', s, String(n), '0']);
-  const m = (await memoryChild(['measure', s])) as {
+  const m = (await memoryChild(['measure', s, 'active'])) as {
     sessions: number;
     start_ms: number;
-    before: { rss: number; heapUsed: number; arrayBuffers: number };
-    after: { rss: number; heapUsed: number; arrayBuffers: number };
+    before: Mem;
+    after: Mem;
+    active: { answered: number; ms: number; mem: Mem };
   };
+  const heap = (x: Mem) => x.heapUsed + x.arrayBuffers;
   const rss = m.after.rss - m.before.rss;
-  const heap =
-    m.after.heapUsed + m.after.arrayBuffers - (m.before.heapUsed + m.before.arrayBuffers);
+  const heapDelta = heap(m.after) - heap(m.before);
   return {
     sessions: m.sessions,
     populate_ms: pop.ms as number,
     restore_ms: m.start_ms,
     rss_bytes: m.after.rss,
     rss_delta_bytes: rss,
-    heap_delta_bytes: heap,
+    heap_delta_bytes: heapDelta,
     rss_bytes_per_session: Math.round(rss / m.sessions),
-    heap_bytes_per_session: Math.round(heap / m.sessions),
+    heap_bytes_per_session: Math.round(heapDelta / m.sessions),
+    active_answered: m.active.answered,
+    active_ms: m.active.ms,
+    active_rss_bytes_per_session: Math.round((m.active.mem.rss - m.before.rss) / m.sessions),
+    active_heap_bytes_per_session: Math.round((heap(m.active.mem) - heap(m.before)) / m.sessions),
   };
 }
 
@@ -141,7 +154,9 @@ async function main(): Promise<void> {
   let m1m: MemFigure | undefined;
   let marginal = Number.NaN;
   if (runs('memory')) {
-    say('\n2. memory per live session (sessions restored by the daemon from its state) …');
+    say(
+      '\n2. memory per live session (restored by the daemon from its state; then one heartbeat each) …',
+    );
     m100k = await memory(quick ? 10_000 : 100_000);
     m1m = await memory(quick ? 50_000 : 1_000_000);
     marginal = Math.round(
@@ -149,7 +164,7 @@ async function main(): Promise<void> {
     );
     for (const m of [m100k, m1m])
       say(
-        `   ${String(m.sessions).padStart(8)} sessions: RSS ${(m.rss_bytes / 2 ** 20).toFixed(0)} MiB (+${(m.rss_delta_bytes / 2 ** 20).toFixed(0)} MiB), ${m.rss_bytes_per_session} B RSS/session, ${m.heap_bytes_per_session} B heap/session; restored in ${(m.restore_ms / 1000).toFixed(1)} s`,
+        `   ${String(m.sessions).padStart(8)} sessions: RSS ${(m.rss_bytes / 2 ** 20).toFixed(0)} MiB (+${(m.rss_delta_bytes / 2 ** 20).toFixed(0)} MiB), idle ${m.rss_bytes_per_session} B RSS/session, ${m.heap_bytes_per_session} B heap/session; restored in ${(m.restore_ms / 1000).toFixed(1)} s; after one heartbeat each (${m.active_answered} answered in ${(m.active_ms / 1000).toFixed(1)} s) ${m.active_rss_bytes_per_session} B RSS/session, ${m.active_heap_bytes_per_session} B heap/session`,
       );
     say(`   marginal between the two: ${marginal} B RSS/session (target ≤ 600 at 1 000 000)`);
   }
@@ -189,6 +204,7 @@ async function main(): Promise<void> {
     heartbeat_cpu_ratio_vs_echo: hbCpuRatio,
     memory: m1m ? { at_100k: m100k, at_1m: m1m, marginal_rss_bytes_per_session: marginal } : null,
     rss_bytes_per_session_1m: m1m?.rss_bytes_per_session ?? null,
+    active_rss_bytes_per_session_1m: m1m?.active_rss_bytes_per_session ?? null,
     flush: fl ?? null,
     flush_max_stall_ms: fl?.max_stall_ms ?? null,
     reclaim: rc ?? null,

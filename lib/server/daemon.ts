@@ -34,20 +34,18 @@ import {
   Flags,
   HEADER_LENGTH,
   looksLikeDatagram,
-  MAGIC,
   MIN_FIRST_CONTACT,
   MsgType,
   ServerState,
   TAG_LENGTH,
   toHex,
-  VERSION,
 } from '../wire/index.ts';
 import type { Bodies } from '../wire/messages.ts';
 import { ConfigError, type DaemonConfig, type LoadedConfig, loadConfig } from './config.ts';
 import { type Logger, ReportLog, silentLogger } from './log.ts';
 import { RateLimiter } from './ratelimit.ts';
 import { ReplyCache } from './replycache.ts';
-import { HmacCache, Session } from './session.ts';
+import { encodeHeartbeatAck, HmacCache, Session } from './session.ts';
 import { buildStatusPages } from './status.ts';
 
 export const SERVER_VERSION = '0.1.0';
@@ -118,9 +116,8 @@ interface Outgoing {
   requestId?: number;
 }
 
-/** Bytes of a mode-3 HEARTBEAT (header and tag, no body) and of a HEARTBEAT_ACK. */
+/** Bytes of a mode-3 HEARTBEAT: header and tag, no body. */
 const HEARTBEAT_LENGTH = HEADER_LENGTH + TAG_LENGTH;
-export const HEARTBEAT_ACK_LENGTH = HEADER_LENGTH + 8 + TAG_LENGTH;
 /** How long a reply answers retransmissions (protocol.md section 11). */
 const REPLY_TTL_MS = 60_000;
 
@@ -663,7 +660,7 @@ export class Daemon {
         this.#checkout(ctx, session, d);
         return;
       case MsgType.HEARTBEAT: {
-        const reply = this.#heartbeatAck(session, bytes, ctx.mode, now, ctx.key);
+        const reply = this.#heartbeatAck(session, d.requestId, d.seq, ctx.mode, now, ctx.key);
         this.counters.answered++;
         this.#send(
           {
@@ -692,7 +689,8 @@ export class Daemon {
   /** Same IP, new port, MAC verified: the session (and where test_conn goes) moves. */
   #moveIfNeeded(session: Session, moved: boolean | undefined, rinfo: dgram.RemoteInfo): void {
     if (moved && (session.address !== rinfo.address || session.port !== rinfo.port)) {
-      session.address = rinfo.address;
+      // Same text, keep the string the session has: it may be shared with other sessions.
+      if (session.address !== rinfo.address) session.address = rinfo.address;
       session.port = rinfo.port;
       this.#store.touchSessionAddr(session.id, rinfo.address, rinfo.port);
     }
@@ -772,17 +770,18 @@ export class Daemon {
     s.lastSeen = now;
     s.pings = 0;
     s.pingNonce = undefined;
-    const reply = this.#heartbeatAck(s, bytes, AuthMode.SESSION, now, s.hmac);
+    const reply = this.#heartbeatAck(s, requestId, seq, AuthMode.SESSION, now, s.hmac);
     this.counters.answered++;
     s.keepReply(requestId, reply);
     this.#sendRaw(reply, rinfo.port, rinfo.address);
     return true;
   }
 
-  /** The HEARTBEAT_ACK to `request` (a HEARTBEAT of session `s`), signed with `key`. */
+  /** The HEARTBEAT_ACK to a HEARTBEAT of session `s`, signed with `key`. */
   #heartbeatAck(
     s: Session,
-    request: Uint8Array,
+    requestId: number,
+    seq: number,
     mode: AuthMode,
     now: number,
     key: KeyedHmac,
@@ -792,7 +791,8 @@ export class Daemon {
     let leases = 0;
     for (const l of this.#pool.leasesOf(s.id)) if (!this.#unclaimed.has(l.leaseId)) leases++;
     const queued = this.#pool.queuedOf?.(s.id) ?? 0;
-    return encodeHeartbeatAck(request, mode, now, leases, queued, this.#heartbeatMs(), key);
+    const hb = this.#heartbeatMs();
+    return encodeHeartbeatAck(requestId, s.id, seq, mode, now, leases, queued, hb, key);
   }
 
   #heartbeatMs(): number {
@@ -1541,48 +1541,6 @@ function kept(s: Session, requestId: number, now: number): Uint8Array | undefine
   const v = new DataView(r.buffer, r.byteOffset, r.byteLength);
   const made = v.getUint32(24) * 0x1_0000_0000 + v.getUint32(28);
   return now - made < REPLY_TTL_MS ? r : undefined;
-}
-
-/**
- * A signed HEARTBEAT_ACK (protocol.md 5.6) to `request`, whose request id, session id and
- * seq it repeats (header bytes 8..23), encoded directly: the daemon sends one per
- * heartbeat, and the generic encoder costs more than the rest of the reply.
- * @throws {RangeError} when a count or the timestamp is out of its field's range
- */
-export function encodeHeartbeatAck(
-  request: Uint8Array,
-  mode: AuthMode,
-  timestamp: number,
-  leases: number,
-  queued: number,
-  heartbeatMs: number,
-  key: KeyedHmac,
-): Uint8Array {
-  if (!Number.isSafeInteger(timestamp) || timestamp < 0) {
-    throw new RangeError('timestamp must be a non-negative safe integer');
-  }
-  if (!(leases >= 0 && leases <= 0xffff && queued >= 0 && queued <= 0xffff)) {
-    throw new RangeError('leases and queued must be in [0, 65535]');
-  }
-  if (!(heartbeatMs >= 0 && heartbeatMs <= 0xffff_ffff)) {
-    throw new RangeError('heartbeatMs must be in [0, 2^32)');
-  }
-  const b = new Uint8Array(HEARTBEAT_ACK_LENGTH);
-  const v = new DataView(b.buffer);
-  v.setUint16(0, MAGIC);
-  b[2] = VERSION;
-  b[3] = MsgType.HEARTBEAT_ACK;
-  b[4] = Flags.REPLY | Flags.FROM_SERVER;
-  b[5] = mode;
-  v.setUint16(6, HEARTBEAT_ACK_LENGTH);
-  b.set(request.subarray(8, 24), 8);
-  v.setUint32(24, Math.floor(timestamp / 0x1_0000_0000));
-  v.setUint32(28, timestamp >>> 0);
-  v.setUint16(32, leases);
-  v.setUint16(34, queued);
-  v.setUint32(36, heartbeatMs);
-  key.signTrailing(b);
-  return b;
 }
 
 function hexId(id: bigint): string {

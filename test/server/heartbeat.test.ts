@@ -9,7 +9,7 @@ import t from 'tap';
 import { ClientAuth } from '../../lib/auth/client.ts';
 import { signDatagram } from '../../lib/auth/sign.ts';
 import { KeyedHmac, randomBytes } from '../../lib/crypto/hmac.ts';
-import { encodeHeartbeatAck, HEARTBEAT_ACK_LENGTH } from '../../lib/server/daemon.ts';
+import { encodeHeartbeatAck, HEARTBEAT_ACK_LENGTH } from '../../lib/server/session.ts';
 import { type AnyDatagram, AuthMode, Flags, MsgType } from '../../lib/wire/index.ts';
 import { makeSite, startDaemon } from '../helpers/site.ts';
 
@@ -53,23 +53,39 @@ async function setup(t: { teardown(fn: () => unknown): void }) {
 
 t.test('encodeHeartbeatAck writes exactly what the generic encoder and signer write', async (t) => {
   const key = new KeyedHmac(randomBytes(32));
-  const request = new Uint8Array(64);
-  request.set([0, 0, 0, 0, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef], 0); // request id
-  request.set([0x80, 1, 2, 3, 4, 5, 6, 0xff, 0xff, 0xff, 0xff, 0xfe], 12); // session id, seq
-  for (const [mode, leases, queued, hb, ts] of [
-    [AuthMode.SESSION, 0, 0, 10_000, 1_700_000_000_123],
-    [AuthMode.TOKEN, 65_535, 65_535, 0xffff_ffff, 2 ** 53 - 1],
-    [AuthMode.SESSION, 1, 2, 0, 0],
+  const enc = (
+    rid: number,
+    sid: bigint,
+    seq: number,
+    mode: number,
+    ts: number,
+    leases: number,
+    queued: number,
+    hb: number,
+  ) => encodeHeartbeatAck(rid, sid, seq, mode, ts, leases, queued, hb, key);
+  for (const [rid, sid, seq, mode, leases, queued, hb, ts] of [
+    [
+      0xdeadbeef,
+      0x80010203040506ffn,
+      0xfffffffe,
+      AuthMode.SESSION,
+      0,
+      0,
+      10_000,
+      1_700_000_000_123,
+    ],
+    [0, 0n, 0, AuthMode.TOKEN, 65_535, 65_535, 0xffff_ffff, 2 ** 53 - 1],
+    [1, 2n ** 64n - 1n, 1, AuthMode.SESSION, 1, 2, 0, 0],
   ] as const) {
-    const mine = encodeHeartbeatAck(request, mode, ts, leases, queued, hb, key);
+    const mine = enc(rid, sid, seq, mode, ts, leases, queued, hb);
     const generic = signDatagram(
       {
         type: MsgType.HEARTBEAT_ACK,
         flags: Flags.REPLY | Flags.FROM_SERVER,
         auth: { mode },
-        requestId: 0xdeadbeef,
-        sessionId: 0x80010203040506ffn,
-        seq: 0xfffffffe,
+        requestId: rid,
+        sessionId: sid,
+        seq,
         timestamp: ts,
         body: { leases, queued, heartbeatMs: hb },
         tag: new Uint8Array(32),
@@ -79,10 +95,14 @@ t.test('encodeHeartbeatAck writes exactly what the generic encoder and signer wr
     t.equal(mine.length, HEARTBEAT_ACK_LENGTH);
     t.same(mine, generic, `mode ${mode} leases ${leases} queued ${queued} at ${ts}`);
   }
-  t.throws(() => encodeHeartbeatAck(request, 3, 1, 65_536, 0, 0, key), RangeError);
-  t.throws(() => encodeHeartbeatAck(request, 3, 1, 0, -1, 0, key), RangeError);
-  t.throws(() => encodeHeartbeatAck(request, 3, 1, 0, 0, 2 ** 32, key), RangeError);
-  t.throws(() => encodeHeartbeatAck(request, 3, 2 ** 53, 0, 0, 0, key), RangeError);
+  t.throws(() => enc(1, 1n, 1, 3, 1, 65_536, 0, 0), RangeError);
+  t.throws(() => enc(1, 1n, 1, 3, 1, 0, -1, 0), RangeError);
+  t.throws(() => enc(1, 1n, 1, 3, 1, 0, 0, 2 ** 32), RangeError);
+  t.throws(() => enc(1, 1n, 1, 3, 2 ** 53, 0, 0, 0), RangeError);
+  t.throws(() => enc(2 ** 32, 1n, 1, 3, 1, 0, 0, 0), RangeError);
+  t.throws(() => enc(1, 2n ** 64n, 1, 3, 1, 0, 0, 0), RangeError);
+  t.throws(() => enc(1, 1n, -1, 3, 1, 0, 0, 0), RangeError);
+  t.throws(() => enc(1, 1n, 1, 5, 1, 0, 0, 0), RangeError);
 });
 
 t.test(

@@ -1,6 +1,11 @@
 import t from 'tap';
 import { KeyedHmac, randomBytes } from '../../lib/crypto/hmac.ts';
-import { HmacCache, type KeyDeriver, Session } from '../../lib/server/session.ts';
+import {
+  encodeHeartbeatAck,
+  HmacCache,
+  type KeyDeriver,
+  Session,
+} from '../../lib/server/session.ts';
 
 const anyKey: KeyDeriver = () => randomBytes(32);
 
@@ -124,10 +129,26 @@ t.test(
     s.pingNonce = undefined;
     t.same([s.pings, s.nextPingAt, s.serverSeq, s.pingNonce], [0, 123, 0xffff_fffe, undefined]);
     t.equal(s.keptReply(1), undefined, 'nothing kept yet');
-    const r = new Uint8Array([1]);
-    s.keepReply(7, r);
-    t.equal(s.keptReply(7), r);
-    t.equal(s.keptReply(8), undefined, 'another request id');
+    const ack = encodeHeartbeatAck(
+      0xffff_fff0,
+      9n,
+      0x8000_0001,
+      3,
+      1_700_000_000_999,
+      3,
+      4,
+      10_000,
+      s.hmac,
+    );
+    s.keepReply(0xffff_fff0, ack);
+    t.same(s.keptReply(0xffff_fff0), ack, 'rebuilt byte for byte');
+    t.equal(s.keptReply(0xffff_fff1), undefined, 'another request id');
+    t.equal(s.keptReply(-16), undefined, 'not the same request id as its int32 form');
+    const next = encodeHeartbeatAck(5, 9n, 6, 2, 7, 0, 0, 1, s.hmac);
+    s.keepReply(5, next);
+    t.same(s.keptReply(5), next, 'the newest replaces it');
+    t.equal(s.keptReply(0xffff_fff0), undefined);
+    t.throws(() => s.keepReply(1, new Uint8Array(71)), RangeError);
     t.ok(s.window.check(1), 'a window comes with the kept reply');
   },
 );
