@@ -1,3 +1,4 @@
+import { createHmac, hkdfSync } from 'node:crypto';
 import { hmac } from '@noble/hashes/hmac.js';
 import { sha256 } from '@noble/hashes/sha2.js';
 import t from 'tap';
@@ -116,4 +117,71 @@ t.test('signTrailing and verifyTrailing: the tag is the HMAC of the bytes before
   h.signTrailing(view);
   t.same(big.subarray(58, 90), hmac(sha256, key, big.subarray(10, 58)));
   t.ok(h.verifyTrailing(view));
+});
+
+t.test(
+  'SHA-256 inside KeyedHmac agrees with node:crypto at every length near a block',
+  async (t) => {
+    let bad = 0;
+    let checked = 0;
+    for (const keyLength of [1, 31, 32, 55, 56, 63, 64, 65, 100, 128, 129, 300]) {
+      const key = randomBytes(keyLength);
+      const h = new KeyedHmac(key);
+      for (let n = 0; n <= 300; n++) {
+        const m = randomBytes(n);
+        const want = createHmac('sha256', key).update(m).digest();
+        // Whole, and split into three parts at points that straddle block boundaries.
+        const a = (n * 7) % (n + 1);
+        const b = a + ((n - a) >> 1);
+        const got = [h.mac(m), h.mac(m.subarray(0, a), m.subarray(a, b), m.subarray(b))];
+        for (const g of got) {
+          checked++;
+          if (!Buffer.from(g).equals(want)) bad++;
+        }
+      }
+    }
+    t.equal(bad, 0, `${checked} tags agree`);
+    // Lengths of many blocks, and a message of a megabyte.
+    const key = randomBytes(32);
+    for (const n of [4096, 65_535, 1 << 20]) {
+      const m = randomBytes(n);
+      t.same(
+        Buffer.from(new KeyedHmac(key).mac(m)),
+        createHmac('sha256', key).update(m).digest(),
+        `${n} bytes`,
+      );
+    }
+  },
+);
+
+t.test('KeyedHmac instances interleave without sharing state', async (t) => {
+  const keys = [randomBytes(32), randomBytes(80), randomBytes(1)];
+  const hs = keys.map((k) => new KeyedHmac(k));
+  const msgs = [randomBytes(10), randomBytes(64), randomBytes(150)];
+  for (let round = 0; round < 3; round++) {
+    for (let i = 0; i < 3; i++) {
+      const m = msgs[(i + round) % 3]!;
+      t.same(Buffer.from(hs[i]!.mac(m)), createHmac('sha256', keys[i]!).update(m).digest());
+    }
+  }
+});
+
+t.test('hkdfSha256 agrees with node:crypto: lengths, empty salt and info', async (t) => {
+  for (const [ikmLength, saltLength, infoLength] of [
+    [32, 8, 20],
+    [22, 0, 0],
+    [80, 80, 80],
+    [1, 200, 3],
+  ] as const) {
+    const ikm = randomBytes(ikmLength);
+    const salt = randomBytes(saltLength);
+    const info = randomBytes(infoLength);
+    for (const length of [1, 31, 32, 33, 64, 65, 100, 8160]) {
+      t.same(
+        Buffer.from(hkdfSha256(ikm, salt, info, length)),
+        Buffer.from(hkdfSync('sha256', ikm, salt, info, length)),
+        `ikm ${ikmLength}, salt ${saltLength}, info ${infoLength}, length ${length}`,
+      );
+    }
+  }
 });
