@@ -4,9 +4,8 @@
  * state per message, because re-keying per datagram halves server throughput (BRIEF.md).
  *
  * SHA-256 is computed here (FIPS 180-4) rather than by @noble/hashes: a keyed HMAC is then
- * its two 32-byte midstates (about 200 bytes, where noble's keyed objects took a kilobyte,
- * and a daemon keeps tens of thousands), and a datagram's tag costs half the time, with no
- * allocation. Every step is data-independent: no branch and no table index depends on a key
+ * its two 32-byte midstates (about half the memory of noble's keyed objects, and a daemon
+ * keeps tens of thousands), and a datagram's tag costs half the time, with no allocation. Every step is data-independent: no branch and no table index depends on a key
  * or message byte. The tests check it against node:crypto over every length around the
  * block boundaries.
  */
