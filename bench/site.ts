@@ -9,11 +9,10 @@ import dgram from 'node:dgram';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateKey, saveDaemonKeys, writeFileAtomic0600 } from '../lib/crypto/files.ts';
+import { generateKey, saveDaemonKeys } from '../lib/crypto/files.ts';
 import { randomBytes } from '../lib/crypto/hmac.ts';
 import { Keyring } from '../lib/crypto/keyring.ts';
 import { generateVendorKeyPair, signLicense } from '../lib/license/file.ts';
-import { toHex } from '../lib/wire/index.ts';
 
 export interface Site {
   dir: string;
@@ -43,10 +42,8 @@ export function makeSite(
     keyring,
     credentials: new Map([['demo', credKey]]),
     admin: new Map([['admin', generateKey()]]),
+    vendors: new Map([['demo', vendor.publicKey]]),
   });
-  const json = JSON.parse(readFileSync(keysFile, 'utf8'));
-  json.vendors = [{ name: 'demo', publicKey: toHex(vendor.publicKey) }];
-  writeFileAtomic0600(keysFile, `${JSON.stringify(json, null, 2)}\n`);
   const licenseFile = join(dir, 'site.lic');
   writeFileSync(
     licenseFile,

@@ -15,8 +15,7 @@ import {
   type ClientCredential,
   generateKey,
   loadClientCredential,
-  parseDaemonKeys,
-  readKeyFileJSON,
+  loadDaemonKeys,
   saveClientCredential,
   saveDaemonKeys,
   writeFileAtomic0600,
@@ -24,7 +23,6 @@ import {
 import { randomBytes } from '../crypto/hmac.ts';
 import { Keyring } from '../crypto/keyring.ts';
 import { generateVendorKeyPair, signLicense, verifyLicense } from '../license/file.ts';
-import { parseVendorKeys } from '../server/config.ts';
 import {
   AdminOp,
   DEFAULT_PORT,
@@ -564,13 +562,10 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
           keyring,
           credentials: new Map([[o.vendor, credKey]]),
           admin: new Map([['admin', adminKey]]),
+          vendors: o.vendorKey
+            ? new Map([[o.vendor, readHexArg(io, o.vendorKey, 32, '--vendor-key')]])
+            : new Map(),
         });
-        if (o.vendorKey) {
-          const pub = readHexArg(io, o.vendorKey, 32, '--vendor-key');
-          const json = JSON.parse(readFileSync(keysFile, 'utf8'));
-          json.vendors = [{ name: o.vendor, publicKey: toHex(pub) }];
-          writeFileAtomic0600(keysFile, `${JSON.stringify(json, null, 2)}\n`);
-        }
         saveClientCredential(credFile, { id: o.vendor, key: credKey, servers: [o.server] });
         saveClientCredential(adminFile, { id: 'admin', key: adminKey, servers: [o.server] });
         io.out(
@@ -590,11 +585,9 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
     )
     .action((o: { keys: string }) => {
       const file = resolve(io.cwd, o.keys);
-      const json = readKeyFileJSON(file) as Record<string, unknown>;
-      const parsed = parseDaemonKeys(json, file);
+      const parsed = loadDaemonKeys(file);
       const s = parsed.keyring.rotate(Date.now());
-      json.server = parsed.keyring.toJSON();
-      writeFileAtomic0600(file, `${JSON.stringify(json, null, 2)}\n`);
+      saveDaemonKeys(file, parsed);
       io.out(
         `rotated: secret ${s.id} active from ${new Date(s.activates).toISOString()}; current key id ${parsed.keyring.current(Date.now()).keyId}\n`,
       );
@@ -606,9 +599,8 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
     .addHelpText('after', '\nExamples:\n  floatlm keys show --keys /etc/floatlm/keys.json')
     .action((o: { keys: string }) => {
       const file = resolve(io.cwd, o.keys);
-      const json = readKeyFileJSON(file);
-      const parsed = parseDaemonKeys(json, file);
-      const vendors = parseVendorKeys(json, file);
+      const parsed = loadDaemonKeys(file);
+      const vendors = parsed.vendors ?? new Map();
       const now = Date.now();
       const cur = parsed.keyring.current(now);
       const k = parsed.keyring.toJSON();
@@ -684,7 +676,7 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
       const path = resolve(io.cwd, file);
       const text = readText(path);
       let vendors = new Map<string, Uint8Array>();
-      if (o.keys) vendors = parseVendorKeys(readKeyFileJSON(resolve(io.cwd, o.keys)), o.keys);
+      if (o.keys) vendors = loadDaemonKeys(resolve(io.cwd, o.keys)).vendors ?? vendors;
       if (o.pub) vendors.set(o.vendor, readHexArg(io, o.pub, 32, '--pub'));
       if (vendors.size === 0)
         throw new CliError('floatlm: license verify: give --pub or --keys', ExitCode.USAGE);

@@ -2,7 +2,7 @@
  * The `floatlmd` command: options, the embedded demo default (`npm start`), signals
  * (SIGINT/SIGTERM close cleanly, SIGHUP rereads), and one-line errors.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import {
@@ -64,11 +64,8 @@ export function ensureDemo(
     keyring,
     credentials: new Map([['demo', credKey]]),
     admin: new Map([['admin', adminKey]]),
+    vendors: new Map([['demo', vendor.publicKey]]),
   });
-  // The vendor's public key rides in the same keys file (see DEVELOPERS.md, "Keys").
-  const keysJson = JSON.parse(readFileSync(paths.keys, 'utf8'));
-  keysJson.vendors = [{ name: 'demo', publicKey: toHex(vendor.publicKey) }];
-  writeFileAtomic0600(paths.keys, `${JSON.stringify(keysJson, null, 2)}\n`);
   writeFileAtomic0600(join(dir, 'vendor-demo.key'), `${toHex(vendor.privateKey)}\n`);
   writeFileSync(paths.license, demoLicense(vendor.privateKey, now), { mode: 0o644 });
   saveClientCredential(paths.credential, {

@@ -16,6 +16,8 @@ export interface DaemonKeys {
   credentials: Map<string, Uint8Array>;
   /** Admin keys by id, 32 bytes each. */
   admin: Map<string, Uint8Array>;
+  /** Vendors' Ed25519 public keys by vendor name, for license lines (empty when none). */
+  vendors?: Map<string, Uint8Array>;
 }
 
 /** A client's credential file. */
@@ -119,6 +121,26 @@ function parseKeyList(value: unknown, file: string, where: string): Map<string, 
   return out;
 }
 
+function parseVendorList(value: unknown, file: string): Map<string, Uint8Array> {
+  const bad = (field: string, what: string): KeyFileError =>
+    new KeyFileError(KeyFileErrorCode.MALFORMED, file, `${field}: ${what}`);
+  const out = new Map<string, Uint8Array>();
+  if (value === undefined) return out;
+  if (!Array.isArray(value)) throw bad('vendors', 'must be an array');
+  value.forEach((v: unknown, i: number) => {
+    const at = `vendors[${i}]`;
+    if (!isRecord(v)) throw bad(at, 'must be an object');
+    if (typeof v.name !== 'string' || v.name === '')
+      throw bad(`${at}.name`, 'must be a non-empty string');
+    if (out.has(v.name)) throw bad(`${at}.name`, `"${v.name}" repeats`);
+    if (typeof v.publicKey !== 'string' || !HEX64.test(v.publicKey)) {
+      throw bad(`${at}.publicKey`, 'must be 64 hex digits (an Ed25519 public key)');
+    }
+    out.set(v.name, new Uint8Array(Buffer.from(v.publicKey, 'hex')));
+  });
+  return out;
+}
+
 /**
  * Parses the JSON value of a daemon keys file.
  * @throws {KeyFileError} MALFORMED naming the field
@@ -139,6 +161,7 @@ export function parseDaemonKeys(value: unknown, file = '<keys>'): DaemonKeys {
     keyring: keyringFromJSON(value.server, file, 'server'),
     credentials: parseKeyList(value.credentials, file, 'credentials'),
     admin: parseKeyList(value.admin, file, 'admin'),
+    vendors: parseVendorList(value.vendors, file),
   };
 }
 
@@ -160,6 +183,10 @@ export function daemonKeysToJSON(keys: DaemonKeys): string {
       server: keys.keyring.toJSON(),
       credentials: list(keys.credentials),
       admin: list(keys.admin),
+      vendors: [...(keys.vendors ?? [])].map(([name, pk]) => ({
+        name,
+        publicKey: Buffer.from(pk).toString('hex'),
+      })),
     },
     null,
     2,

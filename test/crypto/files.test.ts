@@ -25,6 +25,7 @@ function keys(): DaemonKeys {
       ['demo/alice', generateKey()],
     ]),
     admin: new Map([['admin', generateKey()]]),
+    vendors: new Map([['acme', generateKey()]]),
   };
 }
 
@@ -49,6 +50,7 @@ t.test('daemon keys round trip through a 0600 file', async (t) => {
   t.same(back.keyring.toJSON(), k.keyring.toJSON());
   t.same([...back.credentials], [...k.credentials]);
   t.same([...back.admin], [...k.admin]);
+  t.same([...(back.vendors ?? [])], [...(k.vendors ?? [])], 'vendor public keys too');
   t.same(
     fs.readdirSync(dir).filter((f) => f.endsWith('.tmp')),
     [],
@@ -111,6 +113,21 @@ t.test('missing, not a file, and malformed files are refused with what and where
     }),
   );
   refused(t, () => loadDaemonKeys(file), 'MALFORMED', /server\.secrets\[0\]\.secret/);
+  write(JSON.stringify({ ...good, vendors: { acme: 'x' } }));
+  refused(t, () => loadDaemonKeys(file), 'MALFORMED', /vendors: must be an array/);
+  write(JSON.stringify({ ...good, vendors: [{ name: 'acme', publicKey: 'abc' }] }));
+  refused(t, () => loadDaemonKeys(file), 'MALFORMED', /vendors\[0\]\.publicKey: must be 64 hex/);
+  const pk = '11'.repeat(32);
+  write(
+    JSON.stringify({
+      ...good,
+      vendors: [
+        { name: 'a', publicKey: pk },
+        { name: 'a', publicKey: pk },
+      ],
+    }),
+  );
+  refused(t, () => loadDaemonKeys(file), 'MALFORMED', /vendors\[1\]\.name: "a" repeats/);
 });
 
 t.test('client credential round trip and refusals', async (t) => {

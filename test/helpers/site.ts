@@ -9,12 +9,11 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { type Client, type ConnectOptions, connect } from '../../lib/client/client.ts';
-import { generateKey, saveDaemonKeys, writeFileAtomic0600 } from '../../lib/crypto/files.ts';
+import { generateKey, saveDaemonKeys } from '../../lib/crypto/files.ts';
 import { randomBytes } from '../../lib/crypto/hmac.ts';
 import { Keyring } from '../../lib/crypto/keyring.ts';
 import { generateVendorKeyPair, signLicense } from '../../lib/license/file.ts';
 import { Daemon, type DaemonOptions } from '../../lib/server/daemon.ts';
-import { toHex } from '../../lib/wire/index.ts';
 
 export interface Site {
   dir: string;
@@ -46,10 +45,8 @@ export function makeSite(
     keyring,
     credentials: new Map([['demo', credKey]]),
     admin: new Map([['admin', adminKey]]),
+    vendors: new Map([['demo', vendor.publicKey]]),
   });
-  const json = JSON.parse(readFileSync(keysFile, 'utf8'));
-  json.vendors = [{ name: 'demo', publicKey: toHex(vendor.publicKey) }];
-  writeFileAtomic0600(keysFile, `${JSON.stringify(json, null, 2)}\n`);
   const licenseFile = join(dir, 'site.lic');
   const site: Site = {
     dir,
