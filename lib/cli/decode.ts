@@ -3,8 +3,7 @@
  * and checks its tag when given the key.
  */
 import { readFileSync } from 'node:fs';
-import { hmac } from '@noble/hashes/hmac.js';
-import { sha256 } from '@noble/hashes/sha2.js';
+import { equalBytes, hmacSha256 } from '../crypto/hmac.ts';
 import {
   type AnyDatagram,
   AuthMode,
@@ -101,8 +100,8 @@ export function describeDatagram(
   else lines.push(...fields(d.body, '  '));
   let tagOk: boolean | undefined;
   if (key) {
-    const expect = hmac(sha256, key, bytes.subarray(0, bytes.length - TAG_LENGTH));
-    tagOk = toHex(expect) === toHex(d.tag);
+    const expect = hmacSha256(key, bytes.subarray(0, bytes.length - TAG_LENGTH));
+    tagOk = equalBytes(expect, d.tag);
     lines.push(
       `tag           ${toHex(d.tag)} ${tagOk ? 'OK' : `MISMATCH (expected ${toHex(expect)})`}`,
     );
