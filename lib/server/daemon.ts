@@ -147,6 +147,9 @@ export class Daemon {
   readonly #store: Store;
   readonly #tokens = new TokenStore();
   readonly #sessions = new Map<bigint, Session>();
+  /** Live sessions per vendor+user and per source address, kept with the table. */
+  readonly #perUser = new Map<string, number>();
+  readonly #perHost = new Map<string, number>();
   readonly #hmacs: HmacCache;
   readonly #replies = new ReplyCache(65_536, REPLY_TTL_MS);
   /** Cache keys of requests whose replies wait for the group commit. */
@@ -378,8 +381,7 @@ export class Daemon {
       stored++;
       if (s.expires <= now) continue;
       // No decoding and no key derivation here: both wait until the session talks.
-      this.#sessions.set(
-        s.tokenId,
+      this.#track(
         new Session(
           {
             id: s.tokenId,
@@ -462,8 +464,21 @@ export class Daemon {
       this.#hmacs,
       sessionKey,
     );
-    this.#sessions.set(s.id, s);
+    this.#track(s);
     return s;
+  }
+
+  /** Adds a session to the table and to the per-user and per-host counts (SESSION_LIMIT). */
+  #track(s: Session): void {
+    this.#sessions.set(s.id, s);
+    bump(this.#perUser, `${s.vendor}\0${s.user}`, 1);
+    bump(this.#perHost, s.address, 1);
+  }
+
+  #untrack(s: Session): void {
+    this.#sessions.delete(s.id);
+    bump(this.#perUser, `${s.vendor}\0${s.user}`, -1);
+    bump(this.#perHost, s.address, -1);
   }
 
   /** The session key of a token, from the keyring (undefined once its key is retired). */
@@ -690,7 +705,11 @@ export class Daemon {
   #moveIfNeeded(session: Session, moved: boolean | undefined, rinfo: dgram.RemoteInfo): void {
     if (moved && (session.address !== rinfo.address || session.port !== rinfo.port)) {
       // Same text, keep the string the session has: it may be shared with other sessions.
-      if (session.address !== rinfo.address) session.address = rinfo.address;
+      if (session.address !== rinfo.address) {
+        bump(this.#perHost, session.address, -1);
+        bump(this.#perHost, rinfo.address, 1);
+        session.address = rinfo.address;
+      }
       session.port = rinfo.port;
       this.#store.touchSessionAddr(session.id, rinfo.address, rinfo.port);
     }
@@ -806,12 +825,8 @@ export class Daemon {
     const b = d.body;
     const perUser = this.#opts.maxSessionsPerUser ?? 64;
     const perHost = this.#opts.maxSessionsPerHost ?? 256;
-    let users = 0;
-    let hosts = 0;
-    for (const s of this.#sessions.values()) {
-      if (s.user === b.user && s.vendor === b.vendor) users++;
-      if (s.address === ctx.rinfo.address) hosts++;
-    }
+    const users = this.#perUser.get(`${b.vendor}\0${b.user}`) ?? 0;
+    const hosts = this.#perHost.get(ctx.rinfo.address) ?? 0;
     if (users >= perUser || hosts >= perHost) {
       this.#replyError(ctx, ErrorCode.SESSION_LIMIT, 0);
       return;
@@ -1459,7 +1474,7 @@ export class Daemon {
     s.drop();
     this.#store.revoke(s.id, s.expires);
     this.#store.deleteSession(s.id);
-    this.#sessions.delete(s.id);
+    this.#untrack(s);
     if (event === 'reap') this.counters.reaped++;
     this.#report.write(event, now, {
       session: hexId(s.id),
@@ -1478,7 +1493,7 @@ export class Daemon {
   #forget(s: Session): void {
     s.drop();
     this.#store.deleteSession(s.id);
-    this.#sessions.delete(s.id);
+    this.#untrack(s);
   }
 
   #sessionRecord(s: Session, now: number) {
@@ -1541,6 +1556,12 @@ function kept(s: Session, requestId: number, now: number): Uint8Array | undefine
   const v = new DataView(r.buffer, r.byteOffset, r.byteLength);
   const made = v.getUint32(24) * 0x1_0000_0000 + v.getUint32(28);
   return now - made < REPLY_TTL_MS ? r : undefined;
+}
+
+function bump(counts: Map<string, number>, key: string, delta: number): void {
+  const n = (counts.get(key) ?? 0) + delta;
+  if (n > 0) counts.set(key, n);
+  else counts.delete(key);
 }
 
 function hexId(id: bigint): string {

@@ -150,6 +150,11 @@ t.test('one user claiming seats over and over cannot starve the others', async (
     { name: 'DeniedError', message: /SESSION_LIMIT/ },
     'session cap',
   );
+  // The count follows the table: a closed session frees its place under the cap.
+  await attacker.pop()!.close();
+  const again = await client(site, port, { user: 'mallory', host: 'h9' });
+  attacker.push(again);
+  t.ok(again.auth.session, 'a new session fits once one has closed');
   const alice = await client(site, port, { user: 'alice' });
   const bob = await client(site, port, { user: 'bob', host: 'ws2' });
   t.teardown(() => Promise.all([alice.close(), bob.close()]));
