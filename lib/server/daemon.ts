@@ -308,7 +308,7 @@ export class Daemon {
     this.#config = config;
     this.#keyring = config.keys.keyring;
     this.#auth.setKeys(config.keys.credentials, config.keys.admin);
-    this.#auth.setKeyring?.(config.keys.keyring);
+    this.#auth.setKeyring(config.keys.keyring);
     const { dropped } = this.#pool.reload(config.license.features);
     // A raised count may have granted seats to queued clients: persist them now.
     this.#afterRelease(now);
@@ -809,7 +809,7 @@ export class Daemon {
     // more than this re-presents its tickets (protocol.md, HEARTBEAT_ACK).
     let leases = 0;
     for (const l of this.#pool.leasesOf(s.id)) if (!this.#unclaimed.has(l.leaseId)) leases++;
-    const queued = this.#pool.queuedOf?.(s.id) ?? 0;
+    const queued = this.#pool.queuedOf(s.id);
     const hb = this.#heartbeatMs();
     return encodeHeartbeatAck(requestId, s.id, seq, mode, now, leases, queued, hb, key);
   }
@@ -1428,7 +1428,7 @@ export class Daemon {
         continue;
       }
       if (now - s.lastSeen < quiet) continue;
-      const holds = this.#pool.leasesOf(s.id).length > 0 || (this.#pool.queuedOf?.(s.id) ?? 0) > 0;
+      const holds = this.#pool.leasesOf(s.id).length > 0 || this.#pool.queuedOf(s.id) > 0;
       if (!holds) {
         // Holding nothing and idle for long: forget it (not revoked; its token restores it).
         if (now - s.lastSeen >= idle) this.#forget(s);
