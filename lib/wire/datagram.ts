@@ -5,7 +5,6 @@
  */
 import {
   AuthMode,
-  Flags,
   HEADER_LENGTH,
   KNOWN_FLAGS,
   Limits,
@@ -21,14 +20,6 @@ import {
   checkString,
   cursor,
   expectEnd,
-  readBytes,
-  readString,
-  readU8,
-  readU16,
-  readU32,
-  readU53,
-  readU64,
-  readVarBytes,
   writeBytes,
   writeString,
   writeU8,
@@ -38,15 +29,10 @@ import {
   writeU64,
   writeVarBytes,
 } from './cursor.ts';
-import { DecodeError, DecodeErrorCode } from './errors.ts';
+import { type AuthBlock, decodeBody, decodeHead, hasAuthBlock } from './header.ts';
 import { BODIES, type Bodies } from './messages.ts';
 
-/** Auth data a client request carries right after the header, by auth mode. */
-export type AuthBlock =
-  | { mode: typeof AuthMode.CREDENTIAL; credId: string; nonce: Uint8Array }
-  | { mode: typeof AuthMode.TOKEN; token: Uint8Array }
-  | { mode: typeof AuthMode.SESSION }
-  | { mode: typeof AuthMode.ADMIN; keyId: string };
+export { type AuthBlock, hasAuthBlock };
 
 /** A datagram of type T, decoded. */
 export interface Datagram<T extends MsgType = MsgType> {
@@ -67,11 +53,6 @@ export interface Datagram<T extends MsgType = MsgType> {
 export type AnyDatagram = { [K in MsgType]: Datagram<K> }[MsgType];
 
 const TYPES: ReadonlySet<number> = new Set(Object.values(MsgType));
-
-/** True when a datagram with these flags carries an auth block (a client request). */
-export function hasAuthBlock(flags: number): boolean {
-  return (flags & (Flags.REPLY | Flags.FROM_SERVER)) === 0;
-}
 
 function authBlockLength(flags: number, a: AuthBlock): number {
   if (typeof a !== 'object' || a === null) throw new TypeError('auth must be an object');
@@ -194,98 +175,11 @@ export function encodeToBytes(d: AnyDatagram): Uint8Array {
  *   BAD_AUTH_MODE, BAD_LENGTH, TOO_LARGE, TRAILING_BYTES, OUT_OF_RANGE, BAD_STRING
  */
 export function decode(c: Cursor): AnyDatagram {
-  const begin = c.start;
-  const magic = readU16(c, 'magic');
-  if (magic !== MAGIC)
-    throw new DecodeError(DecodeErrorCode.BAD_MAGIC, 'not a floatlm datagram', begin);
-  const version = readU8(c, 'version');
-  if (version !== VERSION) {
-    throw new DecodeError(
-      DecodeErrorCode.BAD_VERSION,
-      `version ${version}, expected ${VERSION}`,
-      begin + 2,
-    );
-  }
-  const type = readU8(c, 'type');
-  if (!TYPES.has(type))
-    throw new DecodeError(DecodeErrorCode.UNKNOWN_TYPE, `type 0x${type.toString(16)}`, begin + 3);
-  const flags = readU8(c, 'flags');
-  if ((flags & ~KNOWN_FLAGS) !== 0) {
-    throw new DecodeError(
-      DecodeErrorCode.BAD_FLAGS,
-      `unknown flag bits 0x${flags.toString(16)}`,
-      begin + 4,
-    );
-  }
-  const mode = readU8(c, 'auth');
-  if (mode < AuthMode.CREDENTIAL || mode > AuthMode.ADMIN) {
-    throw new DecodeError(DecodeErrorCode.BAD_AUTH_MODE, `auth mode ${mode}`, begin + 5);
-  }
-  const length = readU16(c, 'length');
-  if (length > MAX_DATAGRAM) {
-    throw new DecodeError(
-      DecodeErrorCode.TOO_LARGE,
-      `length ${length} exceeds ${MAX_DATAGRAM}`,
-      begin + 6,
-    );
-  }
-  if (length < HEADER_LENGTH + TAG_LENGTH) {
-    throw new DecodeError(
-      DecodeErrorCode.BAD_LENGTH,
-      `length ${length} below minimum 64`,
-      begin + 6,
-    );
-  }
-  if (c.end - begin < length) {
-    throw new DecodeError(
-      DecodeErrorCode.TRUNCATED,
-      `datagram says ${length} bytes, ${c.end - begin} present`,
-      begin + 6,
-    );
-  }
-  // Everything after here reads inside the datagram's own bounds, tag excluded.
-  const inner: Cursor = { buffer: c.buffer, start: c.start, end: begin + length - TAG_LENGTH };
-  const requestId = readU32(inner, 'requestId');
-  const sessionId = readU64(inner, 'sessionId');
-  const seq = readU32(inner, 'seq');
-  const timestamp = readU53(inner, 'timestamp');
-  let auth: AuthBlock;
-  if (!hasAuthBlock(flags)) {
-    auth = replyAuth(mode);
-  } else if (mode === AuthMode.CREDENTIAL) {
-    auth = {
-      mode,
-      credId: readString(inner, Limits.CRED_ID, 'credId'),
-      nonce: readBytes(inner, NONCE_LENGTH, 'nonce'),
-    };
-  } else if (mode === AuthMode.TOKEN) {
-    auth = { mode, token: readVarBytes(inner, 2, Limits.TOKEN, 'token') };
-  } else if (mode === AuthMode.ADMIN) {
-    auth = { mode, keyId: readString(inner, Limits.CRED_ID, 'keyId') };
-  } else {
-    auth = { mode: AuthMode.SESSION };
-  }
-  const body = (BODIES[type as MsgType] as { decode(c: Cursor): unknown }).decode(inner);
-  expectEnd(inner, 'body');
-  const tag = readBytes(
-    { buffer: c.buffer, start: inner.end, end: begin + length },
-    TAG_LENGTH,
-    'tag',
-  );
-  c.start = begin + length;
+  const head = decodeHead(c);
+  const body = decodeBody(head);
+  const { type, flags, auth, requestId, sessionId, seq, timestamp } = head;
+  const tag = head.bytes.slice(head.bodyEnd, head.bodyEnd + TAG_LENGTH);
   return { type, flags, auth, requestId, sessionId, seq, timestamp, body, tag } as AnyDatagram;
-}
-
-/**
- * The auth field of a reply or server-originated datagram: only the mode is on the wire,
- * so the other members are empty placeholders that encode to nothing.
- */
-function replyAuth(mode: number): AuthBlock {
-  if (mode === AuthMode.CREDENTIAL)
-    return { mode, credId: '', nonce: new Uint8Array(NONCE_LENGTH) };
-  if (mode === AuthMode.TOKEN) return { mode, token: new Uint8Array(0) };
-  if (mode === AuthMode.ADMIN) return { mode, keyId: '' };
-  return { mode: AuthMode.SESSION };
 }
 
 /**
