@@ -78,65 +78,150 @@ export class ReplayWindow {
   }
 }
 
-/** Result of NonceCache.add. */
-export type NonceResult = 'ok' | 'replay' | 'full';
+/** Words of one 1024-wide window in a WindowSlab: 1024 bits and one word of slack. */
+const SLAB_WORDS = 1024 / WORD_BITS + 1;
 
 /**
- * Nonces (or other unique datagram ids) of requests that carry no session sequence number,
- * bounded by count and time. An entry added at `now` lives until now + 2·skew: a replay
- * after that carries a timestamp at most now + skew, which the skew check then refuses.
- * Because entries expire in insertion order (given a monotone clock), pruning only looks at
- * the oldest end. When full of live entries it refuses new ones ('full') rather than evict a
- * live nonce, which would reopen a replay; the caller answers BUSY.
+ * The replay windows of every live session in one shared slab: RFC 6479 over u32 seqs, 1024
+ * wide, with the bitmap words of all windows in one Uint32Array and their highest seqs in one
+ * Float64Array. A window is a slot number: no object, ArrayBuffer or off-heap block per
+ * session (a ReplayWindow each cost ~400 bytes at a million sessions). Slots are reused
+ * through a free list; the slab doubles when full.
  */
-export class NonceCache {
-  private readonly map = new Map<string, number>();
-  readonly maxEntries: number;
+export class WindowSlab {
+  #bits: Uint32Array;
+  #top: Float64Array;
+  #free: number[] = [];
+  #used = 0;
+
+  /** @throws {RangeError} when initial is not a positive integer */
+  constructor(initial = 1024) {
+    if (!Number.isInteger(initial) || initial < 1) throw new RangeError('initial must be ≥ 1');
+    this.#bits = new Uint32Array(initial * SLAB_WORDS);
+    this.#top = new Float64Array(initial).fill(-1);
+  }
+
+  /** Slots in use. */
+  get size(): number {
+    return this.#used - this.#free.length;
+  }
+
+  /** Bytes the slab holds (every slot, used or free). */
+  get bytes(): number {
+    return this.#bits.byteLength + this.#top.byteLength;
+  }
+
+  /** A fresh window in which every seq at or below `floor` counts as seen (-1: none). */
+  alloc(floor = -1): number {
+    let slot = this.#free.pop();
+    if (slot === undefined) {
+      if (this.#used === this.#top.length) this.#grow();
+      slot = this.#used++;
+    }
+    // Bits only matter within the window below top; all set = all seen.
+    this.#bits.fill(floor >= 0 ? 0xffffffff : 0, slot * SLAB_WORDS, (slot + 1) * SLAB_WORDS);
+    this.#top[slot] = floor;
+    return slot;
+  }
+
+  /** Returns a slot to the free list. */
+  release(slot: number): void {
+    this.#free.push(slot);
+  }
+
+  /** Highest seq accepted (or the floor), -1 when none. */
+  highest(slot: number): number {
+    return this.#top[slot]!;
+  }
+
+  /** True when `seq` would be accepted in this window now (no change). */
+  check(slot: number, seq: number): boolean {
+    if (!Number.isInteger(seq) || seq < 0 || seq > 0xffffffff) return false;
+    const top = this.#top[slot]!;
+    if (seq > top) return true;
+    if (top - seq >= 1024) return false;
+    const word = slot * SLAB_WORDS + (Math.floor(seq / WORD_BITS) % SLAB_WORDS);
+    return (this.#bits[word]! & (1 << (seq % WORD_BITS))) === 0;
+  }
+
+  /** Marks `seq` seen; call only after `check` and after the datagram verified. */
+  update(slot: number, seq: number): void {
+    if (!this.check(slot, seq)) return;
+    const base = slot * SLAB_WORDS;
+    const index = Math.floor(seq / WORD_BITS);
+    const top = this.#top[slot]!;
+    if (seq > top) {
+      const current = top < 0 ? -1 : Math.floor(top / WORD_BITS);
+      const diff = Math.min(index - current, SLAB_WORDS);
+      for (let i = 1; i <= diff; i++) this.#bits[base + ((current + i) % SLAB_WORDS)] = 0;
+      this.#top[slot] = seq;
+    }
+    this.#bits[base + (index % SLAB_WORDS)]! |= 1 << (seq % WORD_BITS);
+  }
+
+  #grow(): void {
+    const n = this.#top.length * 2;
+    const bits = new Uint32Array(n * SLAB_WORDS);
+    bits.set(this.#bits);
+    const top = new Float64Array(n).fill(-1);
+    top.set(this.#top);
+    this.#bits = bits;
+    this.#top = top;
+  }
+}
+
+/**
+ * Recently accepted nonces (or tag prefixes) of requests that change nothing (PING and STATUS
+ * in modes 1 and 4), in a fixed table: a slot per hash, a newer entry overwriting an older
+ * one. It can never fill up or refuse anyone, whatever a flood sends; what it forgets only
+ * lets a replay of a request with no effect be answered again, and that answer is never
+ * larger than the request (mode 1) or was only possible with the admin key (mode 4). Requests
+ * that change state are guarded by the idempotency records instead, which forget nothing
+ * while a replay could still pass the skew check.
+ */
+export class RecentNonces {
+  readonly #mask: number;
+  readonly #words: Uint32Array;
+  readonly #expires: Float64Array;
   readonly lifetimeMs: number;
 
-  /**
-   * @throws {RangeError} when maxEntries < 1 or skewMs < 0
-   */
-  constructor(opts: { maxEntries?: number; skewMs?: number } = {}) {
-    const maxEntries = opts.maxEntries ?? 200_000;
-    const skewMs = opts.skewMs ?? SKEW_MS;
-    if (!Number.isInteger(maxEntries) || maxEntries < 1)
-      throw new RangeError('opts.maxEntries must be ≥ 1');
-    if (!(skewMs >= 0)) throw new RangeError('opts.skewMs must be ≥ 0');
-    this.maxEntries = maxEntries;
+  /** @throws {RangeError} when slots is not a power of two or skewMs < 0 */
+  constructor(slots = 16384, skewMs: number = SKEW_MS) {
+    if (!Number.isInteger(slots) || slots < 1 || (slots & (slots - 1)) !== 0) {
+      throw new RangeError('slots must be a power of two');
+    }
+    if (!(skewMs >= 0)) throw new RangeError('skewMs must be ≥ 0');
+    this.#mask = slots - 1;
+    this.#words = new Uint32Array(slots * 4);
+    this.#expires = new Float64Array(slots);
     this.lifetimeMs = 2 * skewMs;
   }
 
-  get size(): number {
-    return this.map.size;
-  }
-
-  /** Drops expired entries from the oldest end; at most `budget` of them. */
-  prune(now: number, budget = 1024): void {
-    for (const [k, exp] of this.map) {
-      if (exp > now || budget-- <= 0) break;
-      this.map.delete(k);
+  /** Marks `id` (its first 16 bytes) seen at `now`; true when it was seen already (a replay). */
+  seen(id: Uint8Array, now: number): boolean {
+    if (id.length < 16) throw new RangeError('id must have at least 16 bytes');
+    const v = new DataView(id.buffer, id.byteOffset, 16);
+    const a = v.getUint32(0);
+    const b = v.getUint32(4);
+    const c = v.getUint32(8);
+    const d = v.getUint32(12);
+    const slot = (a ^ Math.imul(b, 0x9e3779b1) ^ Math.imul(c, 0x85ebca6b) ^ d) & this.#mask;
+    const w = slot * 4;
+    const ws = this.#words;
+    if (
+      this.#expires[slot]! > now &&
+      ws[w] === a &&
+      ws[w + 1] === b &&
+      ws[w + 2] === c &&
+      ws[w + 3] === d
+    ) {
+      return true;
     }
-  }
-
-  /** True when `nonce` is cached and live. */
-  has(nonce: Uint8Array, now: number): boolean {
-    const exp = this.map.get(Buffer.from(nonce).toString('latin1'));
-    return exp !== undefined && exp > now;
-  }
-
-  /**
-   * Records a nonce seen at `now`. Call only after the datagram's MAC and skew checked.
-   * 'replay' when it is already cached, 'full' when the cache holds maxEntries live ones.
-   */
-  add(nonce: Uint8Array, now: number): NonceResult {
-    const key = Buffer.from(nonce).toString('latin1');
-    this.prune(now);
-    const exp = this.map.get(key);
-    if (exp !== undefined && exp > now) return 'replay';
-    if (exp !== undefined) this.map.delete(key);
-    if (this.map.size >= this.maxEntries) return 'full';
-    this.map.set(key, now + this.lifetimeMs);
-    return 'ok';
+    ws[w] = a;
+    ws[w + 1] = b;
+    ws[w + 2] = c;
+    ws[w + 3] = d;
+    this.#expires[slot] = now + this.lifetimeMs;
+    return false;
   }
 }

@@ -3,13 +3,13 @@
  * million of them: the token's few fields the daemon reads, its bytes (as a latin1 string:
  * a typed array would cost its own ArrayBuffer and an off-heap block, three times the
  * bytes), and nothing keyed until the session talks. The session key, its keyed HMAC, the
- * replay window, the slot for its last HEARTBEAT_ACK and the test_conn state are made on
- * first use; keyed HMACs live in a bounded cache of recently active sessions and are
+ * replay window and the fields of its last HEARTBEAT_ACK (a slot in a slab shared by all
+ * sessions) and the test_conn state are made on first use; keyed HMACs live in a bounded cache of recently active sessions and are
  * re-derived from the token (keyring + HKDF) when an evicted session talks again.
  */
-import { ReplayWindow } from '../auth/replay.ts';
+import { WindowSlab } from '../auth/replay.ts';
 import { KeyedHmac } from '../crypto/hmac.ts';
-import { Flags, HEADER_LENGTH, MAGIC, MsgType, TAG_LENGTH, VERSION } from '../wire/index.ts';
+import { Flags, HEADER_LENGTH, MAGIC, MsgType, Offset, TAG_LENGTH, VERSION } from '../wire/index.ts';
 
 /** Bytes of a HEARTBEAT_ACK: header, leases u16, queued u16, heartbeatMs u32, tag. */
 export const HEARTBEAT_ACK_LENGTH = HEADER_LENGTH + 8 + TAG_LENGTH;
@@ -83,6 +83,8 @@ export interface SessionFields {
   address: string;
   port: number;
   lastSeen: number;
+  /** Restart replay floor: every seq at or below it counts as seen. */
+  floor?: number;
 }
 
 /**
@@ -138,22 +140,85 @@ export class HmacCache {
 }
 
 /**
- * What a session holds once it has talked: its window, and the fields of its last
- * HEARTBEAT_ACK (about 60 bytes, where keeping the 72 bytes themselves would cost an
- * ArrayBuffer and an off-heap block: ~350). u32 values are kept as int32, which V8 holds
- * inline.
+ * What sessions hold once they have talked, in shared columns indexed by a slot number: the
+ * replay window (in a WindowSlab), the fields of the last HEARTBEAT_ACK, and the seq up to
+ * which the session's replay floor is durable. An object per session cost its header and
+ * fields (~80 bytes) on top of the window's own ArrayBuffer (~400); a slot costs ~170 bytes
+ * and no object.
  */
-class Live {
-  window: ReplayWindow;
-  requestId = -1;
-  seq = 0;
-  mode = 0;
-  stamp = 0;
-  counts = 0;
-  heartbeatMs = 0;
+export class LiveSlab {
+  readonly windows = new WindowSlab(1024);
+  #requestId = new Int32Array(1024);
+  #seq = new Int32Array(1024);
+  #mode = new Uint8Array(1024);
+  #stamp = new Float64Array(1024);
+  #counts = new Int32Array(1024);
+  #heartbeatMs = new Int32Array(1024);
+  #reserved = new Float64Array(1024);
 
-  constructor(window: ReplayWindow) {
-    this.window = window;
+  /** A slot whose window counts every seq ≤ floor as seen (-1: a fresh window). */
+  alloc(floor: number): number {
+    const slot = this.windows.alloc(floor);
+    if (slot >= this.#seq.length) this.#grow(slot + 1);
+    this.#mode[slot] = 0;
+    this.#reserved[slot] = Math.max(floor, 0);
+    return slot;
+  }
+
+  release(slot: number): void {
+    this.windows.release(slot);
+  }
+
+  /** The seq the durable replay floor covers (every seq ≤ it is safe to answer). */
+  reserved(slot: number): number {
+    return this.#reserved[slot]!;
+  }
+
+  setReserved(slot: number, seq: number): void {
+    this.#reserved[slot] = seq;
+  }
+
+  keep(slot: number, requestId: number, reply: Uint8Array): void {
+    const v = new DataView(reply.buffer, reply.byteOffset, HEARTBEAT_ACK_LENGTH);
+    this.#requestId[slot] = requestId | 0;
+    this.#seq[slot] = v.getInt32(Offset.SEQ);
+    this.#mode[slot] = reply[Offset.MODE]!;
+    this.#stamp[slot] = v.getUint32(Offset.TIMESTAMP) * 0x1_0000_0000 + v.getUint32(Offset.TIMESTAMP + 4);
+    this.#counts[slot] = v.getInt32(HEADER_LENGTH);
+    this.#heartbeatMs[slot] = v.getInt32(HEADER_LENGTH + 4);
+  }
+
+  kept(slot: number, sessionId: bigint, requestId: number, key: KeyedHmac): Uint8Array | undefined {
+    if (this.#mode[slot] === 0 || this.#requestId[slot] !== (requestId | 0)) return undefined;
+    const counts = this.#counts[slot]!;
+    return encodeHeartbeatAck(
+      requestId >>> 0,
+      sessionId,
+      this.#seq[slot]! >>> 0,
+      this.#mode[slot]!,
+      this.#stamp[slot]!,
+      counts >>> 16,
+      counts & 0xffff,
+      this.#heartbeatMs[slot]! >>> 0,
+      key,
+    );
+  }
+
+  #grow(min: number): void {
+    let n = this.#seq.length;
+    while (n < min) n *= 2;
+    const grow = <T extends Int32Array | Uint8Array | Float64Array>(a: T): T => {
+      const b = new (a.constructor as new (n: number) => T)(n);
+      b.set(a);
+      return b;
+    };
+    this.#requestId = grow(this.#requestId);
+    this.#seq = grow(this.#seq);
+    this.#mode = grow(this.#mode);
+    this.#stamp = grow(this.#stamp);
+    this.#counts = grow(this.#counts);
+    this.#heartbeatMs = grow(this.#heartbeatMs);
+    this.#reserved = grow(this.#reserved);
   }
 }
 
@@ -165,8 +230,11 @@ class Probe {
   nonce: Uint8Array | undefined = undefined;
 }
 
-/** A never-verifying key for a session whose server key was retired under it. */
-const DEAD_KEY = new KeyedHmac(new Uint8Array(32).fill(0xa5));
+/** What a Session needs of the daemon: keyed-HMAC cache and derivation, the shared slab. */
+export interface SessionShared {
+  hmacs: HmacCache;
+  slab: LiveSlab;
+}
 
 export class Session {
   readonly id: bigint;
@@ -179,12 +247,14 @@ export class Session {
   readonly #token: string;
   /** Seconds, a small integer where ms would take a heap number per session. */
   readonly #expiresS: number;
-  /** Made when the session first talks: an idle session holds none. */
-  #live: Live | undefined;
+  /** Every seq at or below this was (or may have been) used before a restart. */
+  floor: number;
+  /** Slot in the shared LiveSlab once the session has talked; -1 before. */
+  #slot = -1;
   #probe: Probe | undefined;
-  readonly #cache: HmacCache;
+  readonly #shared: SessionShared;
 
-  constructor(f: SessionFields, cache: HmacCache, key?: Uint8Array) {
+  constructor(f: SessionFields, shared: SessionShared, key?: Uint8Array) {
     this.id = f.id;
     this.#token = Buffer.from(f.token.buffer, f.token.byteOffset, f.token.byteLength).toString(
       'latin1',
@@ -197,8 +267,9 @@ export class Session {
     this.address = f.address;
     this.port = f.port;
     this.lastSeen = f.lastSeen;
-    this.#cache = cache;
-    if (key) cache.set(this, new KeyedHmac(key));
+    this.floor = f.floor ?? -1;
+    this.#shared = shared;
+    if (key) shared.hmacs.set(this, new KeyedHmac(key));
   }
 
   /** The token's bytes exactly as issued (a fresh copy per call). */
@@ -207,53 +278,74 @@ export class Session {
     return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   }
 
+  /** True when `bytes` are this session's token. */
+  tokenIs(bytes: Uint8Array): boolean {
+    if (bytes.length !== this.#token.length) return false;
+    for (let i = 0; i < bytes.length; i++) if (bytes[i] !== this.#token.charCodeAt(i)) return false;
+    return true;
+  }
+
   /** Token expiry, ms since the epoch. */
   get expires(): number {
     return this.#expiresS * 1000;
   }
 
-  /** The session key, keyed once (re-derived from the token after a cache eviction). */
-  get hmac(): KeyedHmac {
-    let h = this.#cache.get(this);
+  /**
+   * The session key, keyed once (re-derived from the token after a cache eviction);
+   * undefined when the keyring no longer holds the server key its token was made with: such
+   * a session is unknown in every mode (there is no fallback key).
+   */
+  get hmac(): KeyedHmac | undefined {
+    const cache = this.#shared.hmacs;
+    let h = cache.get(this);
     if (h) return h;
-    const key = this.#cache.derive(this.token);
-    if (!key) return DEAD_KEY;
+    const key = cache.derive(this.token);
+    if (!key) return undefined;
     h = new KeyedHmac(key);
-    this.#cache.set(this, h);
+    key.fill(0);
+    cache.set(this, h);
     return h;
   }
 
-  /** Replay window over the client's seq, made when the session first talks. */
-  get window(): ReplayWindow {
-    this.#live ??= new Live(new ReplayWindow(1024));
-    return this.#live.window;
+  /** The slot of the session's window and kept reply, made on first use. */
+  get slot(): number {
+    if (this.#slot < 0) this.#slot = this.#shared.slab.alloc(this.floor);
+    return this.#slot;
   }
 
-  set window(w: ReplayWindow) {
-    if (this.#live) this.#live.window = w;
-    else this.#live = new Live(w);
+  /** True when the replay window would accept `seq`. */
+  checkSeq(seq: number): boolean {
+    return this.#shared.slab.windows.check(this.slot, seq);
+  }
+
+  /** Marks `seq` seen (after its datagram verified and was accepted). */
+  acceptSeq(seq: number): void {
+    this.#shared.slab.windows.update(this.slot, seq);
+  }
+
+  /** Highest seq accepted (or the restart floor), -1 when none. */
+  get highestSeq(): number {
+    return this.#shared.slab.windows.highest(this.slot);
+  }
+
+  /** The seq up to which the durable floor covers this session. */
+  get reservedSeq(): number {
+    return this.#slot < 0 ? Math.max(this.floor, 0) : this.#shared.slab.reserved(this.#slot);
+  }
+
+  set reservedSeq(v: number) {
+    this.#shared.slab.setReserved(this.slot, v);
   }
 
   /**
-   * The HEARTBEAT_ACK kept for `requestId`, if it answered the session's last kept request,
-   * rebuilt byte for byte. HEARTBEAT_ACKs are kept here instead of the daemon's reply cache:
-   * a client has one heartbeat out at a time, so the last reply is the one a retransmission
-   * asks for.
+   * The HEARTBEAT_ACK kept for `requestId`, if it answered the session's last heartbeat,
+   * rebuilt byte for byte. A client has one heartbeat out at a time, so the last reply is
+   * the one a retransmission asks for.
    */
   keptReply(requestId: number): Uint8Array | undefined {
-    const l = this.#live;
-    if (!l || l.mode === 0 || !u32(requestId) || l.requestId !== (requestId | 0)) return undefined;
-    return encodeHeartbeatAck(
-      l.requestId >>> 0,
-      this.id,
-      l.seq >>> 0,
-      l.mode,
-      l.stamp,
-      l.counts >>> 16,
-      l.counts & 0xffff,
-      l.heartbeatMs >>> 0,
-      this.hmac,
-    );
+    const h = this.#slot < 0 || !u32(requestId) ? undefined : this.hmac;
+    if (!h) return undefined;
+    return this.#shared.slab.kept(this.#slot, this.id, requestId, h);
   }
 
   /**
@@ -265,15 +357,7 @@ export class Session {
     if (reply.length !== HEARTBEAT_ACK_LENGTH) {
       throw new RangeError(`reply must be ${HEARTBEAT_ACK_LENGTH} bytes`);
     }
-    this.#live ??= new Live(new ReplayWindow(1024));
-    const l = this.#live;
-    const v = new DataView(reply.buffer, reply.byteOffset, HEARTBEAT_ACK_LENGTH);
-    l.requestId = requestId | 0;
-    l.seq = v.getInt32(20);
-    l.mode = reply[5]!;
-    l.stamp = v.getUint32(24) * 0x1_0000_0000 + v.getUint32(28);
-    l.counts = v.getInt32(32);
-    l.heartbeatMs = v.getInt32(36);
+    this.#shared.slab.keep(this.slot, requestId, reply);
   }
 
   /** The server's seq in its last TEST_CONN to this session. */
@@ -320,8 +404,10 @@ export class Session {
     return this.#probe;
   }
 
-  /** Forget the keyed state (the session is gone). */
+  /** Forget the keyed state and the slot (the session is gone). */
   drop(): void {
-    this.#cache.delete(this);
+    this.#shared.hmacs.delete(this);
+    if (this.#slot >= 0) this.#shared.slab.release(this.#slot);
+    this.#slot = -1;
   }
 }

@@ -35,18 +35,27 @@ export const STATE_FILE = 'floatlm.db';
 /** `PRAGMA application_id` of every floatlm state file: ASCII "FLLM". */
 export const APPLICATION_ID = 0x464c4c4d;
 /** Schema version written to `PRAGMA user_version`. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 /** Meta keys the store manages itself; `setMeta` refuses them. */
 export const RESERVED_META = ['store_id', 'clean_shutdown'] as const;
 
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
 
+/** What schema 2 added to schema 1: replay floors and idempotency records. */
+const SCHEMA_V2 = `
+CREATE TABLE replies (
+  key BLOB PRIMARY KEY, reply BLOB NOT NULL, ip TEXT NOT NULL, port INTEGER NOT NULL,
+  expires INTEGER NOT NULL) STRICT;
+CREATE INDEX replies_expires ON replies (expires);
+`;
+const MIGRATE_V1 = `ALTER TABLE sessions ADD COLUMN seq_floor INTEGER NOT NULL DEFAULT -1;${SCHEMA_V2}`;
+
 const SCHEMA = `
 CREATE TABLE sessions (
   token_id INTEGER PRIMARY KEY, token BLOB NOT NULL, user TEXT NOT NULL, host TEXT NOT NULL,
   vendor TEXT NOT NULL, created INTEGER NOT NULL, expires INTEGER NOT NULL,
-  ip TEXT NOT NULL, port INTEGER NOT NULL) STRICT;
+  ip TEXT NOT NULL, port INTEGER NOT NULL, seq_floor INTEGER NOT NULL DEFAULT -1) STRICT;
 CREATE TABLE leases (
   lease_id INTEGER PRIMARY KEY, token_id INTEGER NOT NULL, feature TEXT NOT NULL,
   version TEXT NOT NULL, count INTEGER NOT NULL, group_key TEXT NOT NULL,
@@ -60,7 +69,7 @@ CREATE INDEX revoked_expires ON revoked (expires);
 CREATE TABLE reclaimed (lease_id INTEGER PRIMARY KEY, expires INTEGER NOT NULL) STRICT;
 CREATE INDEX reclaimed_expires ON reclaimed (expires);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT, WITHOUT ROWID;
-`;
+${SCHEMA_V2}`;
 
 /** A session (an issued token) as stored. Ids are u64. */
 export interface SessionRecord {
@@ -77,6 +86,18 @@ export interface SessionRecord {
   /** Last address the session was seen from. */
   ip: string;
   port: number;
+  /** Every client seq at or below this may have been used (-1: none); see setSeqFloor. */
+  seqFloor?: number;
+}
+
+/** A reply kept durably for the request that produced it (exactly-once across restarts). */
+export interface ReplyRecord {
+  reply: Uint8Array;
+  /** Where the request came from: the only address the reply may go to again. */
+  ip: string;
+  port: number;
+  /** ms UTC; the record may be flushed from then on. */
+  expires: number;
 }
 
 /** A granted seat lease as stored. */
@@ -272,7 +293,7 @@ function checkHeader(path: string): void {
   }
 }
 
-function checkSchema(path: string, db: Db): void {
+function checkSchema(path: string, db: Db, migratable = false): void {
   const appId = db.pragma('application_id', { simple: true }) as number;
   if (appId !== APPLICATION_ID) {
     throw new StoreError(
@@ -290,7 +311,7 @@ function checkSchema(path: string, db: Db): void {
       `schema version ${v} was written by a newer floatlm (this one reads ${SCHEMA_VERSION})`,
     );
   }
-  if (v < SCHEMA_VERSION) {
+  if (v < SCHEMA_VERSION && !(migratable && v === 1)) {
     throw new StoreError(
       'OLD_SCHEMA',
       path,
@@ -304,12 +325,12 @@ function checkSchema(path: string, db: Db): void {
  * connection may still create an empty `-wal` and a `-shm` beside the file; when the file is
  * refused, those it created are removed again so the directory is left as it was found.
  */
-function openChecked(path: string, timeout: number): Db {
+function openChecked(path: string, timeout: number, readonlyOpen: boolean): Db {
   const siblings = [`${path}-wal`, `${path}-shm`].filter((p) => !existsSync(p));
   let db: Db | undefined;
   try {
     db = new Database(path, { readonly: true, fileMustExist: true, timeout });
-    checkSchema(path, db);
+    checkSchema(path, db, !readonlyOpen);
     const rows = db.pragma('quick_check') as { quick_check: string }[];
     if (rows.length !== 1 || rows[0]?.quick_check !== 'ok') {
       const first = rows[0]?.quick_check ?? 'no result';
@@ -444,7 +465,7 @@ export function openStore(dir: string, options: OpenOptions = {}): Store {
   } catch (e) {
     throw openError(path, e);
   }
-  const checked = openChecked(path, timeout);
+  const checked = openChecked(path, timeout, readonly);
   if (readonly) return new Store(checked, path, true, created);
   checked.close();
 
@@ -466,7 +487,17 @@ export function openStore(dir: string, options: OpenOptions = {}): Store {
       const pageSize = db.pragma('page_size', { simple: true }) as number;
       db.pragma(`max_page_count = ${Math.floor(maxBytes / pageSize)}`);
     }
-    checkSchema(path, db);
+    checkSchema(path, db, true);
+    const open = db;
+    if ((open.pragma('user_version', { simple: true }) as number) === 1) {
+      // Schema 1 (floatlm 0.1.0 before replay floors): add what 2 has, in one transaction.
+      open
+        .transaction(() => {
+          open.exec(MIGRATE_V1);
+          open.pragma(`user_version = ${SCHEMA_VERSION}`);
+        })
+        .immediate();
+    }
     return new Store(db, path, false, created);
   } catch (e) {
     db?.close();
@@ -494,6 +525,7 @@ export class Store {
   #ops: (() => void)[] = [];
   readonly #pendingRevoked = new Map<bigint, number>();
   readonly #pendingReclaimed = new Map<bigint, number>();
+  readonly #pendingReplies = new Map<string, ReplyRecord>();
   #nextSeq = 1;
   readonly #s: Record<string, Stmt> = {};
   readonly #applyAll: Database.Transaction<() => void>;
@@ -521,6 +553,7 @@ export class Store {
     };
     p('isRevoked', 'SELECT 1 FROM revoked WHERE token_id = ?');
     p('isReclaimed', 'SELECT 1 FROM reclaimed WHERE lease_id = ?');
+    p('getReply', 'SELECT reply, ip, port, expires FROM replies WHERE key = ?');
     p('sessions', 'SELECT * FROM sessions', true);
     p('leases', 'SELECT * FROM leases', true);
     p('queue', 'SELECT * FROM queue ORDER BY seq', true);
@@ -530,7 +563,8 @@ export class Store {
     p(
       'moreExpired',
       'SELECT EXISTS (SELECT 1 FROM revoked WHERE expires <= ?) ' +
-        'OR EXISTS (SELECT 1 FROM reclaimed WHERE expires <= ?)',
+        'OR EXISTS (SELECT 1 FROM reclaimed WHERE expires <= ?) ' +
+        'OR EXISTS (SELECT 1 FROM replies WHERE expires <= ?)',
     );
 
     // Writes need a writable connection; a read-only store never prepares them.
@@ -539,7 +573,7 @@ export class Store {
     });
     this.#flush = db.transaction((now: number, batch: number, deadline: number): number => {
       let n = 0;
-      for (const st of [this.#s.flushRevoked!, this.#s.flushReclaimed!]) {
+      for (const st of [this.#s.flushRevoked!, this.#s.flushReclaimed!, this.#s.flushReplies!]) {
         for (;;) {
           const want = Math.min(FLUSH_CHUNK, batch - n);
           if (want <= 0) return n;
@@ -555,9 +589,19 @@ export class Store {
     p(
       'putSession',
       'INSERT OR REPLACE INTO sessions (token_id, token, user, host, vendor, created, expires, ' +
-        'ip, port) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'ip, port, seq_floor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     );
     p('touchSessionAddr', 'UPDATE sessions SET ip = ?, port = ? WHERE token_id = ?');
+    p('setSeqFloor', 'UPDATE sessions SET seq_floor = max(seq_floor, ?) WHERE token_id = ?');
+    p(
+      'putReply',
+      'INSERT OR REPLACE INTO replies (key, reply, ip, port, expires) VALUES (?, ?, ?, ?, ?)',
+    );
+    p(
+      'flushReplies',
+      'DELETE FROM replies WHERE key IN ' +
+        '(SELECT key FROM replies WHERE expires <= ? ORDER BY expires LIMIT ?)',
+    );
     p('deleteSession', 'DELETE FROM sessions WHERE token_id = ?');
     p(
       'putLease',
@@ -641,6 +685,7 @@ export class Store {
       ms('session.expires', s.expires),
       str('session.ip', s.ip),
       int('session.port', s.port, 0, 65535),
+      int('session.seqFloor', s.seqFloor ?? -1, -1, 0xffff_ffff),
     ];
     this.#queue('putSession', args);
   }
@@ -655,6 +700,61 @@ export class Store {
     str('ip', ip);
     int('port', port, 0, 65535);
     this.#queue('touchSessionAddr', [ip, port, id]);
+  }
+
+  /**
+   * Raises a session's replay floor: after a restart every client seq at or below it counts
+   * as already seen, so captured datagrams cannot be acted on again. Never lowers it.
+   * @throws {TypeError|RangeError} on bad arguments; {StoreError} READONLY, CLOSED
+   */
+  setSeqFloor(tokenId: bigint, floor: number): void {
+    this.#write();
+    const id = u64('tokenId', tokenId);
+    int('floor', floor, 0, 0xffff_ffff);
+    this.#queue('setSeqFloor', [floor, id]);
+  }
+
+  /**
+   * Keeps a reply for the request `key` names (the caller's idempotency key), to be sent
+   * again, to the same address only, for a retransmission until `expires`. Pending until
+   * commit, and visible to getReply at once.
+   * @throws {TypeError|RangeError} on a malformed record; {StoreError} READONLY, CLOSED
+   */
+  putReply(key: Uint8Array, r: ReplyRecord): void {
+    this.#write();
+    obj('record', r);
+    const k = bytes('key', key);
+    const args = [
+      k,
+      bytes('record.reply', r.reply),
+      str('record.ip', r.ip),
+      int('record.port', r.port, 0, 65535),
+      ms('record.expires', r.expires),
+    ];
+    this.#queue('putReply', args);
+    this.#pendingReplies.set(k.toString('latin1'), {
+      reply: new Uint8Array(r.reply),
+      ip: r.ip,
+      port: r.port,
+      expires: r.expires,
+    });
+  }
+
+  /**
+   * The reply kept for `key` (pending or committed) if its record has not expired at `now`.
+   * @throws {TypeError|RangeError} on bad arguments; {StoreError} CLOSED
+   */
+  getReply(key: Uint8Array, now: number): ReplyRecord | undefined {
+    this.#live();
+    const k = bytes('key', key);
+    const pending = this.#pendingReplies.get(k.toString('latin1'));
+    const r =
+      pending ??
+      (this.#s.getReply!.get(k) as
+        | { reply: Buffer; ip: string; port: number; expires: number }
+        | undefined);
+    if (!r || r.expires <= now) return undefined;
+    return { reply: new Uint8Array(r.reply), ip: r.ip, port: r.port, expires: r.expires };
   }
 
   /**
@@ -783,6 +883,7 @@ export class Store {
     this.#ops = [];
     this.#pendingRevoked.clear();
     this.#pendingReclaimed.clear();
+    this.#pendingReplies.clear();
     return n;
   }
 
@@ -845,7 +946,7 @@ export class Store {
       const next = Math.round((deleted * budgetMs) / took);
       this.#flushRows = Math.max(FLUSH_MIN_ROWS, Math.min(next, 2 * rows, 1_000_000));
     }
-    const more = this.#s.moreExpired!.pluck().get(now, now) === 1;
+    const more = this.#s.moreExpired!.pluck().get(now, now, now) === 1;
     return { deleted, more };
   }
 
@@ -911,6 +1012,7 @@ export class Store {
         expires: num(r.expires),
         ip: r.ip as string,
         port: num(r.port),
+        seqFloor: num(r.seq_floor),
       };
     }
   }

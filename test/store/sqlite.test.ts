@@ -38,6 +38,7 @@ function session(tokenId: bigint, over: Partial<SessionRecord> = {}): SessionRec
     expires: 1_700_086_400_000,
     ip: '192.0.2.7',
     port: 40000,
+    seqFloor: -1,
     ...over,
   };
 }
@@ -486,4 +487,41 @@ t.test('flushExpired with a time budget: never above batch, finishes, keeps the 
   tt.equal(snap.reclaimedCount, 0);
   s.close();
   tt.end();
+});
+
+t.test('replay floors and kept replies survive a reopen; replies expire and flush', async (tt) => {
+  const dir = path.join(tmpDir(), 'state');
+  const s = openStore(dir);
+  s.putSession(session(7n));
+  s.setSeqFloor(7n, 4096);
+  s.setSeqFloor(7n, 100); // never lowers it
+  const key = new Uint8Array([1, 2, 3]);
+  s.putReply(key, { reply: new Uint8Array([9, 9]), ip: '127.0.0.1', port: 5, expires: 2000 });
+  tt.same(s.getReply(key, 1000)?.reply, new Uint8Array([9, 9]), 'visible while pending');
+  s.commit();
+  tt.equal(s.getReply(key, 2000), undefined, 'an expired record is not returned');
+  s.close();
+  const r = openStore(dir);
+  tt.equal([...r.eachSession()][0]?.seqFloor, 4096, 'floor kept, the higher one');
+  const got = r.getReply(key, 1000);
+  tt.same(got, { reply: new Uint8Array([9, 9]), ip: '127.0.0.1', port: 5, expires: 2000 });
+  tt.same(r.flushExpired(3000, 100), { deleted: 1, more: false }, 'expired replies flushed');
+  tt.equal(r.getReply(key, 1000), undefined, 'gone after the flush');
+  r.close();
+});
+
+t.test('a schema-1 state file is upgraded in place by a writable open', async (tt) => {
+  const dir = path.join(tmpDir(), 'state');
+  openStore(dir).close();
+  const file = path.join(dir, STATE_FILE);
+  const db = new Database(file);
+  db.exec('DROP TABLE replies; ALTER TABLE sessions DROP COLUMN seq_floor; PRAGMA user_version = 1');
+  db.close();
+  tt.throws(() => openStore(dir, { readonly: true }), { code: 'OLD_SCHEMA' }, 'read-only refuses');
+  const s = openStore(dir);
+  s.putSession(session(1n));
+  s.setSeqFloor(1n, 10);
+  s.commit();
+  tt.equal([...s.eachSession()][0]?.seqFloor, 10);
+  s.close();
 });
