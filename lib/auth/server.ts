@@ -1,13 +1,15 @@
 /**
  * The server side of authentication (the notes' server `authenticate(&Packet)`): decides for
- * every decoded datagram whether to drop it silently, refuse it with an error code signed
- * with a key the client holds, or accept it, in the four auth modes. The MAC is verified
- * before any state (nonce cache, replay window, sessions) is read for freshness or changed;
- * the only work before it is key lookup and, in mode 2, the token's own checksum.
+ * every datagram, from its header and auth block alone, whether to drop it silently, treat it
+ * as a replay, refuse it with an error code signed with a key the client holds, or accept it,
+ * in the four auth modes. The tag is verified before any state (replay window, nonce tables)
+ * is read for freshness or changed; the only work before it is key lookup and, in mode 2
+ * with a token the server holds no key for yet, the token's own checksum.
  *
- * What cannot be answered is dropped: a bad MAC, an unknown credential or admin key, a
- * token whose key or checksum fails (no session key to sign with), an unknown session id in
- * mode 3 (the client times out and falls back to mode 2 by itself), replays.
+ * What cannot be answered is dropped: a bad tag, an unknown credential or admin key, a token
+ * whose key or checksum fails (no session key to sign with), an unknown session id in mode 3,
+ * or a session whose server key is gone (there is no fallback key: such a session is unknown
+ * in every mode).
  */
 import { KeyedHmac, type Keyring } from '../crypto/index.ts';
 import {
@@ -19,27 +21,31 @@ import {
   testTokenChecksum,
 } from '../token/index.ts';
 import {
-  type AnyDatagram,
   AuthMode,
   ErrorCode,
   Flags,
+  type Head,
   MIN_FIRST_CONTACT,
   MsgType,
   TAG_LENGTH,
 } from '../wire/index.ts';
-import { checkSkew, NonceCache, ReplayWindow } from './replay.ts';
+import { checkSkew, RecentNonces } from './replay.ts';
 
 /** What ServerAuth needs to know of a live session (the daemon's session record). */
 export interface AuthSession {
-  /** The session key, keyed once. */
-  hmac: KeyedHmac;
-  /** Replay window over the client's seq. */
-  window: ReplayWindow;
+  /** The session key, keyed once; undefined when its server key is gone (session unknown). */
+  readonly hmac: KeyedHmac | undefined;
+  /** Replay window over the client's seq: would it accept `seq`? */
+  checkSeq(seq: number): boolean;
+  /** Marks `seq` seen. */
+  acceptSeq(seq: number): void;
+  /** True when `bytes` are exactly this session's token. */
+  tokenIs(bytes: Uint8Array): boolean;
   /** Token expiry, ms since the epoch: requests from then on get TOKEN_EXPIRED. */
-  expires: number;
+  readonly expires: number;
   /** Where the session's datagrams come from (TEST_CONN goes there). */
-  address: string;
-  port: number;
+  readonly address: string;
+  readonly port: number;
 }
 
 /** The daemon's session table, as seen by ServerAuth. */
@@ -59,10 +65,16 @@ export type DropReason =
   | 'unknown-session'
   | 'bad-token'
   | 'bad-mac'
-  | 'replay';
+  | 'over-budget';
 
 export type AuthDecision =
   | { action: 'drop'; reason: DropReason }
+  | {
+      /** Verified, but its nonce or seq was seen: answer from what was kept, never again. */
+      action: 'replay';
+      mode: AuthMode;
+      key: KeyedHmac;
+    }
   | {
       action: 'refuse';
       code: ErrorCode;
@@ -86,12 +98,8 @@ export type AuthDecision =
       adminId?: string;
       /** Mode 2: the verified token. */
       token?: Token;
-      /** Mode 2: the raw session key (to store with a restored session). */
+      /** Mode 2, session unknown: its raw session key; create the session, accept the seq. */
       sessionKey?: Uint8Array;
-      /** Mode 2: the session was unknown; create it with `window` and `key`. */
-      restored?: boolean;
-      /** Mode 2 restored: the session's new replay window, this seq already marked. */
-      window?: ReplayWindow;
       /** Modes 2 and 3: same IP, new port; the MAC verified, so move the session's address. */
       moved?: boolean;
     };
@@ -108,30 +116,25 @@ export interface ServerAuthOptions {
   now: () => number;
   /** Default 300 000 ms. */
   skewMs?: number;
-  /** Bound of the nonce cache (default 200 000). */
-  maxNonces?: number;
-  /** Replay window width for restored sessions (default 1024). */
-  windowSize?: number;
+  /**
+   * Asked before work that costs more than one HMAC for a datagram not yet verified (mode 2
+   * with a token the server has no key for yet): false drops it ('over-budget').
+   */
+  budget?: (address: string) => boolean;
 }
 
+const REQUEST_TYPES = [
+  MsgType.CHECKOUT,
+  MsgType.HEARTBEAT,
+  MsgType.CHECKIN,
+  MsgType.RECLAIM,
+  MsgType.STATUS,
+  MsgType.PING,
+];
 const MODE_TYPES: Readonly<Record<AuthMode, ReadonlySet<number>>> = {
   [AuthMode.CREDENTIAL]: new Set([MsgType.HELLO, MsgType.PING, MsgType.STATUS]),
-  [AuthMode.TOKEN]: new Set([
-    MsgType.CHECKOUT,
-    MsgType.HEARTBEAT,
-    MsgType.CHECKIN,
-    MsgType.RECLAIM,
-    MsgType.STATUS,
-    MsgType.PING,
-  ]),
-  [AuthMode.SESSION]: new Set([
-    MsgType.CHECKOUT,
-    MsgType.HEARTBEAT,
-    MsgType.CHECKIN,
-    MsgType.RECLAIM,
-    MsgType.STATUS,
-    MsgType.PING,
-  ]),
+  [AuthMode.TOKEN]: new Set(REQUEST_TYPES),
+  [AuthMode.SESSION]: new Set(REQUEST_TYPES),
   [AuthMode.ADMIN]: new Set([MsgType.ADMIN, MsgType.STATUS, MsgType.PING]),
 };
 
@@ -142,18 +145,25 @@ export function typeAllowed(mode: AuthMode, type: number): boolean {
 
 const drop = (reason: DropReason): AuthDecision => ({ action: 'drop', reason });
 
-/** Authenticates datagrams for the daemon; one instance per server. */
+/**
+ * Authenticates datagrams for the daemon; one instance per server. Works on the header and
+ * auth block only (`decodeHead`): the body is decoded after the tag verified. Nothing a
+ * refused request carries changes state: the replay window takes a seq, and the recent-nonce
+ * tables a nonce, only when the request is accepted.
+ */
 export class ServerAuth {
   private keyring: Keyring;
   private readonly sessions: SessionLookup;
   private readonly revoked: { isRevoked(tokenId: bigint): boolean };
   private readonly now: () => number;
   private readonly skewMs: number;
-  private readonly windowSize: number;
+  private readonly budget: ((address: string) => boolean) | undefined;
   private credentials = new Map<string, KeyedHmac>();
   private admin = new Map<string, KeyedHmac>();
-  /** Nonces of mode 1, and first tag bytes of modes 2 and 4 (which carry no nonce). */
-  readonly nonces: NonceCache;
+  /** Nonces of mode-1 PING and STATUS (HELLO is guarded by its idempotency record). */
+  readonly recentCredential: RecentNonces;
+  /** Tag prefixes of mode-4 PING and STATUS (ADMIN: idempotency record). */
+  readonly recentAdmin: RecentNonces;
 
   /** @throws {TypeError|RangeError} naming the option when one is missing or out of range */
   constructor(opts: ServerAuthOptions) {
@@ -171,9 +181,11 @@ export class ServerAuth {
     this.now = opts.now;
     this.skewMs = opts.skewMs ?? DEFAULT_SKEW_MS;
     if (!(this.skewMs >= 0)) throw new RangeError('opts.skewMs must be ≥ 0');
-    this.windowSize = opts.windowSize ?? 1024;
-    new ReplayWindow(this.windowSize); // validates windowSize
-    this.nonces = new NonceCache({ maxEntries: opts.maxNonces ?? 200_000, skewMs: this.skewMs });
+    this.budget = opts.budget;
+    // Separate tables: a mode-1 flood (anyone with a vendor credential) cannot push out the
+    // admin entries that stop a large admin STATUS reply being replayed.
+    this.recentCredential = new RecentNonces(16384, this.skewMs);
+    this.recentAdmin = new RecentNonces(4096, this.skewMs);
     this.setKeys(opts.credentials, opts.admin);
   }
 
@@ -202,33 +214,21 @@ export class ServerAuth {
   }
 
   /**
-   * Decides what to do with one datagram. `bytes` are exactly the datagram that `d` was
-   * decoded from; `from` is its source. Never throws on hostile input.
+   * Decides what to do with one datagram from its head (`h.bytes` are exactly the
+   * datagram); `from` is its source. Never throws on hostile input.
    */
-  authenticate(bytes: Uint8Array, d: AnyDatagram, from: PeerAddress): AuthDecision {
-    if (d.type === MsgType.TEST_CONN_ACK) return this.testConnAck(bytes, d, from);
-    if (d.flags !== 0) return drop('not-a-request');
-    switch (d.auth.mode) {
+  authenticate(h: Head, from: PeerAddress): AuthDecision {
+    if (h.type === MsgType.TEST_CONN_ACK) return this.testConnAck(h, from);
+    if (h.flags !== 0) return drop('not-a-request');
+    switch (h.auth.mode) {
       case AuthMode.CREDENTIAL:
-        return this.keyed(
-          bytes,
-          d,
-          this.credentials.get(d.auth.credId),
-          'unknown-credential',
-          d.auth.nonce,
-        );
+        return this.keyed(h, this.credentials.get(h.auth.credId), 'unknown-credential');
       case AuthMode.ADMIN:
-        return this.keyed(
-          bytes,
-          d,
-          this.admin.get(d.auth.keyId),
-          'unknown-admin-key',
-          tagId(bytes),
-        );
+        return this.keyed(h, this.admin.get(h.auth.keyId), 'unknown-admin-key');
       case AuthMode.TOKEN:
-        return this.token(bytes, d, d.auth.token, from);
+        return this.token(h, h.auth.token, from);
       case AuthMode.SESSION:
-        return this.session(bytes, d, from);
+        return this.session(h, from);
     }
   }
 
@@ -236,65 +236,55 @@ export class ServerAuth {
     return { action: 'refuse', code, mode, key, retryAfterMs };
   }
 
-  /** Modes 1 and 4: a named static key, replay defence by nonce (mode 4: the tag). */
-  private keyed(
-    bytes: Uint8Array,
-    d: AnyDatagram,
-    key: KeyedHmac | undefined,
-    unknown: DropReason,
-    nonce: Uint8Array,
-  ): AuthDecision {
+  /** Modes 1 and 4: a named static key. */
+  private keyed(h: Head, key: KeyedHmac | undefined, unknown: DropReason): AuthDecision {
     if (!key) return drop(unknown);
-    if (!verify(bytes, key)) return drop('bad-mac');
+    if (!key.verifyTrailing(h.bytes)) return drop('bad-mac');
     const now = this.now();
-    const mode = d.auth.mode;
-    if (this.nonces.has(nonce, now)) return drop('replay');
-    if (!checkSkew(d.timestamp, now, this.skewMs))
+    const mode = h.auth.mode;
+    if (!checkSkew(h.timestamp, now, this.skewMs))
       return this.refuse(ErrorCode.CLOCK_SKEW, mode, key);
-    const added = this.nonces.add(nonce, now);
-    if (added === 'replay') return drop('replay');
-    if (added === 'full') return this.refuse(ErrorCode.BUSY, mode, key, 1000);
-    if (!typeAllowed(mode, d.type)) return this.refuse(ErrorCode.WRONG_MODE, mode, key);
-    if (d.auth.mode === AuthMode.CREDENTIAL) {
-      if (d.type === MsgType.HELLO) {
-        if (bytes.length < MIN_FIRST_CONTACT) return this.refuse(ErrorCode.NEED_PADDING, mode, key);
-        if (!credentialCovers(d.auth.credId, d.body.vendor, d.body.user)) {
-          return this.refuse(ErrorCode.NOT_PERMITTED, mode, key);
-        }
+    if (!typeAllowed(mode, h.type)) return this.refuse(ErrorCode.WRONG_MODE, mode, key);
+    if (h.auth.mode === AuthMode.CREDENTIAL) {
+      if (h.type === MsgType.HELLO) {
+        if (h.bytes.length < MIN_FIRST_CONTACT)
+          return this.refuse(ErrorCode.NEED_PADDING, mode, key);
+      } else if (this.recentCredential.seen(h.auth.nonce, now)) {
+        return { action: 'replay', mode, key };
       }
-      return { action: 'accept', mode, key, sessionId: d.sessionId, credId: d.auth.credId };
+      return { action: 'accept', mode, key, sessionId: h.sessionId, credId: h.auth.credId };
     }
-    if (d.auth.mode === AuthMode.ADMIN) {
-      return { action: 'accept', mode, key, sessionId: d.sessionId, adminId: d.auth.keyId };
+    if (h.auth.mode === AuthMode.ADMIN) {
+      if (h.type !== MsgType.ADMIN && this.recentAdmin.seen(tagId(h.bytes), now)) {
+        return { action: 'replay', mode, key };
+      }
+      return { action: 'accept', mode, key, sessionId: h.sessionId, adminId: h.auth.keyId };
     }
     return drop('not-a-request');
   }
 
   /** Mode 2: the token names the server key; the session key comes from the token. */
-  private token(
-    bytes: Uint8Array,
-    d: AnyDatagram,
-    tokenBytes: Uint8Array,
-    from: PeerAddress,
-  ): AuthDecision {
+  private token(h: Head, tokenBytes: Uint8Array, from: PeerAddress): AuthDecision {
+    const known = this.sessions.getSession(h.sessionId);
+    const mode = AuthMode.TOKEN;
+    // The session's own token and its cached key: no decoding or derivation at all.
+    const fast = known?.tokenIs(tokenBytes) ? known.hmac : undefined;
+    if (fast) {
+      if (!fast.verifyTrailing(h.bytes)) return drop('bad-mac');
+      return this.sessionChecks(h, known!, fast, mode, from, this.now());
+    }
+    if (this.budget && !this.budget(from.address)) return drop('over-budget');
     const now = this.now();
     const sum = testTokenChecksum(tokenBytes, this.keyring, now);
     if (!sum.ok) return drop('bad-token');
     const { token, serverKey } = sum;
     const sessionKey = sessionKeyFor(token, serverKey);
     const key = new KeyedHmac(sessionKey);
-    if (!verify(bytes, key)) return drop('bad-mac');
-    const mode = AuthMode.TOKEN;
-    if (d.sessionId !== token.tokenId) return this.refuse(ErrorCode.BAD_REQUEST, mode, key);
-    const known = this.sessions.getSession(token.tokenId);
-    const id = tagId(bytes);
-    if (this.nonces.has(id, now) || (known && !known.window.check(d.seq))) return drop('replay');
-    if (!checkSkew(d.timestamp, now, this.skewMs))
+    if (!key.verifyTrailing(h.bytes)) return drop('bad-mac');
+    if (h.sessionId !== token.tokenId) return this.refuse(ErrorCode.BAD_REQUEST, mode, key);
+    if (known) return this.sessionChecks(h, known, key, mode, from, now);
+    if (!checkSkew(h.timestamp, now, this.skewMs))
       return this.refuse(ErrorCode.CLOCK_SKEW, mode, key);
-    const added = this.nonces.add(id, now);
-    if (added === 'full') return this.refuse(ErrorCode.BUSY, mode, key, 1000);
-    const window = known ? known.window : new ReplayWindow(this.windowSize);
-    window.update(d.seq);
     if (this.revoked.isRevoked(token.tokenId))
       return this.refuse(ErrorCode.TOKEN_REVOKED, mode, key);
     if (now >= token.expires * 1000) return this.refuse(ErrorCode.TOKEN_EXPIRED, mode, key);
@@ -307,8 +297,7 @@ export class ServerAuth {
       return drop('not-a-request');
     }
     if (!sameIp(token.ip, peer)) return this.refuse(ErrorCode.TOKEN_WRONG_HOST, mode, key);
-    if (!typeAllowed(mode, d.type)) return this.refuse(ErrorCode.WRONG_MODE, mode, key);
-    const moved = known ? this.hostCheck(known, from) === true : token.port !== from.port;
+    if (!typeAllowed(mode, h.type)) return this.refuse(ErrorCode.WRONG_MODE, mode, key);
     return {
       action: 'accept',
       mode,
@@ -316,91 +305,73 @@ export class ServerAuth {
       sessionId: token.tokenId,
       token,
       sessionKey,
-      restored: !known,
-      ...(known ? {} : { window }),
-      moved,
+      moved: token.port !== from.port,
     };
   }
 
   /** Mode 3: the session named in the header. */
-  private session(bytes: Uint8Array, d: AnyDatagram, from: PeerAddress): AuthDecision {
-    const s = this.sessions.getSession(d.sessionId);
-    if (!s) return drop('unknown-session');
-    if (!verify(bytes, s.hmac)) return drop('bad-mac');
-    if (!s.window.check(d.seq)) return drop('replay');
-    const now = this.now();
-    const mode = AuthMode.SESSION;
-    if (!checkSkew(d.timestamp, now, this.skewMs))
-      return this.refuse(ErrorCode.CLOCK_SKEW, mode, s.hmac);
-    s.window.update(d.seq);
-    if (now >= s.expires) return this.refuse(ErrorCode.TOKEN_EXPIRED, mode, s.hmac);
-    const moved = this.hostCheck(s, from);
-    if (moved === undefined) return this.refuse(ErrorCode.TOKEN_WRONG_HOST, mode, s.hmac);
-    if (!typeAllowed(mode, d.type)) return this.refuse(ErrorCode.WRONG_MODE, mode, s.hmac);
-    return { action: 'accept', mode, key: s.hmac, sessionId: d.sessionId, moved };
+  private session(h: Head, from: PeerAddress): AuthDecision {
+    const s = this.sessions.getSession(h.sessionId);
+    const key = s?.hmac;
+    if (!s || !key) return drop('unknown-session');
+    if (!key.verifyTrailing(h.bytes)) return drop('bad-mac');
+    return this.sessionChecks(h, s, key, AuthMode.SESSION, from, this.now());
   }
 
-  /**
-   * The mode-3 checks of `authenticate`, for a request whose header the caller has read
-   * itself (the daemon's HEARTBEAT fast path; `type`, `seq` and `timestamp` are the header's).
-   * True when `authenticate` would accept the datagram from the session's own address and
-   * port; the window has then taken `seq`. False in every other case (bad tag, replay, skew,
-   * expiry, another address or port, a type mode 3 does not allow), with nothing changed:
-   * pass the datagram to `authenticate` for the full answer.
-   */
-  acceptsAtOnce(
+  /** Modes 2 and 3 of a known session, tag verified: window, skew, expiry, host, type. */
+  private sessionChecks(
+    h: Head,
     s: AuthSession,
-    bytes: Uint8Array,
-    type: number,
-    seq: number,
-    timestamp: number,
+    key: KeyedHmac,
+    mode: AuthMode,
     from: PeerAddress,
-  ): boolean {
-    if (!s.hmac.verifyTrailing(bytes) || !s.window.check(seq)) return false;
-    const now = this.now();
-    if (!checkSkew(timestamp, now, this.skewMs) || now >= s.expires) return false;
-    if (s.address !== from.address || s.port !== from.port) return false;
-    if (!typeAllowed(AuthMode.SESSION, type)) return false;
-    s.window.update(seq);
-    return true;
+    now: number,
+  ): AuthDecision {
+    if (!s.checkSeq(h.seq)) return { action: 'replay', mode, key };
+    if (!checkSkew(h.timestamp, now, this.skewMs))
+      return this.refuse(ErrorCode.CLOCK_SKEW, mode, key);
+    if (mode === AuthMode.TOKEN && this.revoked.isRevoked(h.sessionId))
+      return this.refuse(ErrorCode.TOKEN_REVOKED, mode, key);
+    if (now >= s.expires) return this.refuse(ErrorCode.TOKEN_EXPIRED, mode, key);
+    const moved = hostCheck(s, from);
+    if (moved === undefined) return this.refuse(ErrorCode.TOKEN_WRONG_HOST, mode, key);
+    if (!typeAllowed(mode, h.type)) return this.refuse(ErrorCode.WRONG_MODE, mode, key);
+    // Accepted: only now does the window take the seq, so a refused copy cannot burn it.
+    s.acceptSeq(h.seq);
+    return { action: 'accept', mode, key, sessionId: h.sessionId, moved };
   }
 
   /**
    * TEST_CONN_ACK: the client's answer to the server's TEST_CONN (REPLY set, mode 3). No
-   * replay window: the caller matches its nonce against the one outstanding TEST_CONN.
+   * replay window: the caller matches its nonce against the one outstanding TEST_CONN. It is
+   * never answered, so every failure here is a silent drop.
    */
-  private testConnAck(bytes: Uint8Array, d: AnyDatagram, from: PeerAddress): AuthDecision {
-    if (d.flags !== Flags.REPLY || d.auth.mode !== AuthMode.SESSION) return drop('not-a-request');
-    const s = this.sessions.getSession(d.sessionId);
-    if (!s) return drop('unknown-session');
-    if (!verify(bytes, s.hmac)) return drop('bad-mac');
-    const now = this.now();
-    if (!checkSkew(d.timestamp, now, this.skewMs))
-      return this.refuse(ErrorCode.CLOCK_SKEW, AuthMode.SESSION, s.hmac);
-    const moved = this.hostCheck(s, from);
-    if (moved === undefined)
-      return this.refuse(ErrorCode.TOKEN_WRONG_HOST, AuthMode.SESSION, s.hmac);
-    return { action: 'accept', mode: AuthMode.SESSION, key: s.hmac, sessionId: d.sessionId, moved };
-  }
-
-  /** false: same address; true: same IP, other port; undefined: another host. */
-  private hostCheck(s: AuthSession, from: PeerAddress): boolean | undefined {
-    if (s.address === from.address) return s.port !== from.port;
-    try {
-      if (!sameIp(parseIp(s.address), parseIp(from.address))) return undefined;
-    } catch {
-      return undefined;
-    }
-    return true;
+  private testConnAck(h: Head, from: PeerAddress): AuthDecision {
+    if (h.flags !== Flags.REPLY || h.auth.mode !== AuthMode.SESSION) return drop('not-a-request');
+    const s = this.sessions.getSession(h.sessionId);
+    const key = s?.hmac;
+    if (!s || !key) return drop('unknown-session');
+    if (!key.verifyTrailing(h.bytes)) return drop('bad-mac');
+    if (!checkSkew(h.timestamp, this.now(), this.skewMs)) return drop('not-a-request');
+    const moved = hostCheck(s, from);
+    if (moved === undefined) return drop('not-a-request');
+    return { action: 'accept', mode: AuthMode.SESSION, key, sessionId: h.sessionId, moved };
   }
 }
 
-function verify(bytes: Uint8Array, key: KeyedHmac): boolean {
-  return key.verifyTrailing(bytes);
+/** false: same address; true: same IP, other port; undefined: another host. */
+function hostCheck(s: AuthSession, from: PeerAddress): boolean | undefined {
+  if (s.address === from.address) return s.port !== from.port;
+  try {
+    if (!sameIp(parseIp(s.address), parseIp(from.address))) return undefined;
+  } catch {
+    return undefined;
+  }
+  return true;
 }
 
 /** A unique id of a datagram without a nonce: the first half of its (verified) tag. */
-function tagId(bytes: Uint8Array): Uint8Array {
+export function tagId(bytes: Uint8Array): Uint8Array {
   return bytes.subarray(bytes.length - TAG_LENGTH, bytes.length - TAG_LENGTH / 2);
 }
 

@@ -18,6 +18,19 @@ export interface DaemonKeys {
   admin: Map<string, Uint8Array>;
   /** Vendors' Ed25519 public keys by vendor name, for license lines (empty when none). */
   vendors?: Map<string, Uint8Array>;
+  /** Caps of credentials that carry them (`maxSessions`, `maxSeats` in the keys file). */
+  caps?: Map<string, CredentialCaps>;
+}
+
+/**
+ * What the sessions opened with one credential may hold together: a vendor-wide credential
+ * is shared by every client of the vendor, so its caps bound what anyone holding it can take.
+ */
+export interface CredentialCaps {
+  /** Live sessions. */
+  sessions?: number;
+  /** Seats held (all features). */
+  seats?: number;
 }
 
 /** A client's credential file. */
@@ -162,7 +175,34 @@ export function parseDaemonKeys(value: unknown, file = '<keys>'): DaemonKeys {
     credentials: parseKeyList(value.credentials, file, 'credentials'),
     admin: parseKeyList(value.admin, file, 'admin'),
     vendors: parseVendorList(value.vendors, file),
+    caps: parseCaps(value.credentials, file),
   };
+}
+
+/** `maxSessions` / `maxSeats` of the credentials that have them (positive integers). */
+function parseCaps(value: unknown, file: string): Map<string, CredentialCaps> {
+  const out = new Map<string, CredentialCaps>();
+  if (!Array.isArray(value)) return out;
+  value.forEach((k: Record<string, unknown>, i: number) => {
+    const caps: CredentialCaps = {};
+    for (const [field, name] of [
+      ['maxSessions', 'sessions'],
+      ['maxSeats', 'seats'],
+    ] as const) {
+      const v = k[field];
+      if (v === undefined) continue;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 0xffffffff) {
+        throw new KeyFileError(
+          KeyFileErrorCode.MALFORMED,
+          file,
+          `credentials[${i}].${field}: must be a positive integer`,
+        );
+      }
+      caps[name] = v;
+    }
+    if (caps.sessions !== undefined || caps.seats !== undefined) out.set(String(k.id), caps);
+  });
+  return out;
 }
 
 /**
@@ -175,13 +215,21 @@ export function loadDaemonKeys(file: string): DaemonKeys {
 
 /** The JSON text of a daemon keys file. */
 export function daemonKeysToJSON(keys: DaemonKeys): string {
-  const list = (m: Map<string, Uint8Array>) =>
-    [...m].map(([id, key]) => ({ id, key: Buffer.from(key).toString('hex') }));
+  const list = (m: Map<string, Uint8Array>, caps?: Map<string, CredentialCaps>) =>
+    [...m].map(([id, key]) => {
+      const c = caps?.get(id);
+      return {
+        id,
+        key: Buffer.from(key).toString('hex'),
+        ...(c?.sessions !== undefined ? { maxSessions: c.sessions } : {}),
+        ...(c?.seats !== undefined ? { maxSeats: c.seats } : {}),
+      };
+    });
   return `${JSON.stringify(
     {
       version: 1,
       server: keys.keyring.toJSON(),
-      credentials: list(keys.credentials),
+      credentials: list(keys.credentials, keys.caps),
       admin: list(keys.admin),
       vendors: [...(keys.vendors ?? [])].map(([name, pk]) => ({
         name,

@@ -1,13 +1,23 @@
 /**
- * The exactly-once reply cache: the bytes of every answered request, keyed by who sent it
- * and its request id, so a retransmission gets the same reply byte for byte and is never
- * processed twice. Bounded in entries and in time; oldest entries go first.
+ * The reply cache: the bytes of recently answered requests, keyed by who sent them and their
+ * request id, with the address each came from, so a retransmission from that address gets
+ * the same reply byte for byte, fast. It is bounded in entries and in time (oldest first) and
+ * is only the fast path: exactly-once rests on the durable reply records of the store.
  *
  * Entries sit in a ring in insertion order (which is expiry order, the TTL being fixed) and a
  * Map finds them by key. Eviction takes the ring's head and deletes its key from the Map by
  * name: never by iterating the Map from its front, which in V8 walks every deleted entry
  * still there and made a full cache cost 16 µs per reply.
  */
+
+/** A cached reply and the source of the request it answered. */
+export interface CachedReply {
+  bytes: Uint8Array;
+  address: string;
+  port: number;
+  /** How often it was sent again already. */
+  resent: number;
+}
 
 export class ReplyCache {
   readonly #max: number;
@@ -16,6 +26,10 @@ export class ReplyCache {
   readonly #index = new Map<string, number>();
   readonly #keys: (string | undefined)[];
   readonly #bytes: (Uint8Array | undefined)[];
+  readonly #address: (string | undefined)[];
+  readonly #port: Uint16Array;
+  /** Times an entry was sent again: a bound on what replays can make it send. */
+  readonly #resent: Uint8Array;
   readonly #expires: Float64Array;
   /** Ring slot of the oldest entry, and how many slots are in use. */
   #head = 0;
@@ -29,6 +43,9 @@ export class ReplyCache {
     this.#ttl = ttlMs;
     this.#keys = new Array<string | undefined>(max).fill(undefined);
     this.#bytes = new Array<Uint8Array | undefined>(max).fill(undefined);
+    this.#address = new Array<string | undefined>(max).fill(undefined);
+    this.#port = new Uint16Array(max);
+    this.#resent = new Uint8Array(max);
     this.#expires = new Float64Array(max);
   }
 
@@ -37,20 +54,37 @@ export class ReplyCache {
     return this.#index.size;
   }
 
-  /** The cached reply for `key`, if still fresh. */
-  get(key: string, now: number): Uint8Array | undefined {
+  /** The cached reply for `key`, if still fresh, and where its request came from. */
+  get(key: string, now: number): CachedReply | undefined {
     const slot = this.#index.get(key);
     if (slot === undefined || this.#expires[slot]! <= now) return undefined;
-    return this.#bytes[slot];
+    return {
+      bytes: this.#bytes[slot]!,
+      address: this.#address[slot]!,
+      port: this.#port[slot]!,
+      resent: this.#resent[slot]!,
+    };
   }
 
-  /** Caches `bytes` as the reply for `key` (replacing an earlier one), evicting the oldest. */
-  set(key: string, bytes: Uint8Array, now: number): void {
+  /** Counts one more resend of the entry for `key` (saturating at 255). */
+  resent(key: string): void {
+    const slot = this.#index.get(key);
+    if (slot !== undefined && this.#resent[slot]! < 255) this.#resent[slot]!++;
+  }
+
+  /**
+   * Caches `bytes` as the reply for `key` (replacing an earlier one), evicting the oldest;
+   * `address` and `port` are where the request came from, the only place it may go again.
+   */
+  set(key: string, bytes: Uint8Array, address: string, port: number, now: number): void {
     if (this.#used === this.#max) this.#evict();
     const slot = (this.#head + this.#used) % this.#max;
     this.#used++;
     this.#keys[slot] = key;
     this.#bytes[slot] = bytes;
+    this.#address[slot] = address;
+    this.#port[slot] = port;
+    this.#resent[slot] = 0;
     this.#expires[slot] = now + this.#ttl;
     // A replaced entry's old slot stays in the ring until it is evicted; it no longer owns
     // the key, so evicting it leaves the new entry alone.
@@ -68,6 +102,7 @@ export class ReplyCache {
     if (this.#index.get(key) === slot) this.#index.delete(key);
     this.#keys[slot] = undefined;
     this.#bytes[slot] = undefined;
+    this.#address[slot] = undefined;
     this.#head = (slot + 1) % this.#max;
     this.#used--;
   }

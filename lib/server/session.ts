@@ -9,7 +9,15 @@
  */
 import { WindowSlab } from '../auth/replay.ts';
 import { KeyedHmac } from '../crypto/hmac.ts';
-import { Flags, HEADER_LENGTH, MAGIC, MsgType, Offset, TAG_LENGTH, VERSION } from '../wire/index.ts';
+import {
+  Flags,
+  HEADER_LENGTH,
+  MAGIC,
+  MsgType,
+  Offset,
+  TAG_LENGTH,
+  VERSION,
+} from '../wire/index.ts';
 
 /** Bytes of a HEARTBEAT_ACK: header, leases u16, queued u16, heartbeatMs u32, tag. */
 export const HEARTBEAT_ACK_LENGTH = HEADER_LENGTH + 8 + TAG_LENGTH;
@@ -85,6 +93,8 @@ export interface SessionFields {
   lastSeen: number;
   /** Restart replay floor: every seq at or below it counts as seen. */
   floor?: number;
+  /** Id of the credential the session was opened with. */
+  credential?: string;
 }
 
 /**
@@ -183,7 +193,8 @@ export class LiveSlab {
     this.#requestId[slot] = requestId | 0;
     this.#seq[slot] = v.getInt32(Offset.SEQ);
     this.#mode[slot] = reply[Offset.MODE]!;
-    this.#stamp[slot] = v.getUint32(Offset.TIMESTAMP) * 0x1_0000_0000 + v.getUint32(Offset.TIMESTAMP + 4);
+    this.#stamp[slot] =
+      v.getUint32(Offset.TIMESTAMP) * 0x1_0000_0000 + v.getUint32(Offset.TIMESTAMP + 4);
     this.#counts[slot] = v.getInt32(HEADER_LENGTH);
     this.#heartbeatMs[slot] = v.getInt32(HEADER_LENGTH + 4);
   }
@@ -225,6 +236,7 @@ export class LiveSlab {
 /** test_conn state, for the sessions the daemon has had to ping. */
 class Probe {
   serverSeq = 0;
+  resyncAt = 0;
   pings = 0;
   nextPingAt = 0;
   nonce: Uint8Array | undefined = undefined;
@@ -241,6 +253,7 @@ export class Session {
   readonly user: string;
   readonly host: string;
   readonly vendor: string;
+  readonly credential: string;
   address: string;
   port: number;
   lastSeen: number;
@@ -262,6 +275,7 @@ export class Session {
     this.user = f.user;
     this.host = f.host;
     this.vendor = f.vendor;
+    this.credential = f.credential ?? '';
     // Tokens expire on a whole second; anything else would be rounded up to one.
     this.#expiresS = Math.ceil(f.expires / 1000);
     this.address = f.address;
@@ -367,6 +381,15 @@ export class Session {
 
   set serverSeq(v: number) {
     this.#probing().serverSeq = v;
+  }
+
+  /** When the session was last told its restart floor (ERROR REPLAY). */
+  get resyncAt(): number {
+    return this.#probe?.resyncAt ?? 0;
+  }
+
+  set resyncAt(v: number) {
+    this.#probing().resyncAt = v;
   }
 
   /** Unanswered test_conn pings. */

@@ -49,13 +49,15 @@ CREATE TABLE replies (
   expires INTEGER NOT NULL) STRICT;
 CREATE INDEX replies_expires ON replies (expires);
 `;
-const MIGRATE_V1 = `ALTER TABLE sessions ADD COLUMN seq_floor INTEGER NOT NULL DEFAULT -1;${SCHEMA_V2}`;
+const MIGRATE_V1 = `ALTER TABLE sessions ADD COLUMN seq_floor INTEGER NOT NULL DEFAULT -1;
+ALTER TABLE sessions ADD COLUMN credential TEXT NOT NULL DEFAULT '';${SCHEMA_V2}`;
 
 const SCHEMA = `
 CREATE TABLE sessions (
   token_id INTEGER PRIMARY KEY, token BLOB NOT NULL, user TEXT NOT NULL, host TEXT NOT NULL,
   vendor TEXT NOT NULL, created INTEGER NOT NULL, expires INTEGER NOT NULL,
-  ip TEXT NOT NULL, port INTEGER NOT NULL, seq_floor INTEGER NOT NULL DEFAULT -1) STRICT;
+  ip TEXT NOT NULL, port INTEGER NOT NULL, seq_floor INTEGER NOT NULL DEFAULT -1,
+  credential TEXT NOT NULL DEFAULT '') STRICT;
 CREATE TABLE leases (
   lease_id INTEGER PRIMARY KEY, token_id INTEGER NOT NULL, feature TEXT NOT NULL,
   version TEXT NOT NULL, count INTEGER NOT NULL, group_key TEXT NOT NULL,
@@ -88,6 +90,8 @@ export interface SessionRecord {
   port: number;
   /** Every client seq at or below this may have been used (-1: none); see setSeqFloor. */
   seqFloor?: number;
+  /** Id of the credential the session was opened with ('' when unknown). */
+  credential?: string;
 }
 
 /** A reply kept durably for the request that produced it (exactly-once across restarts). */
@@ -589,7 +593,7 @@ export class Store {
     p(
       'putSession',
       'INSERT OR REPLACE INTO sessions (token_id, token, user, host, vendor, created, expires, ' +
-        'ip, port, seq_floor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'ip, port, seq_floor, credential) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
     );
     p('touchSessionAddr', 'UPDATE sessions SET ip = ?, port = ? WHERE token_id = ?');
     p('setSeqFloor', 'UPDATE sessions SET seq_floor = max(seq_floor, ?) WHERE token_id = ?');
@@ -686,6 +690,7 @@ export class Store {
       str('session.ip', s.ip),
       int('session.port', s.port, 0, 65535),
       int('session.seqFloor', s.seqFloor ?? -1, -1, 0xffff_ffff),
+      str('session.credential', s.credential ?? ''),
     ];
     this.#queue('putSession', args);
   }
@@ -1013,6 +1018,7 @@ export class Store {
         ip: r.ip as string,
         port: num(r.port),
         seqFloor: num(r.seq_floor),
+        credential: r.credential as string,
       };
     }
   }

@@ -39,6 +39,7 @@ function session(tokenId: bigint, over: Partial<SessionRecord> = {}): SessionRec
     ip: '192.0.2.7',
     port: 40000,
     seqFloor: -1,
+    credential: '',
     ...over,
   };
 }
@@ -515,7 +516,10 @@ t.test('a schema-1 state file is upgraded in place by a writable open', async (t
   openStore(dir).close();
   const file = path.join(dir, STATE_FILE);
   const db = new Database(file);
-  db.exec('DROP TABLE replies; ALTER TABLE sessions DROP COLUMN seq_floor; PRAGMA user_version = 1');
+  db.exec(
+    'DROP TABLE replies; ALTER TABLE sessions DROP COLUMN seq_floor; ' +
+      'ALTER TABLE sessions DROP COLUMN credential; PRAGMA user_version = 1',
+  );
   db.close();
   tt.throws(() => openStore(dir, { readonly: true }), { code: 'OLD_SCHEMA' }, 'read-only refuses');
   const s = openStore(dir);

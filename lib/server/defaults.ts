@@ -1,0 +1,120 @@
+/**
+ * Every daemon option and its default, in one table: the Daemon merges the caller's options
+ * over it once at start (`resolveOptions`), and floatlmd's command line takes its defaults
+ * from it, so a default is written down in exactly one place.
+ */
+import type { Logger } from './log.ts';
+
+/** Options a caller may give `Daemon.start`. Times in ms unless the name says otherwise. */
+export interface DaemonOptions {
+  licenseFile: string;
+  keysFile: string;
+  stateDir: string;
+  host?: string;
+  port?: number;
+  logger?: Logger;
+  /** JSON-lines report log; default `<stateDir>/report.jsonl`; `false` for none. */
+  reportLog?: string | false;
+  now?: () => number;
+  /** Heartbeat interval told to clients. */
+  heartbeatMs?: number;
+  /** A session quiet this long is pinged. Default 2 × heartbeatMs. */
+  quietMs?: number;
+  /** Interval between unanswered test_conn pings. */
+  testConnIntervalMs?: number;
+  /** Unanswered pings before the session is reaped. */
+  testConnTries?: number;
+  /** Restart grace. */
+  graceMs?: number;
+  /** Start in grace even with an empty state dir (taking over from a dead server). */
+  takeover?: boolean;
+  /** Token lifetime (s). */
+  tokenLifetimeS?: number;
+  /**
+   * Budget per source address for work done on datagrams not yet verified (a bad tag, a
+   * token the server holds no key for yet, a HELLO); `rate: 0` disables. Verified session
+   * traffic is never charged to it.
+   */
+  rateLimit?: { rate: number; burst: number };
+  /** Live sessions per user and per source address. */
+  maxSessionsPerUser?: number;
+  maxSessionsPerHost?: number;
+  /** A session holding nothing and quiet this long is forgotten. */
+  idleSessionMs?: number;
+  /** Sessions whose keyed HMAC stays in memory (the most recently active). */
+  hmacCacheSize?: number;
+  /** Replies kept in memory for retransmissions (beyond them, the durable records). */
+  replyCacheSize?: number;
+  /** Housekeeping timer period: reaping, grace, flushing. */
+  tickMs?: number;
+  /** A daemon whose license yields no servable feature starts anyway. */
+  allowEmpty?: boolean;
+  /** Called once the daemon has closed (after an admin shutdown, for example). */
+  onClosed?: () => void;
+}
+
+/** The defaults of every optional option (floatlmd's CLI reads them from here). */
+export const DEFAULTS = {
+  host: '127.0.0.1',
+  port: 27400,
+  heartbeatMs: 10_000,
+  testConnIntervalMs: 5_000,
+  testConnTries: 3,
+  graceMs: 90_000,
+  takeover: false,
+  tokenLifetimeS: 86_400,
+  rateLimit: { rate: 1000, burst: 2000 },
+  maxSessionsPerUser: 64,
+  maxSessionsPerHost: 256,
+  idleSessionMs: 3_600_000,
+  hmacCacheSize: 65_536,
+  replyCacheSize: 65_536,
+  tickMs: 1000,
+  allowEmpty: true,
+} as const;
+
+/** How long a reply answers retransmissions from memory (protocol.md section 11). */
+export const REPLY_TTL_MS = 60_000;
+/**
+ * How long a durable reply record answers re-sends: past it, a copy of the request fails the
+ * skew check anyway (it was accepted within ±skew of its timestamp, so a copy is at most
+ * 2 × skew later), with room for a restart and the client's whole retransmission budget.
+ */
+export const RECORD_TTL_MS = 15 * 60_000;
+/**
+ * Seqs reserved ahead in a session's durable replay floor: the floor is rewritten once per
+ * RESERVE / 2 requests of a session (riding on the group commit), and after a crash the
+ * client skips at most this many seqs.
+ */
+export const SEQ_RESERVE = 4096;
+
+/** Options with every default filled in. */
+export type ResolvedOptions = Required<
+  Omit<DaemonOptions, 'quietMs' | 'reportLog' | 'logger' | 'now' | 'onClosed'>
+> & {
+  quietMs: number;
+  reportLog: string | undefined;
+  logger: Logger | undefined;
+  now: () => number;
+  onClosed: (() => void) | undefined;
+};
+
+/** Merges `opts` over DEFAULTS, once. */
+export function resolveOptions(opts: DaemonOptions): ResolvedOptions {
+  const heartbeatMs = opts.heartbeatMs ?? DEFAULTS.heartbeatMs;
+  return {
+    ...DEFAULTS,
+    ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)),
+    licenseFile: opts.licenseFile,
+    keysFile: opts.keysFile,
+    stateDir: opts.stateDir,
+    heartbeatMs,
+    quietMs: opts.quietMs ?? 2 * heartbeatMs,
+    rateLimit: opts.rateLimit ?? DEFAULTS.rateLimit,
+    reportLog:
+      opts.reportLog === false ? undefined : (opts.reportLog ?? `${opts.stateDir}/report.jsonl`),
+    logger: opts.logger,
+    now: opts.now ?? Date.now,
+    onClosed: opts.onClosed,
+  } as ResolvedOptions;
+}

@@ -1,0 +1,114 @@
+/**
+ * CHECKOUT → CHECKOUT_REPLY: granted (with a lease ticket, durable before the reply leaves),
+ * queued, or denied with a reason. Every outcome is kept durably for its (session, request
+ * id), so a re-send after a restart or eviction gets this same answer.
+ */
+import { CheckoutStatus, ErrorCode, errorName, MsgType } from '../../wire/index.ts';
+import type { Bodies } from '../../wire/messages.ts';
+import { type Core, hexId } from '../core.ts';
+import type { Ctx } from '../outbox.ts';
+import type { Session } from '../session.ts';
+
+export function checkout(
+  core: Core,
+  ctx: Ctx,
+  b: Bodies[typeof MsgType.CHECKOUT],
+  s: Session,
+): void {
+  const now = ctx.now;
+  const base = {
+    feature: b.feature,
+    leaseId: 0n,
+    count: 0,
+    ticket: new Uint8Array(0),
+    heartbeatMs: core.opts.heartbeatMs,
+    position: 0,
+    queueLength: 0,
+    reason: 0,
+    retryAfterMs: 0,
+  };
+  const left = core.graceLeft(now);
+  if (left > 0) {
+    core.outbox.reply(ctx, MsgType.CHECKOUT_REPLY, {
+      ...base,
+      status: CheckoutStatus.DENIED,
+      reason: ErrorCode.IN_GRACE,
+      retryAfterMs: Math.min(left, 0xffffffff),
+    });
+    return;
+  }
+  const r = core.pool.checkout({
+    sessionId: s.id,
+    user: s.user,
+    host: s.host,
+    feature: b.feature,
+    version: b.version,
+    count: b.count,
+    wait: (b.options & 1) === 1,
+    vendor: s.vendor,
+  });
+  const who = {
+    session: hexId(s.id),
+    user: s.user,
+    host: s.host,
+    feature: b.feature,
+    version: b.version,
+    count: b.count,
+  };
+  if (r.status === 'granted') {
+    const lease = r.lease;
+    let ticket: Uint8Array;
+    if (r.fromQueue) {
+      // Assigned from the queue when a seat freed (afterRelease wrote lease and grant event
+      // then); this poll only hands over the ticket.
+      core.store.dequeue(s.id, b.feature);
+      ticket = core.leaseTicket(s, lease, now);
+    } else {
+      ticket = core.leaseTicket(s, lease, now);
+      core.report.write('grant', now, {
+        ...who,
+        lease: hexId(lease.leaseId),
+        granted: lease.version,
+        queued: false,
+      });
+    }
+    core.outbox.reply(
+      ctx,
+      MsgType.CHECKOUT_REPLY,
+      {
+        ...base,
+        status: CheckoutStatus.GRANTED,
+        leaseId: lease.leaseId,
+        count: lease.count,
+        ticket,
+      },
+      true,
+    );
+    return;
+  }
+  if (r.status === 'queued') {
+    if (r.added) {
+      core.store.enqueue({
+        tokenId: s.id,
+        feature: b.feature,
+        version: b.version,
+        count: b.count,
+        since: now,
+      });
+      core.report.write('queue', now, { ...who, position: r.position });
+    }
+    core.outbox.reply(
+      ctx,
+      MsgType.CHECKOUT_REPLY,
+      { ...base, status: CheckoutStatus.QUEUED, position: r.position, queueLength: r.queueLength },
+      r.added === true,
+    );
+    return;
+  }
+  core.report.write('deny', now, { ...who, reason: errorName(r.code) });
+  core.outbox.reply(ctx, MsgType.CHECKOUT_REPLY, {
+    ...base,
+    status: CheckoutStatus.DENIED,
+    reason: r.code,
+  });
+}

@@ -1,0 +1,39 @@
+/**
+ * HEARTBEAT → HEARTBEAT_ACK, a fixed-layout reply built without the generic encoder and kept
+ * in the session's slot (not the reply cache): a client has one heartbeat out at a time.
+ * Leases restored from disk but not yet reclaimed do not count in it: a client that holds
+ * more than the ACK says re-presents its tickets (protocol.md, HEARTBEAT_ACK).
+ */
+import type { MsgType } from '../../wire/index.ts';
+import type { Bodies } from '../../wire/messages.ts';
+import type { Core } from '../core.ts';
+import type { Ctx } from '../outbox.ts';
+import { encodeHeartbeatAck, type Session } from '../session.ts';
+
+export function heartbeat(
+  core: Core,
+  ctx: Ctx,
+  _body: Bodies[typeof MsgType.HEARTBEAT],
+  s: Session,
+): void {
+  const h = ctx.head;
+  const kept = s.keptReply(h.requestId);
+  if (kept) {
+    core.outbox.resend(kept, s, ctx.mode, ctx.from, s);
+    return;
+  }
+  let leases = 0;
+  for (const l of core.pool.leasesOf(s.id)) if (!core.unclaimed.has(l.leaseId)) leases++;
+  const reply = encodeHeartbeatAck(
+    h.requestId,
+    s.id,
+    h.seq,
+    ctx.mode,
+    ctx.now,
+    leases,
+    core.pool.queuedOf(s.id),
+    core.opts.heartbeatMs,
+    ctx.key,
+  );
+  core.outbox.heartbeatAck(s, h.requestId, reply, ctx.from);
+}

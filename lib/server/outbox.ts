@@ -1,0 +1,415 @@
+/**
+ * Everything that leaves the daemon: replies signed with the key that verified their request,
+ * never larger than the request when its source is not yet known to be the sender's, kept for
+ * retransmissions (in memory, and durably for requests that change state), and held back until
+ * the group commit has put on disk what they acknowledge. Also the only place that re-sends a
+ * kept reply, and it sends it only to the address its request came from.
+ */
+import type dgram from 'node:dgram';
+import { signDatagram } from '../auth/sign.ts';
+import type { KeyedHmac } from '../crypto/index.ts';
+import type { Store } from '../store/index.ts';
+import {
+  type AnyDatagram,
+  AuthMode,
+  ERROR_TEXT,
+  ErrorCode,
+  errorName,
+  Flags,
+  type Head,
+  MsgType,
+  Offset,
+} from '../wire/index.ts';
+import type { Bodies } from '../wire/messages.ts';
+import { RECORD_TTL_MS, REPLY_TTL_MS } from './defaults.ts';
+import type { Logger } from './log.ts';
+import { ReplyCache } from './replycache.ts';
+import type { Session } from './session.ts';
+
+export interface Peer {
+  address: string;
+  port: number;
+}
+
+/** One verified request on its way through the handlers. */
+export interface Ctx {
+  head: Head;
+  mode: AuthMode;
+  /** The key that verified the request; replies are signed with it. */
+  key: KeyedHmac;
+  from: Peer;
+  now: number;
+  session: Session | undefined;
+  /** In-memory cache key: who (authenticated) and which request. */
+  cacheKey: string;
+  /** Durable record key, for requests that change state; undefined for the others. */
+  recordKey: Uint8Array | undefined;
+  /** The source is not known to be the sender's: a reply is never larger than the request. */
+  capped: boolean;
+  credId?: string;
+  adminId?: string;
+}
+
+interface Outgoing {
+  bytes: Uint8Array;
+  to: Peer;
+  cacheKey: string | undefined;
+  /** A HEARTBEAT_ACK: kept in its session's slot (for `requestId`), not in the cache. */
+  keep?: Session | undefined;
+  requestId?: number;
+}
+
+/** How often one kept reply may be sent again (a client retransmits ~7 times in 30 s). */
+const MAX_RESENDS = 8;
+/** Bytes of an ERROR with an empty message: header, code, retryAfterMs, length, tag. */
+const ERROR_OVERHEAD = 32 + 2 + 4 + 1 + 32;
+
+export class Outbox {
+  readonly replies: ReplyCache;
+  /** Cache keys of requests whose replies wait for the group commit. */
+  readonly inflight = new Set<string>();
+  /** Bumped on every state change: STATUS pages of one state carry the same snapshot. */
+  generation = 0;
+  answered = 0;
+  errors = 0;
+  retransmits = 0;
+  #outgoing: Outgoing[] = [];
+  #tickScheduled = false;
+  #sending = 0;
+  #drained: (() => void) | undefined;
+  readonly #socket: dgram.Socket;
+  readonly #store: Store;
+  readonly #now: () => number;
+  readonly #log: Logger;
+  readonly #afterCommit: () => void;
+  closed = false;
+
+  constructor(
+    socket: dgram.Socket,
+    store: Store,
+    now: () => number,
+    log: Logger,
+    cacheSize: number,
+    afterCommit: () => void,
+  ) {
+    this.#socket = socket;
+    this.#store = store;
+    this.#now = now;
+    this.#log = log;
+    this.replies = new ReplyCache(cacheSize, REPLY_TTL_MS);
+    this.#afterCommit = afterCommit;
+  }
+
+  /** True while replies wait for a commit (a new reply must not overtake them). */
+  get busy(): boolean {
+    return this.#store.pending() > 0 || this.#outgoing.length > 0;
+  }
+
+  /**
+   * Signs and sends the reply to `ctx`; `durable` when it acknowledges a state change, which
+   * then commits first. A request that changes state (ctx.recordKey) has its reply kept
+   * durably in the same commit.
+   */
+  reply<T extends MsgType>(ctx: Ctx, type: T, body: Bodies[T], durable = false): void {
+    const bytes = this.#sign(ctx, type, body, ctx.key);
+    if (ctx.capped && bytes.length > ctx.head.bytes.length) {
+      // Never amplify towards an address that may be spoofed: ask for a padded request.
+      this.error(ctx, ErrorCode.NEED_PADDING, 0, undefined, true);
+      return;
+    }
+    this.answered++;
+    this.#deliver(ctx, bytes, durable);
+  }
+
+  /** HELLO_OK: signed with the new session key and carrying the new session id. */
+  helloOk(ctx: Ctx, body: Bodies[typeof MsgType.HELLO_OK], key: KeyedHmac, sessionId: bigint) {
+    const bytes = this.#sign(ctx, MsgType.HELLO_OK, body, key, sessionId);
+    this.answered++;
+    this.#deliver(ctx, bytes, true);
+  }
+
+  /**
+   * An ERROR as the outcome of a processed request (kept like any reply). With `padding`
+   * the code is NEED_PADDING whatever `code` says (the request was not processed: not kept).
+   */
+  error(ctx: Ctx, code: ErrorCode, retryAfterMs = 0, message?: string, padding = false): void {
+    const c = padding ? ErrorCode.NEED_PADDING : code;
+    const bytes = this.#errorBytes(ctx.head, ctx.mode, ctx.key, c, retryAfterMs, message);
+    this.errors++;
+    if (ctx.capped && bytes.length > ctx.head.bytes.length) return;
+    if (padding) this.send(bytes, ctx.from);
+    else this.#deliver(ctx, bytes, false);
+  }
+
+  /**
+   * A refusal by the auth layer (skew, wrong host, ...): the request was not processed, so
+   * the answer is neither kept nor durable, and it is sent only if it is no larger than the
+   * request when the source is not known to be the sender's.
+   */
+  refuse(
+    head: Head,
+    mode: AuthMode,
+    key: KeyedHmac,
+    code: ErrorCode,
+    retryAfterMs: number,
+    to: Peer,
+    capped: boolean,
+    seq?: number,
+  ): void {
+    const bytes = this.#errorBytes(head, mode, key, code, retryAfterMs, undefined, seq, capped);
+    if (capped && bytes.length > head.bytes.length) return;
+    this.errors++;
+    this.send(bytes, to, this.busy);
+  }
+
+  /**
+   * Sends a kept reply again to `to`, in the auth mode of the request now asking for it (a
+   * reply cached for the mode-3 form of a request re-sent in mode 2 is re-signed with the
+   * mode byte changed), if `to` is where its request came from. True when it was sent.
+   */
+  resend(kept: Uint8Array, keptTo: Peer, mode: AuthMode, to: Peer, session?: Session): boolean {
+    if (keptTo.address !== to.address || keptTo.port !== to.port) return false;
+    let reply = kept;
+    if (reply[Offset.MODE] !== mode) {
+      const h = session?.hmac;
+      if (!h) return false;
+      reply = new Uint8Array(kept);
+      reply[Offset.MODE] = mode;
+      h.signTrailing(reply);
+    }
+    this.retransmits++;
+    this.send(reply, to, this.busy);
+    return true;
+  }
+
+  /** The reply kept for a request (memory first, then the durable record), sent again. */
+  answerKept(ctx: Pick<Ctx, 'cacheKey' | 'recordKey' | 'mode' | 'from' | 'session'>, now: number) {
+    const c = this.replies.get(ctx.cacheKey, now);
+    if (c) {
+      if (c.resent >= MAX_RESENDS) return true;
+      this.replies.resent(ctx.cacheKey);
+      this.resend(c.bytes, c, ctx.mode, ctx.from, ctx.session);
+      return true;
+    }
+    if (!ctx.recordKey) return false;
+    const r = this.#store.getReply(ctx.recordKey, now);
+    if (!r) return false;
+    this.replies.set(ctx.cacheKey, r.reply, r.ip, r.port, now);
+    this.resend(r.reply, { address: r.ip, port: r.port }, ctx.mode, ctx.from, ctx.session);
+    return true;
+  }
+
+  /** A HEARTBEAT_ACK: kept in the session's slot; after the commit when one is pending. */
+  heartbeatAck(s: Session, requestId: number, bytes: Uint8Array, to: Peer): void {
+    this.answered++;
+    this.#queue({ bytes, to, cacheKey: undefined, keep: s, requestId }, this.busy);
+  }
+
+  #deliver(ctx: Ctx, bytes: Uint8Array, durable: boolean): void {
+    if (ctx.recordKey) {
+      this.#store.putReply(ctx.recordKey, {
+        reply: bytes,
+        ip: ctx.from.address,
+        port: ctx.from.port,
+        expires: ctx.now + RECORD_TTL_MS,
+      });
+    }
+    this.#queue(
+      { bytes, to: ctx.from, cacheKey: ctx.cacheKey },
+      durable || ctx.recordKey !== undefined || this.busy,
+    );
+  }
+
+  #sign<T extends MsgType>(
+    ctx: Ctx,
+    type: T,
+    body: Bodies[T],
+    key: KeyedHmac,
+    sessionId = ctx.head.sessionId,
+  ): Uint8Array {
+    const h = ctx.head;
+    return signDatagram(
+      {
+        type,
+        flags: Flags.REPLY | Flags.FROM_SERVER,
+        auth: { mode: ctx.mode },
+        requestId: h.requestId,
+        sessionId,
+        seq: h.seq,
+        timestamp: ctx.now,
+        body,
+        tag: new Uint8Array(32),
+      } as unknown as AnyDatagram,
+      key,
+    );
+  }
+
+  #errorBytes(
+    head: Head,
+    mode: AuthMode,
+    key: KeyedHmac,
+    code: number,
+    retryAfterMs: number,
+    message?: string,
+    seq = head.seq,
+    capped = true,
+  ): Uint8Array {
+    let text = message ?? ERROR_TEXT[code as ErrorCode] ?? errorName(code);
+    // Towards an unknown source the error must not be larger than the request: trim the
+    // text, never the code.
+    if (capped && ERROR_OVERHEAD + Buffer.byteLength(text) > head.bytes.length) text = '';
+    return signDatagram(
+      {
+        type: MsgType.ERROR,
+        flags: Flags.REPLY | Flags.FROM_SERVER,
+        auth: { mode } as never,
+        requestId: head.requestId,
+        sessionId: head.sessionId,
+        seq,
+        timestamp: this.#now(),
+        body: { code, retryAfterMs, message: clip(text) },
+        tag: new Uint8Array(32),
+      },
+      key,
+    );
+  }
+
+  /** Sends now, or after the next group commit. */
+  send(bytes: Uint8Array, to: Peer, afterCommit = false): void {
+    this.#queue({ bytes, to, cacheKey: undefined }, afterCommit);
+  }
+
+  #queue(o: Outgoing, afterCommit: boolean): void {
+    if (!afterCommit) {
+      this.#keep(o, this.#now());
+      this.sendRaw(o.bytes, o.to);
+      return;
+    }
+    this.generation = (this.generation + 1) >>> 0;
+    this.#outgoing.push(o);
+    if (o.cacheKey) this.inflight.add(o.cacheKey);
+    this.schedule();
+  }
+
+  /** Makes sure a group commit runs on the next turn of the event loop. */
+  schedule(): void {
+    if (this.#tickScheduled) return;
+    this.#tickScheduled = true;
+    setImmediate(() => {
+      this.#tickScheduled = false;
+      try {
+        this.commitAndSend();
+      } catch (e) {
+        this.#log.error(`commit failed; replies withheld: ${(e as Error).message}`);
+      }
+    });
+  }
+
+  /** Group commit: everything pending in one transaction, then the replies it covers. */
+  commitAndSend(): void {
+    const out = this.#outgoing;
+    this.#outgoing = [];
+    try {
+      if (this.#store.pending() > 0) this.#store.commit();
+    } catch (e) {
+      // Nothing covered by the failed commit is acknowledged; clients retransmit.
+      for (const o of out) if (o.cacheKey) this.inflight.delete(o.cacheKey);
+      throw e;
+    }
+    this.#afterCommit();
+    const now = this.#now();
+    for (const o of out) {
+      this.#keep(o, now);
+      if (o.cacheKey) this.inflight.delete(o.cacheKey);
+      if (!this.closed) this.sendRaw(o.bytes, o.to);
+    }
+  }
+
+  #keep(o: Outgoing, now: number): void {
+    if (o.keep && o.requestId !== undefined) o.keep.keepReply(o.requestId, o.bytes);
+    else if (o.cacheKey) this.replies.set(o.cacheKey, o.bytes, o.to.address, o.to.port, now);
+  }
+
+  /** Sends one datagram, counting it until the socket has taken it (close waits for that). */
+  sendRaw(bytes: Uint8Array, to: Peer): void {
+    this.#sending++;
+    this.#socket.send(bytes, to.port, to.address, () => {
+      this.#sending--;
+      if (this.#sending === 0) this.#drained?.();
+    });
+  }
+
+  /** Resolves once every datagram handed to the socket has left (at most `ms` later). */
+  drain(ms: number): Promise<void> {
+    if (this.#sending === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.#drained = resolve;
+      setTimeout(resolve, ms).unref();
+    });
+  }
+}
+
+/** A reply-cache key for modes 2 and 3 from the header bytes (request id, session id). */
+export function sessionCacheKey(bytes: Uint8Array): string {
+  const o = Offset.REQUEST_ID;
+  // Request id and session id are contiguous: six UTF-16 units after an `s`, never equal
+  // to a mode 1 or 4 key, which are longer.
+  return String.fromCharCode(
+    0x73,
+    (bytes[o]! << 8) | bytes[o + 1]!,
+    (bytes[o + 2]! << 8) | bytes[o + 3]!,
+    (bytes[o + 4]! << 8) | bytes[o + 5]!,
+    (bytes[o + 6]! << 8) | bytes[o + 7]!,
+    (bytes[o + 8]! << 8) | bytes[o + 9]!,
+    (bytes[o + 10]! << 8) | bytes[o + 11]!,
+  );
+}
+
+/** Whether requests of this type change state (and so are kept durably, exactly once). */
+export function changesState(type: number): boolean {
+  return (
+    type === MsgType.HELLO ||
+    type === MsgType.CHECKOUT ||
+    type === MsgType.CHECKIN ||
+    type === MsgType.RECLAIM ||
+    type === MsgType.ADMIN
+  );
+}
+
+/** Durable record key: 's' session id, request id; 'c' credId nonce; 'a' keyId tag prefix. */
+export function recordKey(head: Head): Uint8Array {
+  const b = head.bytes;
+  switch (head.auth.mode) {
+    case AuthMode.CREDENTIAL:
+      return Buffer.concat([Buffer.from(`c${head.auth.credId}\0`), head.auth.nonce]);
+    case AuthMode.ADMIN:
+      return Buffer.concat([
+        Buffer.from(`a${head.auth.keyId}\0`),
+        b.subarray(b.length - 32, b.length - 16),
+      ]);
+    default:
+      return Buffer.concat([Buffer.from('s'), b.subarray(Offset.REQUEST_ID, Offset.SEQ)]);
+  }
+}
+
+/** The in-memory cache key of a request. */
+export function cacheKeyOf(head: Head): string {
+  switch (head.auth.mode) {
+    case AuthMode.CREDENTIAL:
+    case AuthMode.ADMIN:
+      return Buffer.from(recordKey(head)).toString('latin1');
+    default:
+      return sessionCacheKey(head.bytes);
+  }
+}
+
+/** Clips a message to the wire's 200 bytes. */
+export function clip(s: string): string {
+  const b = Buffer.from(s, 'utf8');
+  if (b.length <= 200) return s;
+  const head = b
+    .subarray(0, 197)
+    .toString('utf8')
+    .replace(/\uFFFD$/, '');
+  return `${head}...`;
+}
