@@ -233,7 +233,8 @@ export class ClientAuth {
    * Verifies a reply to `req` from `server`: framing, REPLY|FROM_SERVER, request id, mode,
    * session id, and the tag under the key of that mode. Null when anything fails (drop it).
    * On a verified reply to a mode-2 request the server is marked as knowing the session; a
-   * verified ERROR UNKNOWN_SESSION forgets the server; a verified ERROR with a TOKEN_* code
+   * verified ERROR UNKNOWN_SESSION forgets the server; a verified ERROR REPLAY moves the seq
+   * above the floor its header carries (protocol.md section 10); a verified ERROR with a TOKEN_* code
    * ends the session (the next request is a HELLO).
    */
   verifyReply(server: string, bytes: Uint8Array, req: SignedRequest): AnyDatagram | null {
@@ -268,7 +269,10 @@ export class ClientAuth {
       (req.mode === AuthMode.TOKEN || req.mode === AuthMode.SESSION)
     ) {
       if (d.body.code === ErrorCode.UNKNOWN_SESSION) this.knownBy.delete(server);
-      else if (TOKEN_DEAD.has(d.body.code)) this.dropSession();
+      else if (d.body.code === ErrorCode.REPLAY) {
+        // The server restarted with a replay floor above our seqs: continue above it.
+        this.seq = Math.max(this.seq, d.seq);
+      } else if (TOKEN_DEAD.has(d.body.code)) this.dropSession();
     }
     return d;
   }

@@ -594,6 +594,11 @@ export class Client extends EventEmitter {
     }
     if (d && d !== closedMarker && d.type === MsgType.ERROR) {
       const code = d.body.code;
+      if (code === ErrorCode.REPLAY) {
+        // A restarted server's replay floor: the same request (same id, so a copy it
+        // processed before the restart gets that outcome) again above the floor.
+        return this.#exchange(index, this.auth.request(server.name, type, body, rid), signal);
+      }
       if (code === ErrorCode.NEED_PADDING || code === ErrorCode.UNKNOWN_SESSION) {
         // NEED_PADDING answers a mode-2 request unprocessed, but the session is now restored
         // there; UNKNOWN_SESSION made the auth layer forget the server. Either way the auth

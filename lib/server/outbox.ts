@@ -134,7 +134,16 @@ export class Outbox {
    */
   error(ctx: Ctx, code: ErrorCode, retryAfterMs = 0, message?: string, padding = false): void {
     const c = padding ? ErrorCode.NEED_PADDING : code;
-    const bytes = this.#errorBytes(ctx.head, ctx.mode, ctx.key, c, retryAfterMs, message);
+    const bytes = this.#errorBytes(
+      ctx.head,
+      ctx.mode,
+      ctx.key,
+      c,
+      retryAfterMs,
+      message,
+      ctx.head.seq,
+      ctx.capped,
+    );
     this.errors++;
     if (ctx.capped && bytes.length > ctx.head.bytes.length) return;
     if (padding) this.send(bytes, ctx.from);

@@ -87,7 +87,15 @@ export class Pipeline {
         if (head.auth.mode === AuthMode.CREDENTIAL && d.code === ErrorCode.NOT_PERMITTED) {
           this.#logRefusal(from, `credential ${quote(head)} not permitted`);
         }
-        core.outbox.refuse(head, d.mode, d.key, d.code, d.retryAfterMs, from, capped(d.mode));
+        core.outbox.refuse(
+          head,
+          d.mode,
+          d.key,
+          d.code,
+          d.retryAfterMs,
+          from,
+          !this.#trusted(head, d.mode, from),
+        );
         return;
       case 'replay':
         this.#replay(head, d.mode, from);
@@ -96,6 +104,18 @@ export class Pipeline {
         this.#accepted(head, d, from);
         return;
     }
+  }
+
+  /**
+   * Whether `from` is known to be the sender's: the address of the session's earlier verified
+   * traffic (modes 2 and 3), or an admin's. A copy from anywhere else is answered, if at all,
+   * with no more bytes than it has.
+   */
+  #trusted(head: Head, mode: AuthMode, from: Peer): boolean {
+    if (mode === AuthMode.ADMIN) return true;
+    if (mode !== AuthMode.SESSION && mode !== AuthMode.TOKEN) return false;
+    const s = this.#core.sessions.get(head.sessionId);
+    return s !== undefined && s.address === from.address && s.port === from.port;
   }
 
   #dropped(head: Head, reason: string, from: Peer): void {

@@ -73,7 +73,11 @@ export class Reaper {
   #testConn(s: Session, now: number): void {
     const core = this.#core;
     const key = s.hmac;
-    if (!key) return;
+    if (!key) {
+      // Its server key left the keyring: nobody can talk in this session any more.
+      core.reap(s, now, 'its server key is gone from the keyring');
+      return;
+    }
     s.pings++;
     s.nextPingAt = now + core.opts.testConnIntervalMs;
     // One nonce for all pings of a quiet spell, so a late answer to an earlier one counts.

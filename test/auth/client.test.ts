@@ -151,7 +151,7 @@ t.test('answerTestConn: verified, skew-checked, replay-windowed', async (t) => {
         body: { nonce: new Uint8Array(8).fill(seq) },
         tag: new Uint8Array(TAG_LENGTH),
       },
-      hmac,
+      hmac!,
     );
   const one = tc(1);
   const ack = client.answerTestConn(one, 3);
