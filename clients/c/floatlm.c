@@ -11,11 +11,20 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <stdio.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h> /* getentropy: glibc >= 2.25, macOS >= 10.12, the BSDs */
+#include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Stores through a volatile pointer are observable behaviour, so the compiler cannot drop
+ * them as dead stores the way it may drop a memset of a buffer about to go out of scope. */
+void flm_wipe(void *p, size_t n) {
+  volatile uint8_t *v = (volatile uint8_t *)p;
+  while (n--) *v++ = 0;
+}
 
 /* ==== SHA-256 (FIPS 180-4) ============================================================= */
 
@@ -51,6 +60,7 @@ static void sha256_block(uint32_t h[8], const uint8_t *p) {
     k = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
   }
   h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += k;
+  flm_wipe(w, sizeof w); /* the schedule of an HMAC key block gives back the key */
 }
 
 void flm_sha256_init(flm_sha256 *s) {
@@ -125,6 +135,11 @@ static void hmac3(const uint8_t *key, size_t key_len, const void *m1, size_t n1,
   flm_sha256_update(&s, pad, 64);
   flm_sha256_update(&s, inner, 32);
   flm_sha256_final(&s, out);
+  /* the padded key, and the hash states after it (each as good as the key for forging) */
+  flm_wipe(k, sizeof k);
+  flm_wipe(pad, sizeof pad);
+  flm_wipe(inner, sizeof inner);
+  flm_wipe(&s, sizeof s);
 }
 
 void flm_hmac_sha256(const uint8_t *key, size_t key_len, const void *msg, size_t msg_len,
@@ -568,6 +583,7 @@ void flm_unwrap_key(const uint8_t cred_key[32], const uint8_t nonce[16], uint64_
   for (i = 0; i < 8; i++) id[i] = (uint8_t)(session_id >> (56 - 8 * i));
   hmac3(cred_key, 32, label, sizeof label - 1, nonce, 16, id, 8, mask);
   for (i = 0; i < 32; i++) session_key[i] = (uint8_t)(wrapped[i] ^ mask[i]);
+  flm_wipe(mask, sizeof mask); /* mask XOR the wrapped key (public) is the session key */
 }
 
 const char *flm_strerror(int rc) {
@@ -596,7 +612,6 @@ const char *flm_strerror(int rc) {
 }
 
 const char *flm_code_name(unsigned c) {
-  static char buf[24];
   switch (c) {
   case 0: return "OK";
   case 1: return "BAD_REQUEST";
@@ -630,9 +645,7 @@ const char *flm_code_name(unsigned c) {
   case 66: return "SHUTTING_DOWN";
   case 67: return "NOT_PERMITTED";
   case 68: return "INTERNAL";
-  default:
-    snprintf(buf, sizeof buf, "CODE_%u", c);
-    return buf;
+  default: return "UNKNOWN"; /* a literal: safe from any thread, never overwritten */
   }
 }
 
@@ -656,20 +669,16 @@ static uint64_t stamp(const flm_client *c) {
   return t < 0 ? 0 : (uint64_t)t;
 }
 
+/* The kernel's CSPRNG without a file descriptor: works in a chroot or after the
+ * application has run out of descriptors, and cannot be starved by a replaced /dev node. */
 static int random_bytes(void *p, size_t n) {
-  int fd = open("/dev/urandom", O_RDONLY);
-  size_t got = 0;
-  if (fd < 0) return FLM_E_SOCKET;
-  while (got < n) {
-    ssize_t r = read(fd, (uint8_t *)p + got, n - got);
-    if (r <= 0) {
-      if (r < 0 && errno == EINTR) continue;
-      close(fd);
-      return FLM_E_SOCKET;
-    }
-    got += (size_t)r;
+  uint8_t *b = (uint8_t *)p;
+  while (n > 0) {
+    size_t k = n < 256 ? n : 256; /* getentropy's limit per call */
+    if (getentropy(b, k) != 0) return FLM_E_SOCKET;
+    b += k;
+    n -= k;
   }
-  close(fd);
   return FLM_OK;
 }
 
@@ -726,6 +735,18 @@ static int resolve(flm_client *c, unsigned i, const char *spec, int family) {
   return FLM_OK;
 }
 
+/* The user a seat is counted against: a made-up name would let every such client share
+ * one per-user cap, so with none to be found flm_init refuses (FLM_E_ARG). */
+static const char *login_name(void) {
+  const char *u = getenv("USER");
+  struct passwd *pw;
+  if (u && *u) return u;
+  u = getenv("LOGNAME");
+  if (u && *u) return u;
+  pw = getpwuid(getuid());
+  return pw ? pw->pw_name : NULL;
+}
+
 int flm_init(flm_client *c, const flm_config *cfg) {
   unsigned i;
   const char *user;
@@ -740,8 +761,8 @@ int flm_init(flm_client *c, const flm_config *cfg) {
       copy_cstr(c->program, FLM_CAP_NAME, cfg->program) ||
       copy_cstr(c->version, FLM_CAP_VERSION, cfg->version))
     return FLM_E_ARG;
-  user = cfg->user ? cfg->user : getenv("USER");
-  if (copy_cstr(c->user, FLM_CAP_NAME, user ? user : "unknown")) return FLM_E_ARG;
+  user = cfg->user ? cfg->user : login_name();
+  if (!user || !*user || copy_cstr(c->user, FLM_CAP_NAME, user)) return FLM_E_ARG;
   if (cfg->host) {
     if (copy_cstr(c->host, FLM_CAP_NAME, cfg->host)) return FLM_E_ARG;
   } else {
@@ -776,14 +797,8 @@ void flm_free(flm_client *c) {
   if (!c) return;
   if (c->fd >= 0) close(c->fd);
   c->fd = -1;
-  /* volatile so the wipe of key material is not optimised away */
-  {
-    volatile uint8_t *p = (volatile uint8_t *)c->session_key;
-    size_t i;
-    for (i = 0; i < sizeof c->session_key; i++) p[i] = 0;
-    p = (volatile uint8_t *)c->cred_key;
-    for (i = 0; i < sizeof c->cred_key; i++) p[i] = 0;
-  }
+  flm_wipe(c->session_key, sizeof c->session_key);
+  flm_wipe(c->cred_key, sizeof c->cred_key);
   c->have_token = 0;
 }
 
@@ -925,17 +940,20 @@ static int build(flm_client *c, flm_datagram *q, int mode, uint8_t *buf, size_t 
  * mode-2 form (a fresh HELLO for mode 1). A mode-2 request answered NEED_PADDING restored the
  * session unprocessed: it goes again in mode 3 as a new request. *r receives the verified
  * reply; *restored is set when a mode-2 form was answered (the server restored the session).
+ * sk holds a HELLO_OK's unwrapped session key (the caller wipes it). limit_ms, when not 0,
+ * caps the whole exchange, every form and server included.
  */
-static int transact(flm_client *c, flm_datagram *q, uint8_t want, int cred, flm_datagram *r,
-                    int *restored) {
+static int exchange(flm_client *c, flm_datagram *q, uint8_t want, int cred, flm_datagram *r,
+                    int *restored, uint8_t sk[32], int64_t limit_ms) {
   uint8_t out[FLM_MAX_DATAGRAM];
   uint8_t in[FLM_MAX_DATAGRAM + 1];
   size_t out_n = 0;
   uint32_t seqs[4] = {0, 0, 0, 0};
   unsigned n_seqs = 0, tried = 0, rebuilds = 0;
   int mode, rc;
-  int64_t t0, next, now, interval, budget;
+  int64_t t0, next, now, interval, budget, stop;
 
+  stop = limit_ms > 0 ? mono_ms() + limit_ms : INT64_MAX;
   if (restored) *restored = 0;
   if (!cred && !c->have_token) return FLM_E_NO_TOKEN;
   q->request_id = c->next_request_id++;
@@ -952,6 +970,7 @@ restart:
     struct pollfd p;
     int64_t wake;
     now = mono_ms();
+    if (now >= stop) return FLM_E_TIMEOUT;
     if (now - t0 >= budget) {
       if (mode == FLM_AUTH_SESSION) {
         /* the server may have lost the session: present the token, same server, for the
@@ -980,6 +999,7 @@ restart:
                                                             : interval * 2;
     }
     wake = next < t0 + budget ? next : t0 + budget;
+    if (wake > stop) wake = stop;
     p.fd = c->fd;
     p.events = POLLIN;
     p.revents = 0;
@@ -991,7 +1011,6 @@ restart:
       socklen_t fromlen;
       ssize_t got = recv_one(c, in, sizeof in, &from, &fromlen);
       const uint8_t *key;
-      uint8_t sk[32];
       unsigned i, seq_ok = 0;
       if (got <= 0) break;
       if (flm_decode(in, (size_t)got, r) != FLM_OK) continue;
@@ -1048,6 +1067,19 @@ restart:
       goto restart;
     }
   }
+}
+
+static int transact_for(flm_client *c, flm_datagram *q, uint8_t want, int cred,
+                        flm_datagram *r, int *restored, int64_t limit_ms) {
+  uint8_t sk[32];
+  int rc = exchange(c, q, want, cred, r, restored, sk, limit_ms);
+  flm_wipe(sk, sizeof sk);
+  return rc;
+}
+
+static int transact(flm_client *c, flm_datagram *q, uint8_t want, int cred, flm_datagram *r,
+                    int *restored) {
+  return transact_for(c, q, want, cred, r, restored, 0);
 }
 
 int flm_get_token(flm_client *c) {
@@ -1270,6 +1302,15 @@ int flm_close(flm_client *c) {
       if (first == FLM_OK) first = rc;
       if (c->n_leases > 0 && rc != FLM_E_NO_TOKEN) c->n_leases--;
     }
+  }
+  if (c->have_token) {
+    /* End the session (protocol.md 5.8): its queue entries and any seat assigned from a
+     * queue but not picked up go at once, and it stops counting against the session caps.
+     * Best effort, 1 s: without an answer the server reaps it later anyway. */
+    flm_datagram q, r;
+    memset(&q, 0, sizeof q);
+    q.type = FLM_CHECKIN;
+    transact_for(c, &q, FLM_CHECKIN_OK, 0, &r, NULL, 1000);
   }
   flm_free(c);
   return first;

@@ -137,7 +137,7 @@ enum {
   FLM_E_TOO_LARGE = -11,
   FLM_E_BAD_TAG = -20,     /* tag does not verify under the key */
   FLM_E_ARG = -21,         /* API misuse: NULL pointer, value out of range, too small buffer */
-  FLM_E_SOCKET = -22,      /* socket, address resolution or /dev/urandom failure (errno set) */
+  FLM_E_SOCKET = -22,      /* socket, address resolution or getentropy failure (errno set) */
   FLM_E_TIMEOUT = -23,     /* no verified answer from any server within the retry budget */
   FLM_E_SERVER = -24,      /* the server answered ERROR: see flm_client.error_code */
   FLM_E_NO_TOKEN = -25,    /* no session: call flm_get_token; also after a TOKEN_* error */
@@ -161,6 +161,10 @@ void flm_hmac_sha256(const uint8_t *key, size_t key_len, const void *msg, size_t
                      uint8_t out[32]);
 /* Constant-time comparison: 1 when equal. */
 int flm_ct_equal(const uint8_t *a, const uint8_t *b, size_t len);
+/* Zeroes n bytes in a way the compiler may not optimise away (for key material: the
+ * library wipes its own copies and temporaries; wipe yours with this once flm_init has
+ * copied the credential key). */
+void flm_wipe(void *p, size_t n);
 
 /* ---- decoded values ------------------------------------------------------------------- */
 
@@ -271,7 +275,9 @@ void flm_unwrap_key(const uint8_t cred_key[32], const uint8_t nonce[16], uint64_
 int flm_utf8_valid(const uint8_t *s, size_t len);
 
 const char *flm_strerror(int rc);      /* "TRUNCATED", "TIMEOUT", ... */
-const char *flm_code_name(unsigned c); /* wire code name, "CODE_<n>" for unknown (static buf) */
+/* Wire code name ("NO_SEATS"), "UNKNOWN" for a code this build does not know (print the
+ * number then). Always a string literal: no buffer shared between calls or threads. */
+const char *flm_code_name(unsigned c);
 
 /* ---- client --------------------------------------------------------------------------- */
 
@@ -284,7 +290,8 @@ typedef struct flm_config {
   const char *servers[FLM_MAX_SERVERS]; /* "host:port", "host" (port 27400), "[v6]:port" */
   unsigned n_servers;
   const char *vendor, *program, *version; /* HELLO fields; NULL = "" */
-  const char *user, *host;        /* NULL = $USER / gethostname() */
+  const char *user, *host;        /* NULL = $USER, $LOGNAME or the passwd entry (none found:
+                                     FLM_E_ARG) / gethostname() */
   /* retransmission (ms); 0 = protocol default: first interval 500, cap 8000, give up 30000;
    * a mode-3 request unanswered for upgrade_ms (default total_ms / 2) goes again in mode 2 */
   unsigned initial_ms, max_interval_ms, total_ms, upgrade_ms;
@@ -354,7 +361,8 @@ int flm_checkout(flm_client *c, const char *feature, const char *version, uint16
  * the client RECLAIMs its tickets right after and sets c->reclaimed / c->last_reclaim.
  * (CHECKOUT and CHECKIN answered in mode 2 reclaim the same way.) */
 int flm_heartbeat(flm_client *c, flm_heartbeat_ack_body *out);
-/* CHECKIN of a held lease (lease_id 0 with feature: leave that queue). */
+/* CHECKIN of a held lease; lease_id 0 with a feature leaves that feature's queue (answered
+ * CHECKIN_OK whether or not the session was queued: call it before giving up a wait). */
 int flm_checkin(flm_client *c, uint64_t lease_id, const char *feature, flm_checkin_ok_body *out);
 /* RECLAIM every held ticket (in groups of 8); leases not given back are forgotten. out
  * gets the results of the last group; may be NULL. */
@@ -366,7 +374,9 @@ int flm_ping(flm_client *c, flm_pong_body *out);
 int flm_poll(flm_client *c, int timeout_ms);
 /* The socket, for an application's own poll loop: call flm_poll(c, 0) when readable. */
 int flm_fd(const flm_client *c);
-/* Checks every lease in, then forgets token and key, and frees. Returns the first error. */
+/* Checks every lease in, ends the session on the server (CHECKIN leaseId 0 with an empty
+ * feature: queue entries go too; best effort, 1 s, no answer is not an error), then forgets
+ * token and key, and frees. Returns the first error of the checkins. */
 int flm_close(flm_client *c);
 
 #ifdef __cplusplus

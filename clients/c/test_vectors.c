@@ -14,6 +14,8 @@
  *   test_vectors check < lines "KEYHEX DATAHEX"
  *                                           pass/fail per vector (make test-vectors)
  *   test_vectors decode < lines "HEX"       per line: the decode result name
+ *   test_vectors codes                      "NUMBER NAME" for every wire code (0..65535)
+ *                                           flm_code_name knows (test/c/codes.test.ts)
  */
 #define _POSIX_C_SOURCE 200809L
 
@@ -323,6 +325,12 @@ int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "vectors") == 0) return run_vectors();
   if (argc >= 2 && strcmp(argv[1], "decode") == 0) return run_decode();
   if (argc >= 2 && strcmp(argv[1], "check") == 0) return run_check();
+  if (argc == 2 && strcmp(argv[1], "codes") == 0) {
+    unsigned c;
+    for (c = 0; c <= 0xFFFF; c++)
+      if (strcmp(flm_code_name(c), "UNKNOWN") != 0) printf("%u %s\n", c, flm_code_name(c));
+    return 0;
+  }
   if (argc == 4 && strcmp(argv[1], "hmac") == 0) {
     if (unhex(argv[2], a, sizeof a, &an) || unhex(argv[3], b, sizeof b, &bn)) return 2;
     flm_hmac_sha256(a, an, b, bn, out);

@@ -4,94 +4,24 @@
  * not answer losing its seat), checkin, reclaiming its seat from a daemon restarted on its
  * durable state, and failing over to a second server by re-presenting its token (mode 2).
  */
-import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import t from 'tap';
-import { toHex } from '../../lib/wire/index.ts';
-import { makeSite, type Site, spawnDaemon } from '../helpers/site.ts';
-import { buildC } from './build.ts';
-
-// built with ASan and UBSan: the client's own code (retransmission, TEST_CONN, reclaim) runs checked
-const example = join(buildC(['example-san']), 'example-san');
-
-/** Short retransmission budget (initial, cap, total, mode-2 upgrade; ms) so failover is quick. */
-const RETRY = '100,400,3000,1000';
-
-/** The example client as a child process, driven one command line at a time. */
-class CClient {
-  readonly child: ChildProcessWithoutNullStreams;
-  #buf = '';
-  #lines: string[] = [];
-  #waiter: (() => void) | undefined;
-  #exited = false;
-
-  constructor(site: Site, servers: number[]) {
-    this.child = spawn(example, ['demo', servers.map((p) => `127.0.0.1:${p}`).join(',')], {
-      env: { ...process.env, FLOATLM_KEY: toHex(site.credKey), FLOATLM_RETRY: RETRY },
-    });
-    this.child.stdout.on('data', (b: Buffer) => {
-      this.#buf += b.toString();
-      const parts = this.#buf.split('\n');
-      this.#buf = parts.pop()!;
-      this.#lines.push(...parts);
-      this.#waiter?.();
-    });
-    this.child.stderr.resume();
-    this.child.once('exit', () => {
-      this.#exited = true;
-      this.#waiter?.();
-    });
-  }
-
-  /** The next line the client prints (an error after 40 s, so a failure cannot hang). */
-  async line(): Promise<string> {
-    const deadline = Date.now() + 40_000;
-    while (this.#lines.length === 0) {
-      if (this.#exited) throw new Error('the C client exited');
-      if (Date.now() > deadline) throw new Error('no answer from the C client in 40 s');
-      await new Promise<void>((r) => {
-        this.#waiter = r;
-        setTimeout(r, 1000).unref();
-      });
-      this.#waiter = undefined;
-    }
-    return this.#lines.shift()!;
-  }
-
-  /** Sends a command without waiting for its result (read it later with `line`). */
-  send(cmd: string): void {
-    this.child.stdin.write(`${cmd}\n`);
-  }
-
-  /** Sends one command and returns its result line. */
-  async run(cmd: string): Promise<string> {
-    this.child.stdin.write(`${cmd}\n`);
-    return this.line();
-  }
-
-  async quit(): Promise<string> {
-    const l = await this.run('quit');
-    await new Promise<void>((r) => (this.#exited ? r() : this.child.once('exit', () => r())));
-    return l;
-  }
-}
-
-const field = (line: string, name: string): string =>
-  new RegExp(`\\b${name}=(\\S+)`).exec(line)?.[1] ?? '';
+import { makeSite, spawnDaemon } from '../helpers/site.ts';
+import { CClient, field } from './cclient.ts';
 
 t.test('checkout, heartbeat, test_conn, checkin, reclaim after a restart', async (t) => {
   const site = makeSite(['FEATURE solver demo 2.5 permanent 2']);
   const args = ['--heartbeat', '1', '--test-conn-interval', '1', '--test-conn-tries', '1'];
   const first = await spawnDaemon(site, ['--grace', '20', ...args]);
   t.teardown(() => first.child.kill('SIGKILL'));
-  const c = new CClient(site, [first.port]);
+  const c = new CClient(site, { servers: [first.port] });
   t.teardown(() => c.child.kill('SIGKILL'));
 
-  t.match(await c.run('hello'), /^ok hello session=\d+ heartbeat_ms=1000$/);
+  t.match(await c.run('hello'), /^ok hello session=[0-9a-f]{16} .*heartbeat_ms=1000$/);
   const co = await c.run('checkout solver 2.0 1');
-  t.match(co, /^ok checkout status=0 /, 'granted');
+  t.match(co, /^ok checkout feature=solver lease=[0-9a-f]{16} count=1$/, 'granted');
   const lease = field(co, 'lease');
-  t.not(lease, '0');
+  t.not(lease, '0000000000000000');
   t.match(await c.run('heartbeat'), /^ok heartbeat leases=1 queued=0 /);
 
   // Quiet for more than twice the heartbeat: the daemon pings; one unanswered ping would
@@ -105,10 +35,10 @@ t.test('checkout, heartbeat, test_conn, checkin, reclaim after a restart', async
   // Control: a client that stops reading its socket is pinged, does not answer, is reaped
   // (while ours keeps answering: it only reads its socket inside a command).
   c.send('poll 12000');
-  const hung = new CClient(site, [first.port]);
+  const hung = new CClient(site, { servers: [first.port] });
   t.teardown(() => hung.child.kill('SIGKILL'));
   t.match(await hung.run('hello'), /^ok hello/);
-  t.match(await hung.run('checkout solver 2.0 1'), /^ok checkout status=0 /);
+  t.match(await hung.run('checkout solver 2.0 1'), /^ok checkout feature=solver /);
   t.match(await hung.run('sleep 6000'), /^ok sleep/);
   t.match(
     await hung.run('heartbeat'),
@@ -160,12 +90,12 @@ t.test('failover: the token is re-presented (mode 2) to the next server', async 
     '--takeover',
   ]);
   t.teardown(() => b.child.kill('SIGKILL'));
-  const c = new CClient(site, [a.port, b.port]);
+  const c = new CClient(site, { servers: [a.port, b.port] });
   t.teardown(() => c.child.kill('SIGKILL'));
 
   t.match(await c.run('hello'), /^ok hello/);
   const co = await c.run('checkout solver 2.0 1');
-  t.match(co, /^ok checkout status=0 /);
+  t.match(co, /^ok checkout feature=solver /);
   const lease = field(co, 'lease');
   a.child.kill('SIGKILL');
   await new Promise((r) => a.child.once('exit', r));
