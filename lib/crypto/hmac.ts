@@ -5,9 +5,15 @@
  *
  * SHA-256 is computed here (FIPS 180-4) rather than by @noble/hashes: a keyed HMAC is then
  * its two 32-byte midstates (about half the memory of noble's keyed objects, and a daemon
- * keeps tens of thousands), and a datagram's tag costs half the time, with no allocation. Every step is data-independent: no branch and no table index depends on a key
- * or message byte. The tests check it against node:crypto over every length around the
- * block boundaries.
+ * keeps tens of thousands), and a datagram's tag costs half the time, with no allocation.
+ * Every step is data-independent: no branch and no table index depends on a key or message
+ * byte. The tests check it against node:crypto over every length around the block
+ * boundaries, and against the NIST CAVP and RFC 4231 vectors.
+ *
+ * The hash state lives in module-level scratch shared by every call (no allocation per
+ * datagram). Every exported operation zeroes that scratch before it returns, so no key pad,
+ * midstate, message block or expected tag outlives the call that put it there (a heap
+ * snapshot or core dump of the daemon shows no key material beyond the keyed objects).
  */
 import { randomFillSync, timingSafeEqual } from 'node:crypto';
 
@@ -160,18 +166,56 @@ function outer(mid: Int32Array, out: Uint8Array, at: number): void {
   digestInto(out, at);
 }
 
-/** SHA-256 of `bytes` (keys longer than a block are hashed first, RFC 2104). */
-function sha256(bytes: Uint8Array): Uint8Array {
+/** The expected tag in verifyTrailing (synchronous, so one buffer serves every call). */
+const VERIFY_SCRATCH = new Uint8Array(MAC_LENGTH);
+
+/**
+ * Zeroes every shared buffer: called by each exported operation before it returns. The
+ * cost is a few fills of 64 words, small beside the two compressions of the shortest tag.
+ */
+function wipe(): void {
+  W.fill(0);
+  S.fill(0);
+  BLOCK.fill(0);
+  VERIFY_SCRATCH.fill(0);
+  buffered = 0;
+  hashed = 0;
+}
+
+/**
+ * A copy of every byte of the shared scratch (schedule, chaining state, block buffer,
+ * expected-tag buffer), for the test that checks each operation leaves it zeroed.
+ * Not part of the layer's API: nothing but that test calls it.
+ */
+export function scratchSnapshotForTest(): Uint8Array {
+  const views = [W, S, BLOCK, VERIFY_SCRATCH].map(
+    (a) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength),
+  );
+  return concatBytes(...views, new Uint8Array(Float64Array.of(buffered, hashed).buffer));
+}
+
+/** SHA-256 of `bytes` into a new array; leaves the scratch zeroed. */
+function digest(bytes: Uint8Array): Uint8Array {
   begin(IV, 0, 0);
   absorb(bytes, 0, bytes.length);
   finish();
   const out = new Uint8Array(32);
   digestInto(out, 0);
+  wipe();
   return out;
 }
 
-/** The expected tag in verifyTrailing (synchronous, so one buffer serves every call). */
-const VERIFY_SCRATCH = new Uint8Array(MAC_LENGTH);
+/**
+ * SHA-256 (FIPS 180-4) of the concatenation of `parts`: the hash the HMAC is built on,
+ * exported so the tests can hold it to the NIST vectors. Not for per-datagram use.
+ * @throws {TypeError} when a part is not a Uint8Array
+ */
+export function sha256(...parts: Uint8Array[]): Uint8Array {
+  for (const p of parts) {
+    if (!(p instanceof Uint8Array)) throw new TypeError('parts must be Uint8Arrays');
+  }
+  return digest(parts.length === 1 ? parts[0]! : concatBytes(...parts));
+}
 
 // ---------------------------------------------------------------- HMAC
 
@@ -195,7 +239,14 @@ export class KeyedHmac {
 
   #key(key: Uint8Array): void {
     const pad = new Uint8Array(64);
-    pad.set(key.length > 64 ? sha256(key) : key);
+    if (key.length > 64) {
+      // RFC 2104: a key longer than a block is its hash; that hash is key material too.
+      const hashedKey = digest(key);
+      pad.set(hashedKey);
+      hashedKey.fill(0);
+    } else {
+      pad.set(key);
+    }
     for (let i = 0; i < 64; i++) pad[i]! ^= 0x36;
     begin(IV, 0, 0);
     load(pad, 0);
@@ -207,6 +258,7 @@ export class KeyedHmac {
     compress();
     this.#mid.set(S, 8);
     pad.fill(0);
+    wipe();
   }
 
   /**
@@ -221,6 +273,7 @@ export class KeyedHmac {
     begin(mid, 0, 64);
     for (const p of parts) absorb(p, 0, p.length);
     outer(mid, out, offset);
+    wipe();
   }
 
   /** HMAC of the concatenation of `parts`. */
@@ -241,6 +294,7 @@ export class KeyedHmac {
     begin(mid, 0, 64);
     absorb(bytes, 0, end);
     outer(mid, bytes, end);
+    wipe();
   }
 
   /**
@@ -258,12 +312,16 @@ export class KeyedHmac {
     // No early exit: the time does not depend on where the tags differ.
     let diff = 0;
     for (let i = 0; i < MAC_LENGTH; i++) diff |= want[i]! ^ bytes[end + i]!;
+    wipe();
     return diff === 0;
   }
 
   /** Constant-time check that `tag` is the HMAC of the concatenation of `parts`. */
   verify(tag: Uint8Array, ...parts: Uint8Array[]): boolean {
-    return equalBytes(tag, this.mac(...parts));
+    const want = this.mac(...parts);
+    const ok = equalBytes(tag, want);
+    want.fill(0);
+    return ok;
   }
 }
 
