@@ -149,7 +149,8 @@ function positiveInt(t: Token, what: string, max: number): number | LineProblem 
   return Number(t.value);
 }
 
-function checkName(t: Token, what: string): LineProblem | undefined {
+/** Why a token is not a feature/vendor name (letters, digits, _ . -), or undefined. */
+export function checkName(t: Token, what: string): LineProblem | undefined {
   if (t.key !== undefined || t.raw.includes('"') || !NAME_RE.test(t.value)) {
     return at(t, `bad ${what} "${t.raw}": letters, digits, _ . - only, not starting with . or -`);
   }
