@@ -390,7 +390,7 @@ export class LicensePool {
     if (!l || l.sessionId !== sessionId) return { ok: false, code: ErrorCode.NOT_HOLDER };
     const released = this.#drop(l);
     this.#active(sessionId, l.feature, this.#now());
-    this.#pump(l.feature);
+    for (const name of this.#affected(l)) this.#pump(name);
     return { ok: true, lease: publicLease(l), feature: l.feature, released };
   }
 
@@ -417,7 +417,7 @@ export class LicensePool {
     for (const l of [...(this.#ledger.bySession.get(sessionId) ?? [])]) {
       this.#drop(l);
       leases.push(publicLease(l));
-      touched.add(l.feature);
+      for (const name of this.#affected(l)) touched.add(name);
     }
     const queued = this.#queues.featuresOf(sessionId);
     for (const name of queued) {
@@ -786,10 +786,19 @@ export class LicensePool {
     for (const l of leases) {
       this.#drop(l);
       out.push(publicLease(l));
-      touched.add(l.feature);
+      for (const name of this.#affected(l)) touched.add(name);
     }
     for (const name of touched) this.#pump(name);
     return out;
+  }
+
+  /**
+   * The queues a dropped lease's seats may unblock: its feature's, and those where entries
+   * of its credential wait (a credential cap spans features).
+   */
+  #affected(l: LeaseRec): string[] {
+    if (l.credential === '') return [l.feature];
+    return [l.feature, ...this.#queues.featuresOfCredential(l.credential)];
   }
 
   /** Checkout activity of a session on a feature: its leases of it are not idle. */

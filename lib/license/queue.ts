@@ -29,6 +29,8 @@ export class Queues {
   /** Oldest first. */
   readonly #byFeature = new Map<string, QueueEntry[]>();
   readonly #bySession = new Map<bigint, Map<string, QueueEntry>>();
+  /** Entries per feature of each capped credential: whose seats freed may unblock whom. */
+  readonly #byCredential = new Map<string, Map<string, number>>();
 
   /** Feature names with a queue, in the order their queues were created. */
   features(): string[] {
@@ -65,6 +67,11 @@ export class Queues {
     return [...(this.#bySession.get(sessionId)?.keys() ?? [])];
   }
 
+  /** The features for which entries of a capped credential wait. */
+  featuresOfCredential(id: string): string[] {
+    return [...(this.#byCredential.get(id)?.keys() ?? [])];
+  }
+
   /** Appends an entry; false (nothing changes) when the session already waits for it. */
   push(e: QueueEntry): boolean {
     if (this.entry(e.sessionId, e.feature)) return false;
@@ -74,6 +81,11 @@ export class Queues {
     const s = this.#bySession.get(e.sessionId);
     if (s) s.set(e.feature, e);
     else this.#bySession.set(e.sessionId, new Map([[e.feature, e]]));
+    if (e.credential) {
+      const c = this.#byCredential.get(e.credential.id) ?? new Map<string, number>();
+      c.set(e.feature, (c.get(e.feature) ?? 0) + 1);
+      this.#byCredential.set(e.credential.id, c);
+    }
     return true;
   }
 
@@ -124,6 +136,11 @@ export class Queues {
     let m = 0;
     for (const s of this.#bySession.values()) m += s.size;
     if (m !== n) throw new Error(`queue index lists ${m} entries, queues hold ${n}`);
+    let capped = 0;
+    for (const e of this.entries()) if (e.credential) capped++;
+    let c = 0;
+    for (const byFeature of this.#byCredential.values()) for (const k of byFeature.values()) c += k;
+    if (c !== capped) throw new Error(`credential index lists ${c} entries, queues hold ${capped}`);
   }
 
   #unindex(e: QueueEntry): void {
@@ -131,5 +148,11 @@ export class Queues {
     if (!s) return;
     s.delete(e.feature);
     if (s.size === 0) this.#bySession.delete(e.sessionId);
+    if (!e.credential) return;
+    const c = this.#byCredential.get(e.credential.id)!;
+    const n = c.get(e.feature)! - 1;
+    if (n > 0) c.set(e.feature, n);
+    else c.delete(e.feature);
+    if (c.size === 0) this.#byCredential.delete(e.credential.id);
   }
 }

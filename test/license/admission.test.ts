@@ -201,3 +201,102 @@ t.test('per-host maximum counts seats, at its exact boundary', async (t) => {
   );
   pool.assertInvariant();
 });
+
+// ------------------------------------------------------------------ declared names vs. source address
+
+t.test(
+  'MAX_PER_HOST counts the source address: 20 made-up user/host pairs from one address',
+  async (t) => {
+    const { pool, co } = setup([line('demo', '1', 20, { maxPerUser: 2, maxPerHost: 2 })]);
+    const results = Array.from({ length: 20 }, (_, i) =>
+      co(i + 1, 'demo', { user: `user${i + 1}`, host: `host${i + 1}`, addr: '127.0.0.1' }),
+    );
+    t.equal(results.filter((r) => r.status === 'granted').length, 2, 'at most MAX_PER_HOST seats');
+    t.same(results.slice(2).map(code), Array(18).fill(ErrorCode.HOST_MAX), 'the rest: HOST_MAX');
+    t.equal(inUse(pool, 'demo'), 2);
+    // The same address spelled as IPv4-mapped IPv6 is the same host.
+    t.equal(
+      code(co(30, 'demo', { user: 'x', host: 'y', addr: '::ffff:127.0.0.1' })),
+      ErrorCode.HOST_MAX,
+    );
+    // Another address gets its own MAX_PER_HOST.
+    granted(t, co(31, 'demo', { user: 'x', host: 'y', addr: '127.0.0.2' }));
+    granted(t, co(32, 'demo', { user: 'x2', host: 'y2', addr: '127.0.0.2' }));
+    t.equal(
+      code(co(33, 'demo', { user: 'x3', host: 'y3', addr: '127.0.0.2' })),
+      ErrorCode.HOST_MAX,
+    );
+    t.equal(pool.leasesOf(31n)[0]!.addr, '127.0.0.2', 'the lease records the address');
+    // Unknown address (''): only the declared host counts, as before.
+    granted(t, co(40, 'demo', { user: 'a', host: 'b' }));
+    pool.assertInvariant();
+  },
+);
+
+t.test('two source addresses with made-up names: at most 2 × MAX_PER_HOST', async (t) => {
+  const { pool, co } = setup([line('demo', '1', 300, { maxPerHost: 2 })]);
+  let n = 0;
+  for (let i = 0; i < 300; i++) {
+    const r = co(i + 1, 'demo', {
+      user: `u${i}`,
+      host: `h${i}`,
+      addr: i % 2 ? '10.0.0.1' : '10.0.0.2',
+    });
+    if (r.status === 'granted') n++;
+  }
+  t.equal(n, 4);
+  t.equal(inUse(pool, 'demo'), 4);
+});
+
+t.test('the address cap is at its exact boundary and shares duplicate groups', async (t) => {
+  const { pool, co } = setup([line('s', '1', 9, { maxPerHost: 3 })]);
+  granted(t, co(1, 's', { user: 'a', host: 'h', addr: '2001:db8::1', count: 2 }));
+  // Same user/host group from the same address: shares the seats, no more.
+  const shared = co(2, 's', { user: 'a', host: 'h', addr: '2001:DB8:0::1', count: 2 });
+  t.equal(shared.status === 'granted' && shared.shared, true, 'a shared seat adds nothing');
+  granted(t, co(3, 's', { user: 'b', host: 'k', addr: '2001:db8::1' }), '3 of 3');
+  t.equal(code(co(4, 's', { user: 'c', host: 'm', addr: '2001:db8::1' })), ErrorCode.HOST_MAX);
+  t.throws(() => co(5, 's', { addr: 'not-an-ip' }), RangeError, 'a bad addr is API misuse');
+  pool.assertInvariant();
+});
+
+t.test('credential caps: sessions of one credential together hold at most N seats', async (t) => {
+  const { pool, co } = setup([line('a', '1', 10), line('b', '1', 10, { dupGroup: 'NONE' })]);
+  const cap = { id: 'demo', seats: 3 };
+  granted(t, co(1, 'a', { credentialCap: cap, count: 2 }));
+  granted(t, co(2, 'b', { credentialCap: cap }), 'another feature, another session: 3 of 3');
+  t.equal(code(co(3, 'a', { credentialCap: cap })), ErrorCode.USER_MAX, 'over the cap');
+  t.equal(code(co(3, 'b', { credentialCap: cap })), ErrorCode.USER_MAX, 'NONE groups too');
+  // Sharing an existing seat of the credential adds none.
+  const again = co(4, 'a', { user: 'u1', host: 'h1', credentialCap: cap, count: 2 });
+  t.equal(again.status === 'granted' && again.shared, true);
+  granted(t, co(5, 'a', { credentialCap: { id: 'other', seats: 3 } }), 'another credential');
+  granted(t, co(6, 'a'), 'no cap');
+  t.equal(pool.leasesOf(1n)[0]!.credential, 'demo');
+  pool.checkin(2n, pool.leasesOf(2n)[0]!.leaseId);
+  granted(t, co(3, 'a', { credentialCap: cap }), 'a seat back under the cap');
+  t.equal(code(co(7, 'a', { credentialCap: { id: 'zero', seats: 0 } })), ErrorCode.USER_MAX);
+  t.throws(() => co(8, 'a', { credentialCap: { id: '', seats: 1 } }), /req\.credentialCap\.id/);
+  t.throws(
+    () => co(8, 'a', { credentialCap: { id: 'x', seats: -1 } }),
+    /req\.credentialCap\.seats/,
+  );
+  pool.assertInvariant();
+});
+
+t.test('credential caps apply to queued entries when their seat comes', async (t) => {
+  const { pool, co } = setup([line('a', '1', 1), line('b', '1', 5)]);
+  const cap = { id: 'c', seats: 1 };
+  const first = granted(t, co(1, 'a', { user: 'x' }));
+  t.equal(co(2, 'a', { credentialCap: cap, wait: true }).status, 'queued');
+  granted(t, co(3, 'b', { credentialCap: cap }), 'the credential now holds its one seat');
+  pool.checkin(1n, first.leaseId);
+  t.same(pool.takeAssigned(), [], 'the queued entry is held back by its cap');
+  t.equal(pool.queuedOf(2n), 1);
+  pool.checkin(3n, pool.leasesOf(3n)[0]!.leaseId);
+  t.same(
+    pool.takeAssigned().map((l) => l.sessionId),
+    [2n],
+  );
+  pool.assertInvariant();
+});

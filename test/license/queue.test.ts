@@ -1,5 +1,6 @@
 /** lib/license/queue.ts: the queues' order and index, and queueing through the pool. */
 import t from 'tap';
+import { type QueueEntry, Queues } from '../../lib/license/queue.ts';
 import { ErrorCode } from '../../lib/wire/index.ts';
 import { code, granted, inUse, line, setup } from './helpers.ts';
 
@@ -169,4 +170,73 @@ t.test('queue entries survive a reconnect (same session) and go with releaseSess
   );
   t.equal(inUse(pool, 's'), 0);
   t.same(pool.takeAssigned(), []);
+});
+
+t.test('Queues: FIFO per feature, a per-session index, filter and touch', async (t) => {
+  const q = new Queues();
+  const e = (s: number, feature: string, credential?: string): QueueEntry => ({
+    sessionId: BigInt(s),
+    user: `u${s}`,
+    host: `h${s}`,
+    addr: '',
+    ...(credential ? { credential: { id: credential, seats: 1 } } : {}),
+    feature,
+    version: '',
+    count: 1,
+    since: 0,
+    lastPoll: 0,
+  });
+  t.ok(q.push(e(1, 'a')));
+  t.ok(q.push(e(2, 'a', 'c')));
+  t.ok(q.push(e(1, 'b', 'c')));
+  t.notOk(q.push(e(1, 'a')), 'one entry per session and feature');
+  t.same(
+    [q.position(1n, 'a'), q.position(2n, 'a'), q.position(1n, 'b'), q.position(3n, 'a')],
+    [1, 2, 1, 0],
+  );
+  t.same([q.countOf(1n), q.countOf(2n), q.countOf(3n)], [2, 1, 0]);
+  t.same(q.featuresOf(1n).sort(), ['a', 'b']);
+  t.same(q.featuresOfCredential('c').sort(), ['a', 'b']);
+  q.touch(1n, 50);
+  t.same(
+    [...q.entries()].map((x) => [x.sessionId, x.feature, x.lastPoll]),
+    [
+      [1n, 'a', 50],
+      [2n, 'a', 0],
+      [1n, 'b', 50],
+    ],
+  );
+  t.same(
+    q.filter('a', (x) => x.sessionId !== 1n).map((x) => x.sessionId),
+    [1n],
+    'filter returns what it removed',
+  );
+  t.same([q.position(2n, 'a'), q.countOf(1n)], [1, 1]);
+  t.equal(q.remove(1n, 'b')?.feature, 'b');
+  t.equal(q.remove(1n, 'b'), undefined);
+  t.same(q.featuresOfCredential('c'), ['a']);
+  t.same(q.features(), ['a']);
+  q.check();
+  t.equal(q.remove(2n, 'a')?.sessionId, 2n);
+  t.same([q.features(), q.featuresOfCredential('c'), q.countOf(2n)], [[], [], 0]);
+  q.check();
+});
+
+t.test("queuedOf and touch look only at the session's own entries", async (t) => {
+  const { pool, co, clock } = setup([line('s', '1', 1), line('z', '1', 1)]);
+  granted(t, co(1, 's'));
+  granted(t, co(1, 'z'));
+  for (let s = 2; s < 200; s++) co(s, s % 2 ? 's' : 'z', { wait: true });
+  co(200, 's', { wait: true });
+  co(200, 'z', { wait: true });
+  t.same(
+    [pool.queuedOf(200n), pool.queuedOf(2n), pool.queuedOf(1n), pool.queuedOf(999n)],
+    [2, 1, 0, 0],
+  );
+  clock.now += 10;
+  pool.touch(200n);
+  const dropped = pool.dropStaleQueue(clock.now);
+  t.equal(dropped.length, 198, 'every entry but the touched ones is stale');
+  t.equal(pool.queuedOf(200n), 2);
+  pool.assertInvariant();
 });
