@@ -123,6 +123,9 @@ function missing(l: Logical, what: string, usage: string): LineProblem {
 
 function plain(t: Token, what: string): LineProblem | undefined {
   if (t.key !== undefined) return at(t, `unexpected "${t.raw}": ${what} is not KEY=VALUE`);
+  if (t.raw.startsWith('#')) {
+    return at(t, `unexpected "${t.raw}": a comment takes a whole line (# first)`);
+  }
   if (t.value === '' || !MEMBER_RE.test(t.value)) {
     return at(t, `bad ${what} "${t.raw}": no spaces, quotes or backslashes`);
   }
