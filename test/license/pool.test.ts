@@ -1,6 +1,7 @@
 /** lib/license/pool.ts: the pool's API (checkin, remove, lease ids, misuse) and a property test. */
 import fc from 'fast-check';
 import t from 'tap';
+import { EMPTY_POLICY, parseOptions } from '../../lib/license/options.ts';
 import { type Lease, LicensePool } from '../../lib/license/pool.ts';
 import { ErrorCode } from '../../lib/wire/index.ts';
 import { granted, line, resHost, resUser, setup, T0 } from './helpers.ts';
@@ -337,3 +338,195 @@ t.test(
     );
   },
 );
+
+// ------------------------------------------------------------------ options can never add a seat
+
+const subjectArb = fc.constantFrom(
+  'USER u0',
+  'USER u1',
+  'HOST h0',
+  'GROUP g0',
+  'HOST_GROUP hg',
+  'INTERNET 10.0.0.1',
+  'INTERNET 10.0.0.0/31',
+  'INTERNET ::1',
+);
+const optFeature = fc.constantFrom('A', 'B', 'C', 'D');
+const ruleArb = fc.oneof(
+  fc.tuple(fc.constantFrom('INCLUDE', 'EXCLUDE'), optFeature, subjectArb).map((x) => x.join(' ')),
+  fc.tuple(fc.constantFrom('INCLUDEALL', 'EXCLUDEALL'), subjectArb).map((x) => x.join(' ')),
+  fc
+    .tuple(fc.constantFrom('RESERVE'), fc.integer({ min: 1, max: 4 }), optFeature, subjectArb)
+    .map((x) => x.join(' ')),
+  fc
+    .tuple(fc.constantFrom('MAX'), fc.integer({ min: 0, max: 3 }), optFeature, subjectArb)
+    .map((x) => x.join(' ')),
+  fc.tuple(optFeature, fc.integer({ min: 1, max: 60 })).map(([f, s]) => `TIMEOUT ${f} ${s}`),
+  fc.integer({ min: 1, max: 60 }).map((s) => `TIMEOUTALL ${s}`),
+  fc.tuple(optFeature, fc.nat(3)).map(([f, n]) => `MAX_QUEUE ${f} ${n}`),
+);
+const optionsFileArb = fc
+  .array(ruleArb, { maxLength: 8 })
+  .map((rules) => ['GROUP g0 u0 u2', 'HOST_GROUP hg h1', ...rules].join('\n'));
+
+type OptOp =
+  | {
+      op: 'checkout';
+      s: number;
+      feature: string;
+      count: number;
+      wait: boolean;
+      addr: number;
+      capped: boolean;
+    }
+  | { op: 'checkin'; s: number; pick: number }
+  | { op: 'release'; s: number }
+  | { op: 'options'; text: string }
+  | { op: 'idle'; ms: number }
+  | { op: 'reload'; which: number }
+  | { op: 'restart' };
+
+const optOpArb: fc.Arbitrary<OptOp> = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc.record({
+      op: fc.constant('checkout' as const),
+      s: session,
+      feature,
+      count: fc.integer({ min: 1, max: 3 }),
+      wait: fc.boolean(),
+      addr: fc.nat(2),
+      capped: fc.boolean(),
+    }),
+  },
+  {
+    weight: 3,
+    arbitrary: fc.record({ op: fc.constant('checkin' as const), s: session, pick: fc.nat(5) }),
+  },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('release' as const), s: session }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({ op: fc.constant('options' as const), text: optionsFileArb }),
+  },
+  { weight: 2, arbitrary: fc.record({ op: fc.constant('idle' as const), ms: fc.nat(30_000) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({ op: fc.constant('reload' as const), which: fc.nat(RELOADS.length - 1) }),
+  },
+  { weight: 1, arbitrary: fc.record({ op: fc.constant('restart' as const) }) },
+);
+
+t.test('property: no options file lets seats held exceed the count', async (t) => {
+  const stats = { runs: 0, granted: 0, denied: 0, refused: 0, applied: 0, expired: 0, broken: 0 };
+  const ADDRS = ['10.0.0.1', '10.0.0.2', '::1'];
+  fc.assert(
+    fc.property(
+      optionsFileArb,
+      fc.array(optOpArb, { minLength: 20, maxLength: 80, size: 'max' }),
+      (first, ops) => {
+        const clock = { now: T0 };
+        let next = 0n;
+        let features = FEATURES(1);
+        let parsed = parseOptions(first, 'p.opt');
+        let applied = parsed.problems.length === 0 ? parsed.policy : EMPTY_POLICY;
+        const mk = () =>
+          new LicensePool(features, {
+            now: () => clock.now,
+            newLeaseId: () => ++next,
+            policy: applied,
+          });
+        let pool = mk();
+        stats.runs++;
+        for (const o of ops) {
+          const before = new Map(
+            pool.status().features.map((f) => [`${f.name} ${f.version}`, f.inUse]),
+          );
+          switch (o.op) {
+            case 'checkout': {
+              const r = pool.checkout({
+                sessionId: BigInt(o.s),
+                user: `u${o.s % 3}`,
+                host: `h${o.s % 2}`,
+                addr: ADDRS[o.addr]!,
+                ...(o.capped ? { credentialCap: { id: 'cred', seats: 3 } } : {}),
+                feature: o.feature,
+                version: '',
+                count: o.count,
+                wait: o.wait,
+              });
+              if (r.status === 'granted') stats.granted++;
+              else if (r.status === 'denied') {
+                stats.denied++;
+                if (r.code === ErrorCode.NOT_PERMITTED) stats.refused++;
+              }
+              break;
+            }
+            case 'checkin': {
+              const ls = pool.leasesOf(BigInt(o.s));
+              const l = ls[o.pick % Math.max(1, ls.length)];
+              if (l) pool.checkin(BigInt(o.s), l.leaseId);
+              break;
+            }
+            case 'release':
+              pool.releaseSession(BigInt(o.s));
+              break;
+            case 'options': {
+              parsed = parseOptions(o.text, 'p.opt');
+              if (parsed.problems.length > 0) {
+                // All or nothing: a file with a problem changes nothing.
+                stats.broken++;
+                const was = pool.policy;
+                try {
+                  pool.setOptions(parsed);
+                  return false;
+                } catch {
+                  if (pool.policy !== was) return false;
+                }
+              } else {
+                pool.setOptions(parsed);
+                applied = parsed.policy;
+                stats.applied++;
+              }
+              break;
+            }
+            case 'idle':
+              clock.now += o.ms;
+              stats.expired += pool.expireIdle().length;
+              break;
+            case 'reload':
+              features = RELOADS[o.which]!;
+              pool.reload(features);
+              break;
+            case 'restart': {
+              const snap = JSON.parse(JSON.stringify(pool.snapshot()));
+              pool = mk();
+              pool.restore(snap);
+              break;
+            }
+          }
+          pool.takeAssigned();
+          pool.assertInvariant();
+          const st = pool.status();
+          for (const f of st.features) {
+            const was = before.get(`${f.name} ${f.version}`) ?? 0;
+            if (f.inUse > was && f.inUse > f.count) return false;
+            const reserved = st.reservations
+              .filter((r) => r.feature === f.name && r.version === f.version)
+              .reduce((n, r) => n + r.count, 0);
+            if (reserved > f.count) return false;
+          }
+        }
+        return true;
+      },
+    ),
+    { numRuns: 300 },
+  );
+  t.ok(
+    stats.granted > 300 &&
+      stats.refused > 20 &&
+      stats.applied > 50 &&
+      stats.expired > 20 &&
+      stats.broken > 5,
+    `exercised: ${JSON.stringify(stats)}`,
+  );
+});
