@@ -79,12 +79,34 @@ export interface StatusResult {
   reservations: Extract<StatusRecordValue, { kind: 4 }>[];
 }
 
+/** A lease's events and their arguments (`lease.on(name, listener)`). */
+export interface LeaseEvents {
+  /** The seat is gone (reaped, removed, token refused, reclaim refused...): why, in words. */
+  lost: [reason: string];
+  /** The seat was re-presented to a restarted or new server and is still held. */
+  reclaimed: [];
+}
+
+/** A client's events and their arguments (`client.on(name, listener)`); see Client. */
+export interface ClientEvents {
+  queued: [feature: string, position: number, queueLength: number];
+  granted: [lease: Lease];
+  lost: [lease: Lease, reason: string];
+  reclaimed: [lease: Lease];
+  /** Another server of the list answered and is now the current one (`host:port`). */
+  failover: [server: string];
+  /** A request to `server` has had no answer for `retry.failoverMs`. */
+  'contact-lost': [server: string];
+  /** The first verified reply after 'contact-lost', from `server`. */
+  'contact-restored': [server: string];
+}
+
 /**
  * A held seat. `version` is the version granted (from the lease ticket), which is the
  * feature's version when the checkout asked for none. Events: 'lost' (reason: string),
  * 'reclaimed'.
  */
-export class Lease extends EventEmitter {
+export class Lease extends EventEmitter<LeaseEvents> {
   readonly feature: string;
   readonly version: string;
   readonly leaseId: bigint;
@@ -204,7 +226,7 @@ export function parseServer(s: string): { host: string; port: number } {
  *
  * 'error' is never emitted.
  */
-export class Client extends EventEmitter {
+export class Client extends EventEmitter<ClientEvents> {
   readonly auth: ClientAuth;
   readonly #servers: { name: string; host: string; port: number }[];
   readonly #policy: RetryPolicy;

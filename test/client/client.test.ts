@@ -4,6 +4,7 @@
  * sharing a keyring, and no unhandled rejections when nothing answers.
  */
 import type { ChildProcess } from 'node:child_process';
+import type { EventEmitter } from 'node:events';
 import t from 'tap';
 import { type ConnectOptions, connect } from '../../lib/client/client.ts';
 import { nextDelay, retryPolicy, serverWindow } from '../../lib/client/retry.ts';
@@ -182,8 +183,8 @@ t.test(
     const waiter = await client(site, port, { user: 'bob', heartbeatMs: 60_000 });
     t.teardown(() => waiter.close());
     const events: unknown[][] = [];
-    for (const name of ['queued', 'granted', 'lost', 'reclaimed'])
-      waiter.on(name, (...a: unknown[]) => events.push([name, ...a]));
+    for (const name of ['queued', 'granted', 'lost', 'reclaimed'] as const)
+      (waiter as EventEmitter).on(name, (...a: unknown[]) => events.push([name, ...a]));
     const first = await holder.checkout('solver');
     const queued = new Promise<void>((r) => waiter.once('queued', () => r()));
     const onQueued: number[][] = [];
