@@ -1,14 +1,16 @@
 /**
  * The client library: `connect()` gives a Client that gets a token (first contact), signs
  * every datagram in the right auth mode by itself, retransmits on the RFC 5080 schedule,
- * heartbeats its leases, answers the server's test_conn, re-presents its token and lease
- * tickets to a restarted server or to the next server of its list, and reports what
- * happens to each lease as events. It owns one UDP socket and its timers (all unref'd).
+ * moves on to the next server of its list after a short silence (failover), heartbeats its
+ * leases, answers the server's test_conn, re-presents its token and lease tickets to a
+ * restarted server or to the next server of its list, and reports what happens to each
+ * lease, and to its contact with the servers, as events. It owns one UDP socket and its timers (all unref'd).
  */
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
 import { hostname, userInfo } from 'node:os';
 import { ClientAuth, type SignedRequest } from '../auth/client.ts';
+import { decodeTicket } from '../token/index.ts';
 import {
   AdminOp,
   type AnyDatagram,
@@ -23,7 +25,7 @@ import {
   type StatusRecordValue,
 } from '../wire/index.ts';
 import { AbortError, ClosedError, DeniedError, FloatlmError, TimeoutError } from './errors.ts';
-import { nextDelay, type RetryPolicy, retryPolicy } from './retry.ts';
+import { nextDelay, type RetryPolicy, retryPolicy, serverWindow } from './retry.ts';
 
 export interface ConnectOptions {
   /** `host[:port]` of each server, tried in order. */
@@ -77,8 +79,34 @@ export interface StatusResult {
   reservations: Extract<StatusRecordValue, { kind: 4 }>[];
 }
 
-/** A held seat. Events: 'lost' (reason: string), 'reclaimed'. */
-export class Lease extends EventEmitter {
+/** A lease's events and their arguments (`lease.on(name, listener)`). */
+export interface LeaseEvents {
+  /** The seat is gone (reaped, removed, token refused, reclaim refused...): why, in words. */
+  lost: [reason: string];
+  /** The seat was re-presented to a restarted or new server and is still held. */
+  reclaimed: [];
+}
+
+/** A client's events and their arguments (`client.on(name, listener)`); see Client. */
+export interface ClientEvents {
+  queued: [feature: string, position: number, queueLength: number];
+  granted: [lease: Lease];
+  lost: [lease: Lease, reason: string];
+  reclaimed: [lease: Lease];
+  /** Another server of the list answered and is now the current one (`host:port`). */
+  failover: [server: string];
+  /** A request to `server` has had no answer for `retry.failoverMs`. */
+  'contact-lost': [server: string];
+  /** The first verified reply after 'contact-lost', from `server`. */
+  'contact-restored': [server: string];
+}
+
+/**
+ * A held seat. `version` is the version granted (from the lease ticket), which is the
+ * feature's version when the checkout asked for none. Events: 'lost' (reason: string),
+ * 'reclaimed'.
+ */
+export class Lease extends EventEmitter<LeaseEvents> {
   readonly feature: string;
   readonly version: string;
   readonly leaseId: bigint;
@@ -110,8 +138,13 @@ export class Lease extends EventEmitter {
 
   /** Gives the seat back. Idempotent. @throws {FloatlmError} when no server confirms */
   async checkin(): Promise<void> {
+    return this._checkinWithin(undefined);
+  }
+
+  /** @internal checkin with a budget (close()). */
+  async _checkinWithin(budgetMs: number | undefined): Promise<void> {
     if (this.#state !== 'held') return;
-    await this.#client._checkin(this);
+    await this.#client._checkin(this, budgetMs);
     this.#state = 'released';
   }
 
@@ -123,11 +156,38 @@ export class Lease extends EventEmitter {
   }
 }
 
-interface Pending {
+/** A verified reply, the server (index in the list) that sent it and the datagram it answers. */
+interface Answer {
+  d: AnyDatagram;
+  index: number;
   req: SignedRequest;
-  server: string;
-  resolve: (d: AnyDatagram) => void;
 }
+
+/** One request in flight: the datagram last sent to each server, by index in the list. */
+interface Flight {
+  sent: Map<number, SignedRequest>;
+  answer: (a: Answer) => void;
+}
+
+/** How a request is sent (internal). */
+interface CallOptions {
+  signal?: AbortSignal | undefined;
+  /** Total budget, ms; default the policy's `maxTotalMs`. */
+  budgetMs?: number;
+  /** Index of the server to start with; default the current one. */
+  start?: number;
+  /** This server only: no failover, and the current server stays as it is. */
+  only?: boolean;
+  /** A second form of a request that was answered "not processed": no third. */
+  again?: boolean;
+  /** Request id to use (a re-send that must find the first one's outcome). */
+  rid?: number;
+}
+
+/** close(): the time for checking in and ending the session when the server is silent. */
+const CLOSE_MS = 1000;
+/** Leaving a queue after an abort, when the server is silent. */
+const ABANDON_MS = 500;
 
 /**
  * Connects: first contact with the first server that answers.
@@ -156,27 +216,43 @@ export function parseServer(s: string): { host: string; port: number } {
 }
 
 /**
- * A connected client. Events: 'queued' (feature, position, queueLength), 'granted' (lease),
- * 'lost' (lease, reason), 'reclaimed' (lease), 'failover' (server); 'error' is never emitted.
+ * A connected client. Events:
+ * - 'queued' (feature, position, queueLength): a waiting checkout's place changed;
+ * - 'granted' (lease), 'lost' (lease, reason), 'reclaimed' (lease);
+ * - 'failover' (server): another server of the list answered and is now the current one;
+ * - 'contact-lost' (server): a request to `server` has had no answer for
+ *   `retry.failoverMs` (1.5 s by default), once until contact is back; the client goes on
+ *   retransmitting and trying the other servers of its list;
+ * - 'contact-restored' (server): the first verified reply after 'contact-lost', from
+ *   `server` (the same one, or the one it failed over to).
+ *
+ * 'error' is never emitted.
  */
-export class Client extends EventEmitter {
+export class Client extends EventEmitter<ClientEvents> {
   readonly auth: ClientAuth;
   readonly #servers: { name: string; host: string; port: number }[];
   readonly #policy: RetryPolicy;
   readonly #opts: ConnectOptions;
   readonly #now: () => number;
   readonly #socket: dgram.Socket;
-  readonly #pending = new Map<number, Pending>();
+  /** Flights by request id (a HELLO flight is listed under each server's request id). */
+  readonly #pending = new Map<number, Flight>();
   readonly #leases = new Map<bigint, Lease>();
   #current = 0;
   #requestId = (Math.random() * 0x7fffffff) >>> 0;
   #heartbeatMs = 10_000;
   #heartbeatTimer: NodeJS.Timeout | undefined;
-  #beating = false;
+  /** The heartbeat in flight, shared by the timer and `heartbeat()`. */
+  #beat: Promise<number> | undefined;
   #closed = false;
+  #closing: Promise<void> | undefined;
+  #destroyed: Promise<void> | undefined;
   #ready: Promise<void>;
   #bound: Promise<void>;
+  #helloing: Promise<void> | undefined;
   #reclaiming: Promise<void> | undefined;
+  /** The server named by the last 'contact-lost', until a verified reply comes. */
+  #silent: string | undefined;
 
   /** @throws {TypeError|RangeError} naming the bad option */
   constructor(opts: ConnectOptions) {
@@ -237,7 +313,7 @@ export class Client extends EventEmitter {
 
   /**
    * Borrows a seat. With `wait`, queues and polls until granted or aborted; an aborted wait
-   * leaves the queue before rejecting.
+   * leaves the queue before rejecting (giving the server half a second to confirm).
    * @throws {DeniedError} with the server's reason code; {TimeoutError}; {AbortError}
    * @throws {TypeError|RangeError} naming a bad `feature`, `options.version` or `options.count`
    */
@@ -256,12 +332,12 @@ export class Client extends EventEmitter {
       if (o.signal?.aborted) throw await this.#abandon(feature, !!o.wait);
       let d: AnyDatagram;
       try {
-        d = await this.#call(
+        ({ d } = await this.#call(
           MsgType.CHECKOUT,
           { feature, version, count, options: o.wait ? 1 : 0 },
           `checkout ${feature}`,
-          o.signal,
-        );
+          { signal: o.signal },
+        ));
       } catch (e) {
         // Aborted with the CHECKOUT in flight: the server may have queued us all the same.
         if (e instanceof AbortError) throw await this.#abandon(feature, !!o.wait);
@@ -278,7 +354,14 @@ export class Client extends EventEmitter {
         throw new FloatlmError('EPROTO', `checkout ${feature}: unexpected reply type ${d.type}`);
       const b = d.body;
       if (b.status === CheckoutStatus.GRANTED) {
-        const lease = new Lease(this, feature, version, b.leaseId, b.count, b.ticket);
+        const lease = new Lease(
+          this,
+          feature,
+          grantedVersion(b.ticket, version),
+          b.leaseId,
+          b.count,
+          b.ticket,
+        );
         this.#leases.set(b.leaseId, lease);
         if (b.heartbeatMs > 0) this.#setHeartbeat(b.heartbeatMs);
         this.emit('granted', lease);
@@ -300,11 +383,14 @@ export class Client extends EventEmitter {
     }
   }
 
-  /** The debug ping. @throws {TimeoutError} */
+  /** The debug ping, to `server` or the current one (no failover). @throws {TimeoutError} */
   async ping(server?: string): Promise<PongInfo> {
     const target = server ? this.#serverIndex(server) : this.#current;
     const t0 = this.#now();
-    const d = await this.#callOn(target, MsgType.PING, { payload: new Uint8Array(64) }, 'ping');
+    const { d } = await this.#call(MsgType.PING, { payload: new Uint8Array(64) }, 'ping', {
+      start: target,
+      only: true,
+    });
     const t1 = this.#now();
     if (d.type !== MsgType.PONG)
       throw new FloatlmError('EPROTO', `ping: unexpected reply type ${d.type}`);
@@ -338,7 +424,7 @@ export class Client extends EventEmitter {
       let snapshot: number | undefined;
       let consistent = true;
       for (let page = 0; page < pages; page++) {
-        const d = await this.#call(MsgType.STATUS, { page, feature }, 'status');
+        const { d } = await this.#call(MsgType.STATUS, { page, feature }, 'status');
         if (d.type === MsgType.ERROR)
           throw new DeniedError('status', d.body.code, d.body.retryAfterMs, d.body.message);
         if (d.type !== MsgType.STATUS_REPLY)
@@ -368,7 +454,7 @@ export class Client extends EventEmitter {
     op: AdminOp,
     target: { feature?: string; user?: string; host?: string; leaseId?: bigint } = {},
   ): Promise<Bodies[typeof MsgType.ADMIN_REPLY]> {
-    const d = await this.#call(
+    const { d } = await this.#call(
       MsgType.ADMIN,
       {
         op,
@@ -386,59 +472,56 @@ export class Client extends EventEmitter {
     return d.body;
   }
 
-  /** Checks in every lease (best effort) and closes the socket. Idempotent. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    await Promise.allSettled([...this.#leases.values()].map((l) => l.checkin()));
-    if (this.auth.session) {
-      // End the session on the server too (CHECKIN of lease 0 with no feature), so it does
-      // not count against the user's session cap. Best effort, with a short budget.
-      const rid = this.#nextRequestId();
-      const server = this.#servers[this.#current]!;
-      try {
-        const req = this.auth.request(
-          server.name,
-          MsgType.CHECKIN,
-          { leaseId: 0n, feature: '' },
-          rid,
-        );
-        await this.#exchange(this.#current, req, undefined, {
-          ...this.#policy,
-          maxTotalMs: Math.min(1000, this.#policy.maxTotalMs),
-        });
-      } catch {
-        // Closing anyway: the server forgets idle sessions by itself.
-      }
+  /**
+   * Sends a heartbeat now (the timer does this every heartbeat interval) and, when the
+   * server counts fewer leases than this client holds, re-presents their tickets and waits
+   * for that to finish. A heartbeat already in flight (the timer's) is shared, not doubled.
+   * Resolves with the number of leases the server acknowledged.
+   * @throws {TimeoutError|ClosedError|DeniedError}
+   */
+  heartbeat(): Promise<number> {
+    if (!this.#beat) {
+      const beat = this.#heartbeatOnce();
+      this.#beat = beat;
+      const clear = () => {
+        if (this.#beat === beat) this.#beat = undefined;
+      };
+      beat.then(clear, clear);
     }
-    await this.destroy();
+    return this.#beat;
+  }
+
+  /**
+   * Checks in every lease and ends the session on the server, giving up after `timeoutMs`
+   * (default 1000, or `retry.maxTotalMs` when that is shorter) when the server does not answer, then closes the socket: whatever the
+   * server does, it resolves within about `timeoutMs` (the server reaps what was not
+   * checked in). Requests still in flight then reject with ClosedError. Idempotent.
+   * @throws {RangeError} when `options.timeoutMs` is not a positive number
+   */
+  close(options: { timeoutMs?: number } = {}): Promise<void> {
+    const ms = options.timeoutMs ?? Math.min(CLOSE_MS, this.#policy.maxTotalMs);
+    if (!(typeof ms === 'number' && ms > 0 && Number.isFinite(ms)))
+      throw new RangeError('options.timeoutMs must be a positive number of milliseconds');
+    this.#closing ??= this.#shutdown(ms);
+    return this.#closing;
   }
 
   /**
    * Closes at once without checking anything in, as a crashed process would: the server
    * reaps the seats after its test_conn pings go unanswered. Idempotent.
    */
-  async destroy(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer);
-    for (const p of this.#pending.values()) p.resolve(closedMarker);
-    this.#pending.clear();
-    await this.#bound;
-    await new Promise<void>((resolve) => {
-      try {
-        this.#socket.close(() => resolve());
-      } catch {
-        resolve();
-      }
-    });
+  destroy(): Promise<void> {
+    this.#destroyed ??= this.#teardown();
+    return this.#destroyed;
   }
 
   /** @internal Lease.checkin. */
-  async _checkin(lease: Lease): Promise<void> {
-    const d = await this.#call(
+  async _checkin(lease: Lease, budgetMs?: number): Promise<void> {
+    const { d } = await this.#call(
       MsgType.CHECKIN,
       { leaseId: lease.leaseId, feature: lease.feature },
       `checkin ${lease.feature}`,
+      budgetMs === undefined ? {} : { budgetMs, only: true },
     );
     this.#leases.delete(lease.leaseId);
     if (d.type === MsgType.ERROR && d.body.code !== ErrorCode.NOT_HOLDER) {
@@ -453,6 +536,49 @@ export class Client extends EventEmitter {
 
   // ------------------------------------------------------------ internals
 
+  async #shutdown(ms: number): Promise<void> {
+    if (this.#closed) return;
+    const deadline = this.#now() + ms;
+    const left = () => deadline - this.#now();
+    // Whatever is still waiting at the deadline (these checkins, a checkout, a reclaim)
+    // ends with ClosedError when the socket goes.
+    const stop = setTimeout(() => void this.destroy(), ms);
+    stop.unref();
+    try {
+      if (this.auth.session) {
+        await Promise.allSettled(
+          [...this.#leases.values()].map((l) => l._checkinWithin(Math.max(1, left()))),
+        );
+      }
+      if (this.auth.session && !this.#closed && left() > 0) {
+        // End the session on the server too (CHECKIN of lease 0 with no feature), so it
+        // does not count against the user's session cap.
+        await this.#call(MsgType.CHECKIN, { leaseId: 0n, feature: '' }, 'close', {
+          budgetMs: left(),
+          only: true,
+        }).catch(() => {});
+      }
+    } finally {
+      clearTimeout(stop);
+      await this.destroy();
+    }
+  }
+
+  async #teardown(): Promise<void> {
+    this.#closed = true;
+    if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer);
+    for (const f of new Set(this.#pending.values())) f.answer(closedAnswer);
+    this.#pending.clear();
+    await this.#bound;
+    await new Promise<void>((resolve) => {
+      try {
+        this.#socket.close(() => resolve());
+      } catch {
+        resolve();
+      }
+    });
+  }
+
   #checkOpen(what: string): void {
     if (this.#closed) throw new ClosedError(what);
   }
@@ -465,7 +591,20 @@ export class Client extends EventEmitter {
     return this.#servers.length - 1;
   }
 
-  async #hello(): Promise<void> {
+  /** Every server of the list once, starting with `start`. */
+  #order(start: number): number[] {
+    const n = this.#servers.length;
+    return Array.from({ length: n }, (_, k) => (start + k) % n);
+  }
+
+  #hello(): Promise<void> {
+    this.#helloing ??= this.#helloOnce().finally(() => {
+      this.#helloing = undefined;
+    });
+    return this.#helloing;
+  }
+
+  async #helloOnce(): Promise<void> {
     const u = this.#opts.user ?? safeUser();
     const fields = {
       vendor: this.#opts.vendor ?? this.#opts.credential.id.split('/')[0]!,
@@ -474,24 +613,25 @@ export class Client extends EventEmitter {
       user: u,
       host: this.#opts.host ?? hostname(),
     };
-    const tried: string[] = [];
-    for (let n = 0; n < this.#servers.length; n++) {
-      const i = (this.#current + n) % this.#servers.length;
-      const server = this.#servers[i]!;
-      tried.push(server.name);
-      const rid = this.#nextRequestId();
-      const req = this.auth.hello(server.name, fields, rid);
-      const d = await this.#exchange(i, req, undefined);
-      if (d === undefined) continue;
-      if (d === closedMarker) throw new ClosedError('connect');
-      if (d.type === MsgType.ERROR)
-        throw new DeniedError('connect', d.body.code, d.body.retryAfterMs, d.body.message);
-      this.#current = i;
-      if (d.type === MsgType.HELLO_OK)
-        this.#setHeartbeat(this.#opts.heartbeatMs ?? d.body.heartbeatMs);
-      return;
-    }
-    throw new TimeoutError('connect', tried);
+    const order = this.#order(this.#current);
+    // Each server gets its own HELLO (own request id and nonce); a server visited again gets
+    // the same bytes, which its replay cache answers.
+    const a = await this.#fly(
+      order,
+      (i, last) => last ?? this.auth.hello(this.#servers[i]!.name, fields, this.#nextRequestId()),
+    );
+    if (a === closedAnswer) throw new ClosedError('connect');
+    if (a === undefined)
+      throw new TimeoutError(
+        'connect',
+        order.map((i) => this.#servers[i]!.name),
+      );
+    const { d } = a;
+    if (d.type === MsgType.ERROR)
+      throw new DeniedError('connect', d.body.code, d.body.retryAfterMs, d.body.message);
+    this.#current = a.index;
+    if (d.type === MsgType.HELLO_OK)
+      this.#setHeartbeat(this.#opts.heartbeatMs ?? d.body.heartbeatMs);
   }
 
   #nextRequestId(): number {
@@ -500,63 +640,20 @@ export class Client extends EventEmitter {
   }
 
   /**
-   * One request with failover: on the current server, then each other one in turn (the
-   * token is re-presented there, then the leases' tickets).
+   * One request, with failover (protocol.md section 11): one request id throughout, sent to
+   * the current server, then after `failoverMs` unanswered to the next of the list (in mode
+   * 2 where that server does not know the session), round the list until the budget is
+   * spent. A server that answers becomes the current one; when it did not know the session
+   * or is not the one we had, every lease ticket is re-presented there.
    */
   async #call<T extends MsgType>(
     type: T,
     body: Bodies[T],
     what: string,
-    signal?: AbortSignal,
-  ): Promise<AnyDatagram> {
+    o: CallOptions = {},
+  ): Promise<Answer> {
     this.#checkOpen(what);
     await this.#ready;
-    const tried: string[] = [];
-    for (let n = 0; n < this.#servers.length; n++) {
-      // An abort is not a dead server: no failover, no retransmissions elsewhere.
-      if (signal?.aborted) throw new AbortError(what);
-      const i = (this.#current + n) % this.#servers.length;
-      tried.push(this.#servers[i]!.name);
-      const d = await this.#attempt(i, type, body, signal);
-      if (d === closedMarker) throw new ClosedError(what);
-      if (d === undefined) continue;
-      if (i !== this.#current) {
-        this.#current = i;
-        this.emit('failover', this.#servers[i]!.name);
-        this.#scheduleReclaim();
-      }
-      return d;
-    }
-    if (signal?.aborted) throw new AbortError(what);
-    throw new TimeoutError(what, tried);
-  }
-
-  async #callOn<T extends MsgType>(
-    index: number,
-    type: T,
-    body: Bodies[T],
-    what: string,
-  ): Promise<AnyDatagram> {
-    this.#checkOpen(what);
-    await this.#ready;
-    const d = await this.#attempt(index, type, body, undefined);
-    if (d === closedMarker) throw new ClosedError(what);
-    if (d === undefined) throw new TimeoutError(what, [this.#servers[index]!.name]);
-    return d;
-  }
-
-  /**
-   * One request to one server. A session request unanswered for half the budget is sent
-   * again in mode 2 (the server may have lost the session: restart without state, or a
-   * new server), under the same request id.
-   */
-  async #attempt<T extends MsgType>(
-    index: number,
-    type: T,
-    body: Bodies[T],
-    signal?: AbortSignal,
-  ): Promise<AnyDatagram | undefined> {
-    const server = this.#servers[index]!;
     const session = this.auth.session;
     if (session && this.#now() >= session.expires) {
       // The token ran out: its leases went with it; start a new session.
@@ -564,75 +661,83 @@ export class Client extends EventEmitter {
       for (const l of [...this.#leases.values()]) this.#loseLease(l, 'token expired');
     }
     if (type !== MsgType.ADMIN && !this.auth.session && !this.#opts.noHello) await this.#hello();
-    const rid = this.#nextRequestId();
-    const first = this.auth.request(server.name, type, body, rid);
-    const half = { ...this.#policy, maxTotalMs: this.#policy.maxTotalMs / 2 };
-    let d = await this.#exchange(
-      index,
-      first,
-      signal,
-      first.mode === AuthMode.SESSION ? half : this.#policy,
+    this.#checkOpen(what);
+    const start = o.start ?? this.#current;
+    const order = o.only ? [start] : this.#order(start);
+    const rid = o.rid ?? this.#nextRequestId();
+    const a = await this.#fly(
+      order,
+      (i, last) => {
+        const name = this.#servers[i]!.name;
+        if (last?.mode === AuthMode.SESSION) {
+          // Unanswered in mode 3 for a whole window: the server may have lost the session.
+          this.auth.forgetServer(name);
+        } else if (last) return last;
+        return this.auth.request(name, type, body, rid);
+      },
+      o,
     );
-    let restored = first.mode === AuthMode.TOKEN;
-    if (d === undefined && first.mode === AuthMode.SESSION && !signal?.aborted) {
-      restored = true;
-      this.auth.forgetServer(server.name);
-      d = await this.#exchange(
-        index,
-        this.auth.request(server.name, type, body, rid),
-        signal,
-        half,
+    if (a === closedAnswer) throw new ClosedError(what);
+    if (a === undefined) {
+      if (o.signal?.aborted) throw new AbortError(what);
+      throw new TimeoutError(
+        what,
+        order.map((i) => this.#servers[i]!.name),
       );
     }
-    if (restored && d && d !== closedMarker && type !== MsgType.RECLAIM) {
+    const { d, index } = a;
+    let moved = false;
+    if (!o.only && index !== this.#current) {
+      this.#current = index;
+      moved = true;
+      this.emit('failover', this.#servers[index]!.name);
+    }
+    const restored = a.req.mode === AuthMode.TOKEN;
+    if ((restored || moved) && type !== MsgType.RECLAIM && index === this.#current) {
       // The server did not know the session (restart without state, or a new server):
       // re-present every lease ticket there, before any new request of ours is processed
       // (a request answered NEED_PADDING was not processed, and is sent again below).
-      this.#scheduleReclaim();
+      this.#scheduleReclaim(index);
       if (d.type === MsgType.ERROR && d.body.code === ErrorCode.NEED_PADDING)
         await this.#reclaiming;
     }
-    if (d && d !== closedMarker && d.type === MsgType.ERROR) {
+    if (d.type === MsgType.ERROR) {
       const code = d.body.code;
-      if (code === ErrorCode.REPLAY) {
-        // A restarted server's replay floor: the same request (same id, so a copy it
-        // processed before the restart gets that outcome) again above the floor.
-        return this.#exchange(index, this.auth.request(server.name, type, body, rid), signal);
+      if (!o.again && code === ErrorCode.REPLAY) {
+        // A restarted server's replay floor (the auth layer moved our seq above it): the same
+        // request again, with the same id, so a copy processed before the restart gets that
+        // outcome, to the server that answered.
+        return this.#call(type, body, what, { ...o, start: index, only: true, again: true, rid });
       }
-      if (code === ErrorCode.NEED_PADDING || code === ErrorCode.UNKNOWN_SESSION) {
+      if (!o.again && (code === ErrorCode.NEED_PADDING || code === ErrorCode.UNKNOWN_SESSION)) {
         // NEED_PADDING answers a mode-2 request unprocessed, but the session is now restored
         // there; UNKNOWN_SESSION made the auth layer forget the server. Either way the auth
-        // layer picks the right mode for a fresh request.
-        return this.#exchange(
-          index,
-          this.auth.request(server.name, type, body, this.#nextRequestId()),
-          signal,
-        );
+        // layer picks the right mode for a fresh request, to the server that answered.
+        return this.#call(type, body, what, { ...o, start: index, again: true });
       }
-      if (
-        !this.auth.session &&
-        this.#leases.size > 0 &&
-        code >= ErrorCode.TOKEN_BAD_SIGNATURE &&
-        code <= ErrorCode.TOKEN_MALFORMED
-      ) {
+      if (!this.auth.session && this.#leases.size > 0 && isTokenError(code)) {
         for (const l of [...this.#leases.values()])
           this.#loseLease(l, `token refused: ${d.body.message}`);
       }
     }
-    return d;
+    return a;
   }
 
-  /** Sends `req` and retransmits it byte for byte until a verified reply or the budget ends. */
-  #exchange(
-    index: number,
-    req: SignedRequest,
-    signal?: AbortSignal,
-    policy = this.#policy,
-  ): Promise<AnyDatagram | undefined | typeof closedMarker> {
-    const server = this.#servers[index]!;
-    return new Promise((resolve) => {
+  /**
+   * Sends a request and retransmits it until a verified reply, an abort, close() or the end
+   * of the budget (then undefined). `build(index, last)` gives the datagram for server
+   * `index` on each visit, given the one last sent there: the same bytes for a byte-identical
+   * retransmission, or a new form. Every datagram goes to the server it was built for.
+   */
+  #fly(
+    order: number[],
+    build: (index: number, last: SignedRequest | undefined) => SignedRequest,
+    o: CallOptions = {},
+  ): Promise<Answer | undefined> {
+    return new Promise((resolve, reject) => {
+      const signal = o.signal;
       if (this.#closed) {
-        resolve(closedMarker);
+        resolve(closedAnswer);
         return;
       }
       // An already-aborted signal never fires 'abort' again.
@@ -640,44 +745,106 @@ export class Client extends EventEmitter {
         resolve(undefined);
         return;
       }
+      const policy = this.#policy;
+      const budget = o.budgetMs ?? policy.maxTotalMs;
       const started = this.#now();
-      let attempt = 0;
+      const sent = new Map<number, SignedRequest>();
       let timer: NodeJS.Timeout | undefined;
-      const finish = (d: AnyDatagram | undefined | typeof closedMarker) => {
+      let done = false;
+      let visit = 0;
+      const cleanup = () => {
+        done = true;
         if (timer) clearTimeout(timer);
-        this.#pending.delete(req.requestId);
+        clearTimeout(contact);
+        for (const req of sent.values())
+          if (this.#pending.get(req.requestId) === flight) this.#pending.delete(req.requestId);
         if (this.#pending.size === 0 && !this.#closed) this.#socket.unref();
         signal?.removeEventListener('abort', onAbort);
-        resolve(d);
       };
+      const finish = (a: Answer | undefined) => {
+        if (done) return;
+        cleanup();
+        if (a && a !== closedAnswer) this.#contactBack(this.#servers[a.index]!.name);
+        resolve(a);
+      };
+      const flight: Flight = { sent, answer: finish };
       const onAbort = () => finish(undefined);
       signal?.addEventListener('abort', onAbort, { once: true });
-      this.#pending.set(req.requestId, {
-        req,
-        server: server.name,
-        resolve: finish as (d: AnyDatagram) => void,
-      });
+      const contact = setTimeout(
+        () => this.#contactLost(this.#servers[order[0]!]!.name),
+        Math.min(policy.failoverMs, budget),
+      );
+      contact.unref();
       // An awaited request keeps the process alive; an idle client (heartbeats only) does not.
       this.#socket.ref();
-      const send = () => {
+      const nextVisit = () => {
+        if (done) return;
         if (this.#closed) {
-          finish(closedMarker);
+          finish(closedAnswer);
           return;
         }
-        this.#socket.send(req.bytes, server.port, server.host);
-        const delay = nextDelay(policy, attempt++, this.#now() - started);
-        if (delay === undefined) {
+        const elapsed = this.#now() - started;
+        if (elapsed >= budget) {
           finish(undefined);
           return;
         }
-        timer = setTimeout(() => {
-          if (this.#now() - started >= policy.maxTotalMs) finish(undefined);
-          else send();
-        }, delay);
-        timer.unref();
+        const index = order[visit % order.length]!;
+        let req: SignedRequest;
+        try {
+          req = build(index, sent.get(index));
+        } catch (e) {
+          cleanup();
+          reject(e);
+          return;
+        }
+        sent.set(index, req);
+        this.#pending.set(req.requestId, flight);
+        const window = serverWindow(
+          policy,
+          order.length,
+          visit++,
+          req.mode === AuthMode.SESSION,
+          budget,
+          budget - elapsed,
+        );
+        const server = this.#servers[index]!;
+        const from = this.#now();
+        const schedule = { ...policy, maxTotalMs: window };
+        let attempt = 0;
+        const send = () => {
+          if (done) return;
+          if (this.#closed) {
+            finish(closedAnswer);
+            return;
+          }
+          this.#socket.send(req.bytes, server.port, server.host);
+          const delay = nextDelay(schedule, attempt++, this.#now() - from);
+          if (delay === undefined) {
+            nextVisit();
+            return;
+          }
+          timer = setTimeout(() => {
+            if (this.#now() - from >= window) nextVisit();
+            else send();
+          }, delay);
+          timer.unref();
+        };
+        send();
       };
-      send();
+      nextVisit();
     });
+  }
+
+  #contactLost(server: string): void {
+    if (this.#silent !== undefined || this.#closed) return;
+    this.#silent = server;
+    this.emit('contact-lost', server);
+  }
+
+  #contactBack(server: string): void {
+    if (this.#silent === undefined) return;
+    this.#silent = undefined;
+    this.emit('contact-restored', server);
   }
 
   #onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -692,18 +859,42 @@ export class Client extends EventEmitter {
       }
       const requestId =
         ((bytes[8]! << 24) | (bytes[9]! << 16) | (bytes[10]! << 8) | bytes[11]!) >>> 0;
-      const p = this.#pending.get(requestId);
-      if (!p) return;
-      if (p.req.bytes[3] === MsgType.HELLO && bytes[3] === MsgType.HELLO_OK) {
-        // HELLO_OK is signed with the new session key, which only the credential unwraps.
-        if (this.auth.acceptHelloOk(bytes, requestId)) p.resolve(decodeDatagram(bytes));
-        return;
+      const flight = this.#pending.get(requestId);
+      if (!flight) return;
+      for (const [index, req] of this.#senders(flight, requestId, rinfo)) {
+        if (req.bytes[3] === MsgType.HELLO && type === MsgType.HELLO_OK) {
+          // HELLO_OK is signed with the new session key, which only the credential unwraps.
+          if (this.auth.acceptHelloOk(bytes, requestId)) {
+            flight.answer({ d: decodeDatagram(bytes), index, req });
+            return;
+          }
+          continue;
+        }
+        const d = this.auth.verifyReply(this.#servers[index]!.name, bytes, req);
+        if (d) {
+          flight.answer({ d, index, req });
+          return;
+        }
       }
-      const d = this.auth.verifyReply(p.server, bytes, p.req);
-      if (d) p.resolve(d);
     } catch {
       // A hostile or broken datagram must never take the application down.
     }
+  }
+
+  /**
+   * The servers of a flight that were sent `requestId`, the one at the reply's source
+   * address first (a host name or a multi-homed server may answer from another address;
+   * the tag decides, the address only says which server answered).
+   */
+  #senders(flight: Flight, requestId: number, rinfo: dgram.RemoteInfo): [number, SignedRequest][] {
+    const rank = (i: number) => {
+      const s = this.#servers[i]!;
+      if (s.port !== rinfo.port) return 2;
+      return s.host === rinfo.address ? 0 : 1;
+    };
+    return [...flight.sent]
+      .filter(([, req]) => req.requestId === requestId)
+      .sort(([a], [b]) => rank(a) - rank(b));
   }
 
   #setHeartbeat(ms: number): void {
@@ -711,54 +902,43 @@ export class Client extends EventEmitter {
     if (this.#heartbeatTimer && interval === this.#heartbeatMs) return;
     this.#heartbeatMs = interval;
     if (this.#heartbeatTimer) clearInterval(this.#heartbeatTimer);
-    this.#heartbeatTimer = setInterval(() => void this.#heartbeat(), interval);
+    this.#heartbeatTimer = setInterval(() => {
+      // One at a time (shared with heartbeat()): against a dead server a heartbeat outlives
+      // the interval, and piling them up would multiply retransmissions and failovers.
+      if (this.#closed || this.#leases.size === 0) return;
+      // Keep the leases on failure: the next heartbeat tries again; the server reaps.
+      this.heartbeat().catch(() => {});
+    }, interval);
     this.#heartbeatTimer.unref();
   }
 
-  async #heartbeat(): Promise<void> {
-    // One at a time: against a dead server a heartbeat outlives the interval, and piling
-    // them up would multiply retransmissions and failovers.
-    if (this.#closed || this.#leases.size === 0 || this.#beating) return;
-    this.#beating = true;
-    try {
-      const d = await this.#call(MsgType.HEARTBEAT, {}, 'heartbeat');
-      if (d.type === MsgType.HEARTBEAT_ACK && d.body.leases < this.#leases.size)
-        this.#scheduleReclaim();
-    } catch {
-      // Keep the leases: the next heartbeat tries again (and fails over); the server reaps.
-    } finally {
-      this.#beating = false;
-    }
-  }
-
-  /**
-   * Sends a heartbeat now (the timer does this every heartbeat interval) and, when the
-   * server counts fewer leases than this client holds, re-presents their tickets and waits
-   * for that to finish. Resolves with the number of leases the server acknowledged.
-   * @throws {TimeoutError|ClosedError}
-   */
-  async heartbeat(): Promise<number> {
-    const d = await this.#call(MsgType.HEARTBEAT, {}, 'heartbeat');
+  async #heartbeatOnce(): Promise<number> {
+    const { d, index } = await this.#call(MsgType.HEARTBEAT, {}, 'heartbeat');
+    if (d.type === MsgType.ERROR)
+      throw new DeniedError('heartbeat', d.body.code, d.body.retryAfterMs, d.body.message);
     if (d.type !== MsgType.HEARTBEAT_ACK) {
       throw new FloatlmError('EPROTO', `heartbeat: unexpected reply type ${d.type}`);
     }
     if (d.body.leases < this.#leases.size) {
-      this.#scheduleReclaim();
+      this.#scheduleReclaim(index);
       await this.#reclaiming;
     }
     return d.body.leases;
   }
 
-  /** Re-presents every lease's ticket (after a restart or failover). One at a time. */
-  #scheduleReclaim(): void {
-    if (this.#reclaiming || this.#leases.size === 0) return;
-    this.#reclaiming = this.#reclaim().finally(() => {
+  /**
+   * Re-presents every lease's ticket (after a restart or failover) to server `index`, in
+   * batches one at a time; a batch goes where the previous one was answered.
+   */
+  #scheduleReclaim(index: number): void {
+    if (this.#reclaiming || this.#leases.size === 0 || this.#closed) return;
+    this.#reclaiming = this.#reclaim(index).finally(() => {
       this.#reclaiming = undefined;
     });
     this.#reclaiming.catch(() => {});
   }
 
-  async #reclaim(): Promise<void> {
+  async #reclaim(index: number): Promise<void> {
     // Batches of at most 8 tickets that fit one datagram with the token attached.
     const batches: Lease[][] = [];
     let batch: Lease[] = [];
@@ -776,12 +956,16 @@ export class Client extends EventEmitter {
       bytes += l.ticket.length + 2;
     }
     if (batch.length) batches.push(batch);
+    let at = index;
     for (const b of batches) {
-      const d = await this.#call(
+      const a = await this.#call(
         MsgType.RECLAIM,
         { tickets: b.map((l) => ({ ticket: l.ticket })) },
         'reclaim',
+        { start: at },
       );
+      at = a.index;
+      const d = a.d;
       if (d.type !== MsgType.RECLAIM_REPLY) {
         // A refused token ends the session (and so the leases); anything else (BUSY,
         // CLOCK_SKEW...) is transient: the leases stay and the next heartbeat tries again.
@@ -807,14 +991,16 @@ export class Client extends EventEmitter {
   }
 
   /**
-   * An aborted checkout: a waiting one leaves the queue of `feature` first (best effort; the
-   * server answers OK whether or not it had queued us), so no seat is kept for nobody.
+   * An aborted checkout: a waiting one leaves the queue of `feature` first (best effort,
+   * for at most ABANDON_MS: the server answers OK whether or not it had queued us, and
+   * reaps a silent client anyway), so no seat is kept for nobody.
    */
   async #abandon(feature: string, wait: boolean): Promise<AbortError> {
     if (wait && !this.#closed) {
-      await this.#call(MsgType.CHECKIN, { leaseId: 0n, feature }, `leave queue ${feature}`).catch(
-        () => {},
-      );
+      await this.#call(MsgType.CHECKIN, { leaseId: 0n, feature }, `leave queue ${feature}`, {
+        budgetMs: ABANDON_MS,
+        only: true,
+      }).catch(() => {});
     }
     return new AbortError(`checkout ${feature}`);
   }
@@ -827,7 +1013,17 @@ function isTokenError(code: number): boolean {
   return code >= ErrorCode.TOKEN_BAD_SIGNATURE && code <= ErrorCode.TOKEN_MALFORMED;
 }
 
-const closedMarker = Symbol('closed') as unknown as AnyDatagram & symbol;
+/** What a flight ends with when the client is closed under it. */
+const closedAnswer = Symbol('closed') as unknown as Answer;
+
+/** The version in a lease ticket (what was granted); `asked` if the ticket does not decode. */
+function grantedVersion(ticket: Uint8Array, asked: string): string {
+  try {
+    return decodeTicket(ticket).version;
+  } catch {
+    return asked;
+  }
+}
 
 function errorNameSafe(code: number): string {
   return new DeniedError('', code).code;

@@ -26,9 +26,14 @@ export class TimeoutError extends FloatlmError {
   }
 }
 
-/** The server refused: `reason` is the numeric wire code (protocol.md, "Error codes"). */
+/**
+ * The server refused: `reason` is the numeric wire code (protocol.md, "Error codes") and
+ * `reasonName` (also `code`) its name, e.g. 'NO_SEATS' (`CODE_n` for a code this library
+ * does not know).
+ */
 export class DeniedError extends FloatlmError {
   readonly reason: number;
+  readonly reasonName: string;
   readonly retryAfterMs: number;
 
   constructor(what: string, reason: number, retryAfterMs = 0, detail = '') {
@@ -37,6 +42,7 @@ export class DeniedError extends FloatlmError {
     super(errorName(reason), `${what}: ${errorName(reason)}: ${text}${retry}`);
     this.name = 'DeniedError';
     this.reason = reason;
+    this.reasonName = errorName(reason);
     this.retryAfterMs = retryAfterMs;
   }
 }

@@ -1,7 +1,9 @@
 /**
  * The retransmission schedule (RFC 5080 §2.2.1 as the reference): an initial timeout,
- * doubling per retry, randomized by ±jitter, capped per interval and in total. Pure: the
- * transport asks it for the next delay; tests check the schedule without waiting.
+ * doubling per retry, randomized by ±jitter, capped per interval and in total, and how long
+ * one request stays with one server before the next of the list is tried (protocol.md
+ * section 11). Pure: the transport asks it for the next delay and window; tests check the
+ * schedule without waiting.
  */
 
 export interface RetryPolicy {
@@ -13,6 +15,12 @@ export interface RetryPolicy {
   maxTotalMs: number;
   /** Fraction (0..1) by which each wait is randomized up or down. */
   jitter: number;
+  /**
+   * With several servers: how long a request stays unanswered on one server before it goes
+   * to the next one (doubled on each round of the list), ms. Also when the client reports
+   * lost contact ('contact-lost'), with one server or several.
+   */
+  failoverMs: number;
 }
 
 export const DEFAULT_RETRY: Readonly<RetryPolicy> = {
@@ -20,6 +28,7 @@ export const DEFAULT_RETRY: Readonly<RetryPolicy> = {
   maxIntervalMs: 8000,
   maxTotalMs: 30_000,
   jitter: 0.25,
+  failoverMs: 1500,
 };
 
 /**
@@ -28,7 +37,7 @@ export const DEFAULT_RETRY: Readonly<RetryPolicy> = {
  */
 export function retryPolicy(p: Partial<RetryPolicy> = {}): RetryPolicy {
   const out = { ...DEFAULT_RETRY, ...p };
-  for (const k of ['initialMs', 'maxIntervalMs', 'maxTotalMs'] as const) {
+  for (const k of ['initialMs', 'maxIntervalMs', 'maxTotalMs', 'failoverMs'] as const) {
     if (!Number.isFinite(out[k]) || out[k] <= 0) throw new RangeError(`retry.${k} must be > 0`);
   }
   if (!(out.jitter >= 0 && out.jitter < 1)) throw new RangeError('retry.jitter must be in [0, 1)');
@@ -53,4 +62,24 @@ export function nextDelay(
   const base = Math.min(p.initialMs * 2 ** attempt, p.maxIntervalMs);
   const jittered = base * (1 + p.jitter * (2 * random() - 1));
   return Math.max(1, Math.min(jittered, left));
+}
+
+/**
+ * How long visit number `visit` (0-based, counted over the whole request) of a request sends
+ * to its server before moving on, given the request's budget and what is left of it. One
+ * server: the first visit in mode 3 gets half the budget (then the request is upgraded to
+ * mode 2 for the rest), any other the whole of what is left. Several servers: `failoverMs`
+ * per server in the first round of the list, doubled each round after.
+ */
+export function serverWindow(
+  p: RetryPolicy,
+  servers: number,
+  visit: number,
+  mode3: boolean,
+  budgetMs: number,
+  leftMs: number,
+): number {
+  if (servers <= 1) return visit === 0 && mode3 ? Math.min(budgetMs / 2, leftMs) : leftMs;
+  const round = Math.floor(visit / servers);
+  return Math.min(p.failoverMs * 2 ** Math.min(round, 30), leftMs);
 }

@@ -3,16 +3,32 @@
  * lease kept across a daemon restart (reclaimed in grace), failover between two daemons
  * sharing a keyring, and no unhandled rejections when nothing answers.
  */
+import type { ChildProcess } from 'node:child_process';
+import type { EventEmitter } from 'node:events';
 import t from 'tap';
-import { connect } from '../../lib/client/client.ts';
-import { nextDelay, retryPolicy } from '../../lib/client/retry.ts';
+import { type ConnectOptions, connect } from '../../lib/client/client.ts';
+import { nextDelay, retryPolicy, serverWindow } from '../../lib/client/retry.ts';
 import { AdminOp, ErrorCode, MsgType } from '../../lib/wire/index.ts';
-import { client, makeSite, startDaemon, udpRelay } from '../helpers/site.ts';
+import { client, makeSite, spawnDaemon, startDaemon, udpRelay } from '../helpers/site.ts';
 
 const LINES = [
   'FEATURE demo demo 1.0 permanent 2',
   'FEATURE solver demo 2.5 permanent 1 QUEUE=yes',
 ];
+
+type Tap = Parameters<Parameters<typeof t.test>[0]>[0];
+
+/** A daemon in-process, a relay in front of it, and a client of the relay (closed at the end). */
+async function relayed(t: Tap, o: Partial<ConnectOptions> = {}) {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const relay = await udpRelay(d.address().port);
+  t.teardown(() => relay.close());
+  const c = await client(site, relay.port, o);
+  t.teardown(() => c.close());
+  return { site, d, relay, c };
+}
 
 t.test('retry schedule: doubling, capped, jittered within bounds, total budget', (t) => {
   const p = retryPolicy({ initialMs: 500, maxIntervalMs: 8000, maxTotalMs: 30_000, jitter: 0.25 });
@@ -31,6 +47,20 @@ t.test('retry schedule: doubling, capped, jittered within bounds, total budget',
   t.ok(top > 624.9 && top < 625, 'jitter +25% (open upper end)');
   t.throws(() => retryPolicy({ initialMs: 0 }), RangeError);
   t.throws(() => retryPolicy({ jitter: 1 }), RangeError);
+  t.throws(() => retryPolicy({ failoverMs: 0 }), RangeError);
+  t.end();
+});
+
+t.test('server windows: one server 15 s + 15 s; several, 1.5 s each, doubling per round', (t) => {
+  const p = retryPolicy();
+  t.equal(serverWindow(p, 1, 0, true, 30_000, 30_000), 15_000, 'mode 3: half the budget');
+  t.equal(serverWindow(p, 1, 1, false, 30_000, 15_000), 15_000, 'then mode 2: the rest');
+  t.equal(serverWindow(p, 1, 0, false, 30_000, 30_000), 30_000, 'mode 2 from the start: all');
+  t.same(
+    [0, 1, 2, 3, 4, 5].map((v) => serverWindow(p, 2, v, true, 30_000, 30_000)),
+    [1500, 1500, 3000, 3000, 6000, 6000],
+  );
+  t.equal(serverWindow(p, 2, 6, true, 30_000, 2000), 2000, 'never past the budget');
   t.end();
 });
 
@@ -125,22 +155,20 @@ t.test('retransmissions of a request are byte-identical datagrams', async (t) =>
   for (const [mode, set] of byMode) t.equal(set.size, 1, `mode ${mode}: every copy identical`);
 });
 
-t.test('a heartbeat unanswered past its interval is not stacked with more', async (t) => {
-  const site = makeSite(LINES);
-  const d = await startDaemon(site);
-  t.teardown(() => d.close());
-  const relay = await udpRelay(d.address().port);
-  t.teardown(() => relay.close());
-  const c = await client(site, relay.port, { heartbeatMs: 50 });
-  t.teardown(() => c.close());
+t.test('one heartbeat in flight: not stacked, and shared with heartbeat()', async (t) => {
+  const { relay, c } = await relayed(t, { heartbeatMs: 50 });
   await c.checkout('demo');
   relay.dropReplies = true;
   relay.fromClient.length = 0;
   const beats = () => relay.fromClient.filter((b) => b[3] === MsgType.HEARTBEAT);
-  // 4 sends of one heartbeat take ~700 ms of its 3 s budget: 14 intervals of 50 ms.
-  while (beats().length < 4) await new Promise((r) => setTimeout(r, 10));
-  t.equal(new Set(beats().map((b) => b.readUInt32BE(8))).size, 1, 'one heartbeat in flight');
+  while (beats().length < 1) await new Promise((r) => setTimeout(r, 5));
+  const mine = c.heartbeat();
+  // 4 sends of one heartbeat take ~700 ms of its 3 s budget: 14 intervals of 50 ms, and the
+  // public call had every chance to send its own.
+  while (beats().length < 4) await new Promise((r) => setTimeout(r, 5));
   relay.dropReplies = false;
+  t.equal(await mine, 1, 'heartbeat() answered with the lease count');
+  t.equal(new Set(beats().map((b) => b.readUInt32BE(8))).size, 1, 'one request id in flight');
 });
 
 t.test(
@@ -155,8 +183,8 @@ t.test(
     const waiter = await client(site, port, { user: 'bob', heartbeatMs: 60_000 });
     t.teardown(() => waiter.close());
     const events: unknown[][] = [];
-    for (const name of ['queued', 'granted', 'lost', 'reclaimed'])
-      waiter.on(name, (...a: unknown[]) => events.push([name, ...a]));
+    for (const name of ['queued', 'granted', 'lost', 'reclaimed'] as const)
+      (waiter as EventEmitter).on(name, (...a: unknown[]) => events.push([name, ...a]));
     const first = await holder.checkout('solver');
     const queued = new Promise<void>((r) => waiter.once('queued', () => r()));
     const onQueued: number[][] = [];
@@ -181,7 +209,8 @@ t.test(
   },
 );
 
-t.test('a wait aborted with the CHECKOUT in flight still leaves the queue', async (t) => {
+/** The only 'solver' seat held, and a second client (bob) behind a relay who will wait. */
+async function holderAndWaiter(t: Tap, o: Partial<ConnectOptions> = {}) {
   const site = makeSite(LINES);
   const d = await startDaemon(site);
   t.teardown(() => d.close());
@@ -190,8 +219,13 @@ t.test('a wait aborted with the CHECKOUT in flight still leaves the queue', asyn
   await holder.checkout('solver');
   const relay = await udpRelay(d.address().port);
   t.teardown(() => relay.close());
-  const waiter = await client(site, relay.port, { user: 'bob', heartbeatMs: 60_000 });
-  t.teardown(() => waiter.close());
+  const waiter = await client(site, relay.port, { user: 'bob', heartbeatMs: 60_000, ...o });
+  t.teardown(() => waiter.destroy());
+  return { d, relay, waiter };
+}
+
+t.test('a wait aborted with the CHECKOUT in flight still leaves the queue', async (t) => {
+  const { d, relay, waiter } = await holderAndWaiter(t);
   const ac = new AbortController();
   // The daemon gets the CHECKOUT and queues bob, but its answer is dropped: the abort lands
   // while the client still waits for it.
@@ -336,4 +370,156 @@ t.test('close() ends the session on the server', async (t) => {
   await c.close();
   t.equal(d.sessionCount, 0, 'no session left to count against the user');
   t.equal(d.pool.status().features.find((f) => f.name === 'demo')!.inUse, 0);
+});
+
+t.test('DeniedError names its reason; a lease carries the granted version', async (t) => {
+  const { site, d, c } = await relayed(t, { heartbeatMs: 60_000 });
+  const lease = await c.checkout('solver');
+  t.equal(lease.version, '2.5', 'the version granted, not the empty one asked for');
+  const other = await client(site, d.address().port, { user: 'bob', heartbeatMs: 60_000 });
+  t.teardown(() => other.close());
+  const err = await other.checkout('solver').catch((e: unknown) => e);
+  t.match(err, { name: 'DeniedError', reason: ErrorCode.NO_SEATS, reasonName: 'NO_SEATS' });
+  t.match(err, { code: 'NO_SEATS', message: /NO_SEATS/ });
+});
+
+t.test('contact-lost names the silent server; contact-restored follows its answer', async (t) => {
+  const { relay, c } = await relayed(t, { heartbeatMs: 60_000 });
+  await c.checkout('demo');
+  const events: string[] = [];
+  c.on('contact-lost', (s: string) => events.push(`lost ${s}`));
+  c.on('contact-restored', (s: string) => events.push(`restored ${s}`));
+  const lost = new Promise<void>((r) => c.once('contact-lost', () => r()));
+  relay.dropReplies = true;
+  const beat = c.heartbeat();
+  await lost;
+  relay.dropReplies = false;
+  await beat;
+  const name = `127.0.0.1:${relay.port}`;
+  t.same(events, [`lost ${name}`, `restored ${name}`]);
+});
+
+t.test('close() with the server gone gives up within its own short budget', async (t) => {
+  // The library's default schedule: 30 s per request, 500 ms first interval.
+  const { relay, c } = await relayed(t, { retry: {}, heartbeatMs: 60_000 });
+  await c.checkout('demo');
+  relay.dropReplies = true;
+  relay.fromClient.length = 0;
+  await c.close();
+  const checkins = relay.fromClient.filter((b) => b[3] === MsgType.CHECKIN);
+  // A 30 s budget would send 7 copies of the CHECKIN and then 7 of the session's end; within
+  // the close budget (1 s) there is room for the first send and one retransmission of each.
+  t.ok(checkins.length >= 1 && checkins.length <= 4, `${checkins.length} CHECKIN datagrams`);
+});
+
+t.test('an aborted wait with the server gone does not wait out the budget', async (t) => {
+  const { relay, waiter } = await holderAndWaiter(t, { retry: {} });
+  const ac = new AbortController();
+  const queued = new Promise<void>((r) => waiter.once('queued', () => r()));
+  const pending = waiter.checkout('solver', { wait: true, signal: ac.signal });
+  await queued;
+  relay.dropReplies = true;
+  relay.fromClient.length = 0;
+  ac.abort();
+  await t.rejects(pending, { name: 'AbortError' });
+  const leave = relay.fromClient.filter((b) => b[3] === MsgType.CHECKIN);
+  t.ok(leave.length >= 1 && leave.length <= 2, `${leave.length} CHECKIN datagrams to leave`);
+});
+
+/** Two floatlmd child processes: A, and B started with --takeover (its own empty state). */
+async function twoDaemons(
+  t: Tap,
+  lines: string[],
+  bArgs: string[] = [],
+): Promise<{
+  site: ReturnType<typeof makeSite>;
+  a: Awaited<ReturnType<typeof spawnDaemon>>;
+  b: Awaited<ReturnType<typeof spawnDaemon>>;
+}> {
+  const site = makeSite(lines);
+  const a = await spawnDaemon(site, ['--heartbeat', '1']);
+  t.teardown(() => a.child.kill('SIGKILL'));
+  const b = await spawnDaemon({ ...site, stateDir: `${site.stateDir}-b` }, [
+    '--takeover',
+    '--heartbeat',
+    '1',
+    ...bArgs,
+  ]);
+  t.teardown(() => b.child.kill('SIGKILL'));
+  return { site, a, b };
+}
+
+function killed(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve());
+    child.kill('SIGKILL');
+  });
+}
+
+t.test(
+  'kill -9: every holder reclaims on the next server of its list, within its grace',
+  async (t) => {
+    const { site, a, b } = await twoDaemons(t, [
+      'FEATURE demo demo 1.0 permanent 4 DUP_GROUP=NONE',
+    ]);
+    const ra = await udpRelay(a.port);
+    const rb = await udpRelay(b.port);
+    t.teardown(() => Promise.all([ra.close(), rb.close()]));
+    // The library's defaults (retry, heartbeat as the server asks: 1 s here).
+    const clients = await Promise.all(
+      ['u1', 'u2', 'u3', 'u4'].map((user) => client(site, [ra.port, rb.port], { user, retry: {} })),
+    );
+    t.teardown(() => Promise.all(clients.map((c) => c.destroy())));
+    const leases = await Promise.all(clients.map((c) => c.checkout('demo')));
+    const lost: string[] = [];
+    for (const l of leases) l.on('lost', (why: string) => lost.push(why));
+    const reclaimed = Promise.all(
+      leases.map((l) => new Promise<void>((r) => l.once('reclaimed', () => r()))),
+    );
+    await killed(a.child);
+    ra.fromClient.length = 0;
+    await reclaimed;
+    t.same(lost, [], 'no lease lost');
+    t.ok(
+      leases.every((l) => l.state === 'held'),
+      'every client still holds its seat',
+    );
+    t.equal(
+      ra.fromClient.filter((m) => m[3] === MsgType.RECLAIM).length,
+      0,
+      'no RECLAIM went to the dead server',
+    );
+    t.ok(rb.fromClient.filter((m) => m[3] === MsgType.RECLAIM).length >= 4, 'RECLAIMs reached B');
+    for (const c of clients) t.equal(c.server, `127.0.0.1:${rb.port}`, 'each now uses B');
+    const st = await clients[0]!.status('demo');
+    t.equal(st.features[0]!.inUse, 4, 'B counts the 4 seats');
+    t.same(
+      st.holders.map((h) => h.leaseId).sort(),
+      leases.map((l) => l.leaseId).sort(),
+      'the same lease ids',
+    );
+    const pong = await clients[0]!.ping();
+    t.equal(pong.state, 'grace', 'all reclaimed while B was still in its takeover grace');
+  },
+);
+
+t.test('a reclaim refused by the next server tells the application at once', async (t) => {
+  const { site, a, b } = await twoDaemons(
+    t,
+    ['FEATURE demo demo 1.0 permanent 1 DUP_GROUP=NONE'],
+    ['--grace', '0'],
+  );
+  const c1 = await client(site, [a.port, b.port], { heartbeatMs: 60_000 });
+  t.teardown(() => c1.destroy());
+  const lease = await c1.checkout('demo');
+  const lost = new Promise<string>((r) => lease.once('lost', r));
+  await killed(a.child);
+  // Without grace, a newcomer on B takes the only seat before the holder comes back.
+  const c2 = await client(site, b.port, { user: 'bob', heartbeatMs: 60_000 });
+  t.teardown(() => c2.close());
+  await c2.checkout('demo');
+  t.equal(await c1.heartbeat(), 0, 'B counts no lease of the holder');
+  t.match(await lost, /NO_SEATS/, 'the refused reclaim is reported as a lost lease');
+  t.equal(lease.state, 'lost');
+  t.same(c1.leases, [], 'the client no longer believes it holds the seat');
 });
