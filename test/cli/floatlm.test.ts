@@ -123,7 +123,7 @@ t.test('license keygen, sign, verify; a tampered line is reported file:line:colu
     await runCli(['license', 'verify', 'x.lic', '--pub', 'acme.pub', '--vendor', 'acme'], ok),
     0,
   );
-  t.match(ok.stdout(), /every line verifies/);
+  t.match(ok.stdout(), /every line verifies and is in force/);
   writeFileSync(
     join(site.dir, 'x.lic'),
     readFileSync(join(site.dir, 'x.lic'), 'utf8').replace('permanent 4', 'permanent 40'),
@@ -204,8 +204,12 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
 
   const st = capture(site.dir, env);
   t.equal(await runCli(['status'], st), 0);
-  t.match(st.stdout(), /FEATURE +VERSION +VENDOR +EXPIRES +COUNT +IN USE +QUEUED +ISSUED +DENIED/);
-  t.match(st.stdout(), /demo +1\.0 +demo +permanent +2 +0 +0 +0 +0/);
+  t.match(st.stdout(), /^server 127\.0\.0\.1:\d+: floatlmd 0\.1\.0, up \d+s, (running|grace)/);
+  t.match(
+    st.stdout(),
+    /FEATURE +VERSION +VENDOR +EXPIRES +COUNT +IN USE +FREE +QUEUED +ISSUED +DENIED/,
+  );
+  t.match(st.stdout(), /demo +1\.0 +demo +permanent +2 +0 +2 +0 +0 +0/);
   t.match(st.stdout(), /RESERVED FOR +FEATURE +SEATS +IN USE\nuser carol +lab +1 +0\n/);
 
   // checkout holds until SIGINT (a child process, so the signal is real).
@@ -267,10 +271,19 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
   const rr = capture(site.dir, env);
   t.equal(await runCli(['reread'], rr), 0);
   t.match(rr.stdout(), /reread: 3 feature line/);
+  const rrJson = capture(site.dir, env);
+  t.equal(await runCli(['reread', '--json'], rrJson), 0);
+  t.match(JSON.parse(rrJson.stdout()), { schema: 'floatlm.admin/1', op: 'reread' });
   const rm = capture(site.dir, env);
   t.equal(await runCli(['remove'], rm), 2, 'remove needs a target');
+  const rmJson = capture(site.dir, env);
+  t.equal(await runCli(['remove', '--user', 'nobody', '--json'], rmJson), 0);
+  t.match(JSON.parse(rmJson.stdout()), { schema: 'floatlm.admin/1', op: 'remove', affected: 0 });
+  const refused = capture(site.dir, env);
+  t.equal(await runCli(['down'], refused), 2, 'down off a terminal without --yes: exit 2');
+  t.match(refused.stderr(), /^floatlm: down: not asking on a non-terminal; give --yes .*\n$/);
   const down = capture(site.dir, env);
-  t.equal(await runCli(['down'], down), 0);
+  t.equal(await runCli(['down', '--yes'], down), 0);
   await new Promise<void>((r) => (child.exitCode !== null ? r() : child.once('exit', () => r())));
   t.equal(child.exitCode, 0, 'daemon exited cleanly after down');
 });
@@ -437,7 +450,9 @@ t.test(
       ['checkout', 'solver', '--wait'],
     ]) {
       const w = run(args);
-      await until(() => /queued for solver: position 1/.test(w.out()), w);
+      // run keeps stdout for the program: its own words go to stderr.
+      const said = args[0] === 'run' ? w.err : w.out;
+      await until(() => /queued for solver: position 1/.test(said()), w);
       t.equal((await inUse('solver')).queued, 1);
       w.child.kill('SIGINT');
       const done = await w.done;
