@@ -17,7 +17,7 @@ import {
 import { randomBytes } from '../crypto/hmac.ts';
 import { Keyring } from '../crypto/keyring.ts';
 import { demoLicense, generateVendorKeyPair } from '../license/file.ts';
-import { toHex } from '../wire/index.ts';
+import { DEFAULT_PORT, toHex } from '../wire/index.ts';
 import { CliError, type CliIO, ExitCode } from './io.ts';
 
 export const DEMO_DIR = '.floatlm-demo';
@@ -44,7 +44,8 @@ export function demoPaths(dir: string): DemoPaths {
 
 /**
  * Creates (once) the demo state: keys, a signed demo license, a client credential and an
- * admin credential in `dir`, the credentials naming 127.0.0.1:`port`. Returns the paths.
+ * admin credential in `dir`, the credentials naming 127.0.0.1:`port` (27400 for 0).
+ * Returns the paths.
  * @throws {Error} the fs error when `dir` cannot be written
  */
 export function ensureDemo(dir: string, port: number): DemoPaths {
@@ -68,12 +69,10 @@ export function ensureDemo(dir: string, port: number): DemoPaths {
   });
   writeFileAtomic0600(join(dir, 'vendor-demo.key'), `${toHex(vendor.privateKey)}\n`);
   writeFileSync(paths.license, demoLicense(vendor.privateKey, now), { mode: 0o644 });
-  saveClientCredential(paths.credential, {
-    id: 'demo',
-    key: credKey,
-    servers: [`127.0.0.1:${port}`],
-  });
-  saveClientCredential(paths.admin, { id: 'admin', key: adminKey, servers: [`127.0.0.1:${port}`] });
+  // Port 0 (any free port) is not a port a credential can name: pointDemoAt fixes it once bound.
+  const servers = [`127.0.0.1:${port || DEFAULT_PORT}`];
+  saveClientCredential(paths.credential, { id: 'demo', key: credKey, servers });
+  saveClientCredential(paths.admin, { id: 'admin', key: adminKey, servers });
   return paths;
 }
 

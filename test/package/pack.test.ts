@@ -79,7 +79,9 @@ t.test('npm pack, install the tarball, run README’s client example', async (t)
   const example = readmeExample();
   t.match(example, /from 'floatlm'/, 'the example imports the package by name');
   writeFileSync(join(project, 'example.mjs'), example);
-  const { FLOATLM_CREDENTIAL: _, ...clean } = env;
+  // Nothing from this machine's own floatlm set-up: only the project's credential.json.
+  const { FLOATLM_CREDENTIAL: _, ...rest } = env;
+  const clean = { ...rest, HOME: project };
   const out = await run(process.execPath, ['example.mjs'], { cwd: project, env: clean });
   t.match(out.stdout, /^holding solver, lease [0-9a-f]+\n$/, 'the example held a seat');
   t.equal(out.stderr, '', 'and said nothing on stderr');
