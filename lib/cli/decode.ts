@@ -118,20 +118,30 @@ export function describeDatagram(
  */
 export function readDatagramArg(arg: string, readStdin: () => Buffer): Uint8Array {
   let raw: Buffer;
+  // Hex as people paste it: spaces, colons (Wireshark's "copy as hex"), a 0x prefix.
+  const hex = arg.replace(/^0x/i, '').replace(/[\s:]+/g, '');
   if (arg === '-') raw = readStdin();
-  else if (/^[0-9a-fA-F\s]+$/.test(arg) && arg.replace(/\s+/g, '').length >= 2) return hexArg(arg);
-  else {
+  else if (/^[0-9a-fA-F]{2,}$/.test(hex)) return hexArg(hex);
+  else if (/^[0-9a-fA-F]{2,}(…|\.{3})$/.test(hex)) {
+    throw new CliError(
+      `floatlm: decode: "${arg}" is cut short: give every hex digit of the datagram (or a file holding them, or - for stdin)`,
+      ExitCode.BAD_FILE,
+    );
+  } else {
     try {
       raw = readFileSync(arg);
     } catch (e) {
       throw new CliError(
-        `floatlm: decode: cannot read ${arg}: ${(e as NodeJS.ErrnoException).code ?? e}`,
+        `floatlm: decode: "${arg}" is neither hex digits nor a readable file (${(e as NodeJS.ErrnoException).code ?? e})`,
         ExitCode.BAD_FILE,
       );
     }
   }
-  const text = raw.toString('latin1');
-  if (/^[0-9a-fA-F\s]+$/.test(text)) return hexArg(text);
+  const text = raw
+    .toString('latin1')
+    .replace(/^0x/i, '')
+    .replace(/[\s:]+/g, '');
+  if (/^[0-9a-fA-F]+$/.test(text)) return hexArg(text);
   return new Uint8Array(raw);
 }
 

@@ -5,10 +5,10 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { homedir, constants as osConstants } from 'node:os';
-import { join, resolve } from 'node:path';
+import { constants as osConstants } from 'node:os';
+import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { type Client, connect, type Lease } from '../client/client.ts';
+import { type Client, connect, type Lease, type PongInfo, parseServer } from '../client/client.ts';
 import { DeniedError, FloatlmError, TimeoutError } from '../client/errors.ts';
 import { KeyFileError } from '../crypto/errors.ts';
 import {
@@ -22,7 +22,12 @@ import {
 } from '../crypto/files.ts';
 import { randomBytes } from '../crypto/hmac.ts';
 import { Keyring } from '../crypto/keyring.ts';
-import { generateVendorKeyPair, signLicense, verifyLicense } from '../license/file.ts';
+import {
+  formatExpiry,
+  generateVendorKeyPair,
+  signLicenseDetailed,
+  verifyLicense,
+} from '../license/file.ts';
 import {
   AdminOp,
   DEFAULT_PORT,
@@ -32,8 +37,10 @@ import {
   toHex,
 } from '../wire/index.ts';
 import { decodeAction, readDatagramArg } from './decode.ts';
-import { DEMO_DIR } from './floatlmd.ts';
+import { DEMO_DIR, findFile } from './demo.ts';
 import { CliError, type CliIO, ExitCode } from './io.ts';
+
+const KEYS_HELP = `daemon keys file (default: the first of ./keys.json, ./${DEMO_DIR}/keys.json)`;
 
 interface Globals {
   server?: string[];
@@ -43,22 +50,8 @@ interface Globals {
   timeout?: number;
 }
 
-/** Where the client credential comes from, in order (README, "Configuration"). */
-export function credentialPath(
-  io: CliIO,
-  explicit: string | undefined,
-  kind: 'credential' | 'admin',
-): string {
-  if (explicit) return resolve(io.cwd, explicit);
-  const env = kind === 'credential' ? io.env.FLOATLM_CREDENTIAL : io.env.FLOATLM_ADMIN;
-  if (env) return resolve(io.cwd, env);
-  const demo = resolve(io.cwd, DEMO_DIR, `${kind}.json`);
-  if (existsSync(demo)) return demo;
-  return join(io.env.HOME ?? homedir(), '.config', 'floatlm', `${kind}.json`);
-}
-
 function loadCred(io: CliIO, g: Globals, kind: 'credential' | 'admin'): ClientCredential {
-  const file = credentialPath(io, kind === 'credential' ? g.credential : g.admin, kind);
+  const file = findFile(io, kind, kind === 'credential' ? g.credential : g.admin);
   try {
     return loadClientCredential(file);
   } catch (e) {
@@ -88,14 +81,16 @@ async function open(
   g: Globals,
   opts: { admin?: boolean; hello?: boolean; server?: string } = {},
 ): Promise<Client> {
-  const cred = loadCred(io, g, 'credential');
   const admin = opts.admin ? loadCred(io, g, 'admin') : undefined;
+  // An admin command sends only ADMIN requests (mode 4, the admin key): it needs no client
+  // credential, and the library's required one is never used without a HELLO.
+  const cred = admin ?? loadCred(io, g, 'credential');
   try {
     return await connect({
-      servers: servers(g, admin ?? cred, opts.server),
+      servers: servers(g, cred, opts.server),
       credential: { id: cred.id, key: cred.key },
       ...(admin ? { admin: { id: admin.id, key: admin.key } } : {}),
-      noHello: opts.hello === false,
+      noHello: opts.hello === false || admin !== undefined,
       retry: retryFor(g),
       program: 'floatlm',
     });
@@ -152,7 +147,29 @@ function fmtOffset(ms: number): string {
 }
 
 function fmtTime(ms: number): string {
-  return ms > 0 ? new Date(ms).toISOString().replace('.000Z', 'Z') : 'permanent';
+  return new Date(ms).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+function round1(n: number): number {
+  return Math.round(n * 10) / 10;
+}
+
+/**
+ * A feature's expiry as the license writes it ("31-dec-2027", the last day it serves);
+ * the wire carries the instant it stops serving, 00:00 UTC the day after.
+ */
+export function fmtExpiry(expires: number): string {
+  return expires > 0 ? formatExpiry(expires - 1) : 'permanent';
+}
+
+/** A duration as people read one: "45s", "12m05s", "3h02m", "2d04h". */
+export function fmtDuration(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const two = (n: number) => String(n).padStart(2, '0');
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${two(s % 60)}s`;
+  if (s < 86_400) return `${Math.floor(s / 3600)}h${two(Math.floor(s / 60) % 60)}m`;
+  return `${Math.floor(s / 86_400)}d${two(Math.floor(s / 3600) % 24)}h`;
 }
 
 function table(rows: string[][]): string {
@@ -206,11 +223,11 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
     )
     .option(
       '--credential <file>',
-      'client credential file (default: $FLOATLM_CREDENTIAL, ./.floatlm-demo/credential.json, ~/.config/floatlm/credential.json)',
+      'client credential file (default: $FLOATLM_CREDENTIAL, else the first of ./credential.json, ./.floatlm-demo/credential.json, ~/.config/floatlm/credential.json)',
     )
     .option(
       '--admin <file>',
-      'admin credential file for remove/reread/down/status (default: $FLOATLM_ADMIN, ./.floatlm-demo/admin.json, ~/.config/floatlm/admin.json)',
+      'admin credential file for remove/reread/down (default: $FLOATLM_ADMIN, else the first of ./admin.json, ./.floatlm-demo/admin.json, ~/.config/floatlm/admin.json)',
     )
     .option(
       '--timeout <seconds>',
@@ -228,39 +245,71 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
     .argument('[server]', "host[:port] (default: the credential file's first server)")
     .option('-c, --count <n>', 'stop after n replies', positiveNumber('--count'), 1)
     .option('-i, --interval <seconds>', 'wait between pings', positiveNumber('--interval'), 1)
-    .addHelpText('after', '\nExamples:\n  floatlm ping\n  floatlm ping licsrv:27400 -c 5 -i 0.2')
-    .action(async (server: string | undefined, o: { count: number; interval: number }) => {
-      const client = await open(io, g(), { hello: false, ...(server ? { server } : {}) });
-      let answered = 0;
-      const rtts: number[] = [];
-      try {
-        for (let i = 0; i < o.count; i++) {
-          if (i > 0) await new Promise((r) => setTimeout(r, o.interval * 1000));
-          try {
-            const p = await client.ping();
-            answered++;
-            rtts.push(p.rttMs);
-            io.out(
-              `reply from ${p.server}: seq=${i + 1} time=${p.rttMs.toFixed(1)} ms server=floatlmd ${p.serverVersion} offset=${fmtOffset(p.offsetMs)} ms state=${p.state}${p.state === 'grace' ? ` (${Math.ceil(p.graceLeftMs / 1000)} s left)` : ''}\n`,
-            );
-          } catch (e) {
-            if (!(e instanceof TimeoutError)) throw e;
-            io.out(`no reply from ${client.server}: seq=${i + 1}\n`);
+    .option('--json', 'machine-readable output: {"schema":"floatlm.ping/1",...} at the end')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  floatlm ping\n  floatlm ping licsrv:27400 -c 5 -i 0.2\n  floatlm ping --json',
+    )
+    .action(
+      async (
+        server: string | undefined,
+        o: { count: number; interval: number; json?: boolean },
+      ) => {
+        const client = await open(io, g(), { hello: false, ...(server ? { server } : {}) });
+        const replies: ({ seq: number } & PongInfo)[] = [];
+        try {
+          for (let i = 0; i < o.count; i++) {
+            if (i > 0) await new Promise((r) => setTimeout(r, o.interval * 1000));
+            try {
+              const p = await client.ping();
+              replies.push({ seq: i + 1, ...p });
+              if (!o.json)
+                io.out(
+                  `reply from ${p.server}: seq=${i + 1} time=${p.rttMs.toFixed(1)} ms server=floatlmd ${p.serverVersion} offset=${fmtOffset(p.offsetMs)} ms state=${p.state}${p.state === 'grace' ? ` (${Math.ceil(p.graceLeftMs / 1000)} s left)` : ''}\n`,
+                );
+            } catch (e) {
+              if (!(e instanceof TimeoutError)) throw toCliError(e);
+              if (!o.json) io.out(`no reply from ${client.server}: seq=${i + 1}\n`);
+            }
           }
+        } finally {
+          await client.close();
         }
-      } finally {
-        await client.close();
-      }
-      if (o.count > 1 || answered === 0) {
-        const loss = Math.round((100 * (o.count - answered)) / o.count);
-        const stats = rtts.length
-          ? ` rtt min/avg/max = ${Math.min(...rtts).toFixed(1)}/${(rtts.reduce((a, b) => a + b, 0) / rtts.length).toFixed(1)}/${Math.max(...rtts).toFixed(1)} ms`
-          : '';
-        io.out(`${o.count} sent, ${answered} received, ${loss}% loss${stats}\n`);
-      }
-      if (answered === 0)
-        throw new CliError(`floatlm: ping: no answer from ${client.server}`, ExitCode.NO_ANSWER);
-    });
+        const answered = replies.length;
+        const rtts = replies.map((r) => r.rttMs);
+        if (o.json) {
+          io.out(
+            `${JSON.stringify(
+              {
+                schema: 'floatlm.ping/1',
+                server: client.server,
+                sent: o.count,
+                received: answered,
+                replies: replies.map((r) => ({
+                  seq: r.seq,
+                  rttMs: round1(r.rttMs),
+                  serverVersion: r.serverVersion,
+                  offsetMs: Math.round(r.offsetMs),
+                  uptimeMs: r.uptimeMs,
+                  state: r.state,
+                  graceLeftMs: r.graceLeftMs,
+                })),
+              },
+              null,
+              2,
+            )}\n`,
+          );
+        } else if (o.count > 1 || answered === 0) {
+          const loss = Math.round((100 * (o.count - answered)) / o.count);
+          const stats = rtts.length
+            ? ` rtt min/avg/max = ${Math.min(...rtts).toFixed(1)}/${(rtts.reduce((a, b) => a + b, 0) / rtts.length).toFixed(1)}/${Math.max(...rtts).toFixed(1)} ms`
+            : '';
+          io.out(`${o.count} sent, ${answered} received, ${loss}% loss${stats}\n`);
+        }
+        if (answered === 0)
+          throw new CliError(`floatlm: ping: no answer from ${client.server}`, ExitCode.NO_ANSWER);
+      },
+    );
 
   program
     .command('status')
@@ -272,15 +321,23 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
       const client = await open(io, g());
       try {
         const s = await client.status(o.feature ?? '');
+        // Version and uptime come from a PONG; status is still worth showing without them.
+        const pong = await client.ping().catch(() => undefined);
         if (o.json) {
-          io.out(`${JSON.stringify(statusJson(s), null, 2)}\n`);
+          io.out(`${JSON.stringify(statusJson(s, pong), null, 2)}\n`);
           return;
         }
-        io.out(`server ${s.server}\n`);
+        io.out(
+          pong
+            ? `server ${s.server}: floatlmd ${pong.serverVersion}, up ${fmtDuration(pong.uptimeMs)}, ${pong.state}${pong.state === 'grace' ? ` (${Math.ceil(pong.graceLeftMs / 1000)} s of grace left)` : ''}\n`
+            : `server ${s.server}\n`,
+        );
         if (s.features.length === 0) {
           io.out('no features\n');
           return;
         }
+        // Durations on the server's clock: since times are the server's.
+        const now = Date.now() + (pong?.offsetMs ?? 0);
         const rows = [
           [
             'FEATURE',
@@ -289,6 +346,7 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
             'EXPIRES',
             'COUNT',
             'IN USE',
+            'FREE',
             'QUEUED',
             'ISSUED',
             'DENIED',
@@ -299,9 +357,10 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
             f.name,
             f.version,
             f.vendor,
-            fmtTime(f.expires),
+            fmtExpiry(f.expires),
             `${f.count}`,
             `${f.inUse}`,
+            `${Math.max(0, f.count - f.inUse)}`,
             `${f.queued}`,
             `${f.issued}`,
             `${f.denied}`,
@@ -318,23 +377,17 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
             ]);
           io.out(`\n${table(r)}\n`);
         }
+        const when = (x: { since: number }) => [fmtTime(x.since), fmtDuration(now - x.since)];
         if (s.holders.length) {
-          const h = [['HOLDER', 'HOST', 'FEATURE', 'SEATS', 'SINCE', 'LEASE']];
+          const h = [['HOLDER', 'HOST', 'FEATURE', 'SEATS', 'SINCE', 'HELD FOR', 'LEASE']];
           for (const x of s.holders)
-            h.push([
-              x.user,
-              x.host,
-              x.feature,
-              `${x.count}`,
-              fmtTime(x.since),
-              x.leaseId.toString(16),
-            ]);
+            h.push([x.user, x.host, x.feature, `${x.count}`, ...when(x), x.leaseId.toString(16)]);
           io.out(`\n${table(h)}\n`);
         }
         if (s.queued.length) {
-          const q = [['QUEUED', 'HOST', 'FEATURE', 'POSITION', 'SINCE']];
+          const q = [['QUEUED', 'HOST', 'FEATURE', 'POSITION', 'SINCE', 'WAITING']];
           for (const x of s.queued)
-            q.push([x.user, x.host, x.feature, `${x.position}`, fmtTime(x.since)]);
+            q.push([x.user, x.host, x.feature, `${x.position}`, ...when(x)]);
           io.out(`\n${table(q)}\n`);
         }
       } finally {
@@ -367,9 +420,12 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
         return sig;
       });
       try {
-        const lease = await acquire(client, feature, o, ac.signal, io);
+        const { lease, waitedMs } = await acquire(client, feature, o, ac.signal, {
+          line: (text) => io.out(`${text}\n`),
+          redraw: io.tty?.stdout ? io.out : undefined,
+        });
         io.out(
-          `granted ${feature}: lease ${lease.leaseId.toString(16)}, ${lease.count} seat(s); Ctrl-C to release\n`,
+          `granted ${feature}: lease ${lease.leaseId.toString(16)}, ${lease.count} seat(s)${waitedMs ? ` after ${fmtDuration(waitedMs)} in the queue` : ''}; Ctrl-C to release\n`,
         );
         const lost = new Promise<string>((r) => lease.once('lost', r));
         lease.on('reclaimed', () =>
@@ -409,6 +465,7 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
         .choices(['stop', 'warn'])
         .default('stop'),
     )
+    .option('-q, --quiet', "say nothing on stderr but errors and the seat's loss")
     .addHelpText(
       'after',
       '\nExamples:\n  floatlm run demo -- make -j8\n  floatlm run solver --wait --on-loss warn -- ./solve model.dat',
@@ -417,16 +474,24 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
       async (
         feature: string,
         command: string[],
-        o: { version: string; count: number; wait?: boolean; onLoss: string },
+        o: { version: string; count: number; wait?: boolean; onLoss: string; quiet?: boolean },
       ) => {
         const client = await open(io, g());
         const ac = new AbortController();
         const signals = untilInterrupted();
         void signals.interrupted.then(() => ac.abort());
+        // The program owns stdout: what floatlm has to say goes to stderr.
+        const say = (text: string) => {
+          if (!o.quiet) io.err(`floatlm: ${text}\n`);
+        };
         try {
           let lease: Lease;
+          let waitedMs: number;
           try {
-            lease = await acquire(client, feature, o, ac.signal, io);
+            ({ lease, waitedMs } = await acquire(client, feature, o, ac.signal, {
+              line: say,
+              redraw: io.tty?.stderr && !o.quiet ? io.err : undefined,
+            }));
           } catch (e) {
             if (ac.signal.aborted) {
               io.out('interrupted\n');
@@ -443,9 +508,10 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
             result.code = ExitCode.INTERRUPTED;
             return;
           }
-          if (g().verbose)
-            io.err(`floatlm: holding ${feature} (lease ${lease.leaseId.toString(16)})\n`);
           const [cmd, ...args] = command;
+          say(
+            `holding ${feature} (lease ${lease.leaseId.toString(16)}, ${lease.count} seat(s)${waitedMs ? `, after ${fmtDuration(waitedMs)} in the queue` : ''}); running ${cmd}`,
+          );
           const child = spawn(cmd!, args, { stdio: 'inherit', cwd: io.cwd, env: io.env });
           const forward = (sig: NodeJS.Signals) => () => child.kill(sig);
           const handlers = (['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'] as const).map(
@@ -517,8 +583,7 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
     )
     .option(
       '--server <host:port>',
-      'server written into the credentials',
-      `127.0.0.1:${DEFAULT_PORT}`,
+      `server written into the credentials (repeatable, as -s; default 127.0.0.1:${DEFAULT_PORT})`,
     )
     .option(
       '--period <seconds>',
@@ -538,11 +603,16 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
         adminOut: string;
         vendor: string;
         vendorKey?: string;
-        server: string;
+        server?: string;
         period: number;
         force?: boolean;
       }) => {
         const paths = [o.keys, o.credentialOut, o.adminOut].map((p) => resolve(io.cwd, p));
+        // `--server` after `keys init` lands in the global -s/--server (commander gives a
+        // program option precedence over a subcommand's of the same name): honour both.
+        const given = g().server ?? [];
+        const list = given.length > 0 ? given : [o.server ?? `127.0.0.1:${DEFAULT_PORT}`];
+        const servers = list.map((s) => normalizeServer(s, '--server'));
         for (const p of paths)
           if (existsSync(p) && !o.force)
             throw new CliError(
@@ -566,53 +636,55 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
             ? new Map([[o.vendor, readHexArg(io, o.vendorKey, 32, '--vendor-key')]])
             : new Map(),
         });
-        saveClientCredential(credFile, { id: o.vendor, key: credKey, servers: [o.server] });
-        saveClientCredential(adminFile, { id: 'admin', key: adminKey, servers: [o.server] });
+        saveClientCredential(credFile, { id: o.vendor, key: credKey, servers });
+        saveClientCredential(adminFile, { id: 'admin', key: adminKey, servers });
         io.out(
-          `wrote ${keysFile} (daemon), ${credFile} (clients), ${adminFile} (operators), all mode 0600\n`,
+          `wrote ${keysFile} (daemon), ${credFile} (clients), ${adminFile} (operators), all mode 0600; servers ${servers.join(', ')}\n`,
         );
       },
     );
-  keys
-    .command('rotate')
-    .description(
-      'force a rotation: append a new server secret active now (older keys verify through the grace)',
-    )
-    .option('--keys <file>', 'daemon keys file', 'keys.json')
-    .addHelpText(
-      'after',
-      '\nExamples:\n  floatlm keys rotate --keys /etc/floatlm/keys.json && kill -HUP $(pidof floatlmd)',
-    )
-    .action((o: { keys: string }) => {
-      const file = resolve(io.cwd, o.keys);
-      const parsed = loadDaemonKeys(file);
-      const s = parsed.keyring.rotate(Date.now());
-      saveDaemonKeys(file, parsed);
-      io.out(
-        `rotated: secret ${s.id} active from ${new Date(s.activates).toISOString()}; current key id ${parsed.keyring.current(Date.now()).keyId}\n`,
-      );
-    });
-  keys
-    .command('show')
-    .description('show key ids, activation and retirement times (never the secrets)')
-    .option('--keys <file>', 'daemon keys file', 'keys.json')
-    .addHelpText('after', '\nExamples:\n  floatlm keys show --keys /etc/floatlm/keys.json')
-    .action((o: { keys: string }) => {
-      const file = resolve(io.cwd, o.keys);
-      const parsed = loadDaemonKeys(file);
-      const vendors = parsed.vendors ?? new Map();
-      const now = Date.now();
-      const cur = parsed.keyring.current(now);
-      const k = parsed.keyring.toJSON();
-      io.out(`keys file ${file}\nrotation period ${k.period} s, grace ${k.grace} s\n`);
-      io.out(
-        `current server key id ${cur.keyId} (0x${cur.keyId.toString(16)}), signs until ${Number.isFinite(cur.signEnd) ? new Date(cur.signEnd).toISOString() : 'a newer secret activates'}\n`,
-      );
-      for (const s of k.secrets) io.out(`secret ${s.id}: activates ${s.activates}\n`);
-      io.out(`credentials: ${[...parsed.credentials.keys()].join(', ') || '(none)'}\n`);
-      io.out(`admin keys: ${[...parsed.admin.keys()].join(', ') || '(none)'}\n`);
-      io.out(`vendor public keys: ${[...vendors.keys()].join(', ') || '(none)'}\n`);
-    });
+  /** A `keys` subcommand that reads the keys file (found as findFile says). */
+  const keysFileCommand = (name: string, description: string, examples: string[]) =>
+    keys
+      .command(name)
+      .description(description)
+      .option('--keys <file>', KEYS_HELP)
+      .addHelpText('after', `\nExamples:\n${examples.map((e) => `  ${e}\n`).join('')}`);
+  keysFileCommand(
+    'rotate',
+    'force a rotation: append a new server secret active now (older keys verify through the grace)',
+    [
+      'floatlm keys rotate',
+      'floatlm keys rotate --keys /etc/floatlm/keys.json && kill -HUP $(pidof floatlmd)',
+    ],
+  ).action((o: { keys?: string }) => {
+    const file = findFile(io, 'keys', o.keys);
+    const parsed = loadDaemonKeys(file);
+    const s = parsed.keyring.rotate(Date.now());
+    saveDaemonKeys(file, parsed);
+    io.out(
+      `rotated: secret ${s.id} active from ${new Date(s.activates).toISOString()}; current key id ${parsed.keyring.current(Date.now()).keyId}\n`,
+    );
+  });
+  keysFileCommand('show', 'show key ids, activation and retirement times (never the secrets)', [
+    'floatlm keys show',
+    'floatlm keys show --keys /etc/floatlm/keys.json',
+  ]).action((o: { keys?: string }) => {
+    const file = findFile(io, 'keys', o.keys);
+    const parsed = loadDaemonKeys(file);
+    const vendors = parsed.vendors ?? new Map();
+    const now = Date.now();
+    const cur = parsed.keyring.current(now);
+    const k = parsed.keyring.toJSON();
+    io.out(`keys file ${file}\nrotation period ${k.period} s, grace ${k.grace} s\n`);
+    io.out(
+      `current server key id ${cur.keyId} (0x${cur.keyId.toString(16)}), signs until ${Number.isFinite(cur.signEnd) ? new Date(cur.signEnd).toISOString() : 'a newer secret activates'}\n`,
+    );
+    for (const s of k.secrets) io.out(`secret ${s.id}: activates ${s.activates}\n`);
+    io.out(`credentials: ${[...parsed.credentials.keys()].join(', ') || '(none)'}\n`);
+    io.out(`admin keys: ${[...parsed.admin.keys()].join(', ') || '(none)'}\n`);
+    io.out(`vendor public keys: ${[...vendors.keys()].join(', ') || '(none)'}\n`);
+  });
 
   const license = program
     .command('license')
@@ -654,10 +726,16 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
       const path = resolve(io.cwd, file);
       const text = readText(path);
       const priv = readHexArg(io, o.key, 32, '--key');
-      const signed = signLicense(text, priv);
+      const signed = signLicenseDetailed(text, priv, file);
       const out = resolve(io.cwd, o.out ?? file);
-      writeFileSync(out, signed);
-      io.out(`signed ${out}\n`);
+      writeFileSync(out, signed.text);
+      io.out(`signed ${signed.signed} line(s) into ${out}\n`);
+      if (signed.problems.length === 0) return;
+      for (const p of signed.problems) io.err(`${p.text}\n`);
+      throw new CliError(
+        `floatlm: license sign: ${signed.problems.length} line(s) with errors left unsigned in ${out}`,
+        ExitCode.BAD_FILE,
+      );
     });
   license
     .command('verify')
@@ -666,73 +744,129 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
     )
     .argument('<file>')
     .option('--pub <hexOrFile>', 'vendor public key (hex or .pub file)')
-    .option('--vendor <name>', 'vendor the --pub key belongs to', 'demo')
+    .option('--vendor <name>', "vendor the --pub key belongs to (default: the file's one vendor)")
     .option('--keys <file>', 'take vendor public keys from a daemon keys file')
     .addHelpText(
       'after',
       '\nExamples:\n  floatlm license verify site.lic --pub acme.pub --vendor acme\n  floatlm license verify site.lic --keys /etc/floatlm/keys.json',
     )
-    .action((file: string, o: { pub?: string; vendor: string; keys?: string }) => {
+    .action((file: string, o: { pub?: string; vendor?: string; keys?: string }) => {
       const path = resolve(io.cwd, file);
       const text = readText(path);
       let vendors = new Map<string, Uint8Array>();
       if (o.keys) vendors = loadDaemonKeys(resolve(io.cwd, o.keys)).vendors ?? vendors;
-      if (o.pub) vendors.set(o.vendor, readHexArg(io, o.pub, 32, '--pub'));
+      if (o.pub)
+        vendors.set(o.vendor ?? onlyVendor(text, file), readHexArg(io, o.pub, 32, '--pub'));
       if (vendors.size === 0)
         throw new CliError('floatlm: license verify: give --pub or --keys', ExitCode.USAGE);
-      const problems = verifyLicense(text, file, vendors);
+      // With the clock: an expired line is a problem too (the daemon would not serve it).
+      const problems = verifyLicense(text, file, vendors, Date.now());
       for (const p of problems) io.out(`${p.text}\n`);
       if (problems.length)
         throw new CliError(
           `floatlm: license verify: ${problems.length} problem(s) in ${file}`,
           ExitCode.BAD_FILE,
         );
-      io.out(`${file}: every line verifies\n`);
+      io.out(`${file}: every line verifies and is in force\n`);
     });
 
-  const adminCmd = (name: string, desc: string, example: string) =>
-    program.command(name).description(desc).addHelpText('after', `\nExamples:\n  ${example}`);
-  adminCmd(
-    'remove',
-    'release seats held by a user, host or lease (lmremove)',
+  const adminCmd = (name: string, desc: string, examples: string[]) =>
+    program
+      .command(name)
+      .description(desc)
+      .option('--json', 'machine-readable output: {"schema":"floatlm.admin/1",...}')
+      .addHelpText('after', `\nExamples:\n${examples.map((e) => `  ${e}\n`).join('')}`);
+  adminCmd('remove', 'release seats held by a user, host or lease (lmremove)', [
     'floatlm remove --feature solver --user alice',
-  )
+    'floatlm remove --lease 9f3c0a1b --json',
+  ])
     .option('--feature <name>')
     .option('--user <name>')
     .option('--host <name>')
     .option('--lease <hexid>')
-    .action(async (o: { feature?: string; user?: string; host?: string; lease?: string }) => {
-      if (!o.feature && !o.user && !o.host && !o.lease)
-        throw new CliError(
-          'floatlm: remove: give at least one of --feature, --user, --host, --lease',
-          ExitCode.USAGE,
-        );
-      let leaseId: bigint | undefined;
-      if (o.lease) {
-        if (!/^[0-9a-fA-F]{1,16}$/.test(o.lease))
+    .action(
+      async (o: {
+        feature?: string;
+        user?: string;
+        host?: string;
+        lease?: string;
+        json?: boolean;
+      }) => {
+        if (!o.feature && !o.user && !o.host && !o.lease)
           throw new CliError(
-            'floatlm: remove: --lease must be the hex lease id from status',
+            'floatlm: remove: give at least one of --feature, --user, --host, --lease',
             ExitCode.USAGE,
           );
-        leaseId = BigInt(`0x${o.lease}`);
-      }
-      await adminRun(io, g(), AdminOp.REMOVE, {
-        ...(o.feature ? { feature: o.feature } : {}),
-        ...(o.user ? { user: o.user } : {}),
-        ...(o.host ? { host: o.host } : {}),
-        ...(leaseId !== undefined ? { leaseId } : {}),
-      });
-    });
-  adminCmd(
-    'reread',
-    'reload the license and keys files without dropping held seats (lmreread)',
+        let leaseId: bigint | undefined;
+        if (o.lease) {
+          if (!/^[0-9a-fA-F]{1,16}$/.test(o.lease))
+            throw new CliError(
+              'floatlm: remove: --lease must be the hex lease id from status',
+              ExitCode.USAGE,
+            );
+          leaseId = BigInt(`0x${o.lease}`);
+        }
+        const client = await open(io, g(), { admin: true });
+        try {
+          await adminRun(io, client, AdminOp.REMOVE, !!o.json, {
+            ...(o.feature ? { feature: o.feature } : {}),
+            ...(o.user ? { user: o.user } : {}),
+            ...(o.host ? { host: o.host } : {}),
+            ...(leaseId !== undefined ? { leaseId } : {}),
+          });
+        } finally {
+          await client.close();
+        }
+      },
+    );
+  adminCmd('reread', 'reload the license and keys files without dropping held seats (lmreread)', [
     'floatlm reread',
-  ).action(async () => {
-    await adminRun(io, g(), AdminOp.REREAD, {});
+    'floatlm reread --json',
+  ]).action(async (o: { json?: boolean }) => {
+    const client = await open(io, g(), { admin: true });
+    try {
+      await adminRun(io, client, AdminOp.REREAD, !!o.json, {});
+    } finally {
+      await client.close();
+    }
   });
-  adminCmd('down', 'shut the server down cleanly (lmdown)', 'floatlm down').action(async () => {
-    await adminRun(io, g(), AdminOp.SHUTDOWN, {});
-  });
+  adminCmd(
+    'down',
+    'shut the server down cleanly (lmdown); asks first on a terminal, else needs --yes',
+    ['floatlm down', 'floatlm -s licsrv:27400 down --yes'],
+  )
+    .option('-y, --yes', 'do not ask (required when stdin is not a terminal)')
+    .action(async (o: { json?: boolean; yes?: boolean }) => {
+      if (!o.yes && !(io.tty?.stdin && io.ask))
+        throw new CliError(
+          'floatlm: down: not asking on a non-terminal; give --yes to shut the server down',
+          ExitCode.USAGE,
+        );
+      const client = await open(io, g(), { admin: true });
+      try {
+        if (!o.yes) {
+          // Say what stopping it costs: the seats held now (status works with the admin key).
+          let held = '';
+          try {
+            const s = await client.status();
+            const seats = s.features.reduce((n, f) => n + f.inUse, 0);
+            const users = new Set(s.holders.map((h) => `${h.user}@${h.host}`)).size;
+            held = `, ${seats} seat(s) held by ${users} user(s)`;
+          } catch {
+            // The question is still worth asking without the numbers.
+          }
+          const answer = await io.ask!(`shut down floatlmd at ${client.server}${held}? [y/N] `);
+          if (!/^y(es)?$/i.test(answer.trim())) {
+            io.err('floatlm: down: not confirmed; the server keeps running\n');
+            result.code = ExitCode.USAGE;
+            return;
+          }
+        }
+        await adminRun(io, client, AdminOp.SHUTDOWN, !!o.json, {});
+      } finally {
+        await client.close();
+      }
+    });
 
   program.addHelpText(
     'after',
@@ -760,6 +894,40 @@ Exit codes: 0 ok; 1 error; 2 usage; 3 no answer; 4 denied; 5 authentication refu
   }
 }
 
+/**
+ * The one vendor a license file names (VENDOR lines and the vendor field of FEATURE and
+ * INCREMENT lines), for `verify --pub` without `--vendor`.
+ * @throws {CliError} USAGE when the file names none or several
+ */
+function onlyVendor(text: string, file: string): string {
+  const names = new Set<string>();
+  for (const line of text.split(/\r?\n/)) {
+    const m =
+      /^\s*VENDOR\s+(\S+)/i.exec(line) ?? /^\s*(?:FEATURE|INCREMENT)\s+\S+\s+(\S+)/i.exec(line);
+    if (m) names.add(m[1]!);
+  }
+  if (names.size === 1) return [...names][0]!;
+  throw new CliError(
+    names.size === 0
+      ? `floatlm: license verify: ${file} names no vendor; give --vendor`
+      : `floatlm: license verify: ${file} names vendors ${[...names].join(', ')}; give --vendor for --pub`,
+    ExitCode.USAGE,
+  );
+}
+
+/**
+ * `host[:port]` as a credential file stores it (`host:port`, IPv6 in brackets).
+ * @throws {CliError} USAGE naming the option
+ */
+function normalizeServer(s: string, option: string): string {
+  try {
+    const { host, port } = parseServer(s);
+    return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+  } catch (e) {
+    throw new CliError(`floatlm: ${option}: ${(e as Error).message}`, ExitCode.USAGE);
+  }
+}
+
 function readHexArg(io: CliIO, v: string, bytes: number, name: string): Uint8Array {
   let text = v;
   if (!new RegExp(`^[0-9a-fA-F]{${bytes * 2}}$`).test(v)) {
@@ -777,51 +945,103 @@ function readHexArg(io: CliIO, v: string, bytes: number, name: string): Uint8Arr
   return fromHex(text);
 }
 
+const ADMIN_OPS: Record<AdminOp, string> = {
+  [AdminOp.REMOVE]: 'remove',
+  [AdminOp.REREAD]: 'reread',
+  [AdminOp.SHUTDOWN]: 'shutdown',
+};
+
+/** Sends one ADMIN request and prints the server's answer (text, or the JSON object). */
 async function adminRun(
   io: CliIO,
-  g: Globals,
+  client: Client,
   op: AdminOp,
+  json: boolean,
   target: Parameters<Client['admin']>[1],
 ): Promise<void> {
-  const client = await open(io, g, { admin: true, hello: false });
+  let r: Awaited<ReturnType<Client['admin']>>;
   try {
-    const r = await client.admin(op, target);
-    io.out(`${r.message}\n`);
+    r = await client.admin(op, target);
   } catch (e) {
     throw toCliError(e);
-  } finally {
-    await client.close();
   }
+  if (json)
+    io.out(
+      `${JSON.stringify({ schema: 'floatlm.admin/1', server: client.server, op: ADMIN_OPS[op], affected: r.affected, message: r.message }, null, 2)}\n`,
+    );
+  else io.out(`${r.message}\n`);
 }
 
+/** Where `acquire` reports the wait: whole lines, and (on a terminal) a line redrawn in place. */
+interface WaitReport {
+  line: (text: string) => void;
+  redraw: ((text: string) => void) | undefined;
+}
+
+/**
+ * Checks out a seat, reporting the queue position as the Client's 'queued' events change it:
+ * one line per change, or on a terminal one line redrawn each second with the time waited.
+ * Resolves with the lease and how long it waited in the queue (0 when it did not queue).
+ */
 async function acquire(
   client: Client,
   feature: string,
   o: { version: string; count: number; wait?: boolean },
   signal: AbortSignal,
-  io: CliIO,
-): Promise<Lease> {
-  return client.checkout(feature, {
-    version: o.version,
-    count: o.count,
-    wait: !!o.wait,
-    signal,
-    onQueued: (pos, len) => io.out(`queued for ${feature}: position ${pos} of ${len}\n`),
-  });
+  report: WaitReport,
+): Promise<{ lease: Lease; waitedMs: number }> {
+  const t0 = Date.now();
+  let queued: { position: number; length: number } | undefined;
+  let ticker: NodeJS.Timeout | undefined;
+  const draw = () =>
+    report.redraw?.(
+      `\r\x1b[Kqueued for ${feature}: position ${queued!.position} of ${queued!.length}, waiting ${fmtDuration(Date.now() - t0)}`,
+    );
+  const onQueued = (f: string, position: number, length: number) => {
+    if (f !== feature) return;
+    queued = { position, length };
+    if (!report.redraw)
+      return report.line(`queued for ${feature}: position ${position} of ${length}`);
+    draw();
+    if (!ticker) {
+      ticker = setInterval(draw, 1000);
+      ticker.unref();
+    }
+  };
+  client.on('queued', onQueued);
+  try {
+    const lease = await client.checkout(feature, {
+      version: o.version,
+      count: o.count,
+      wait: !!o.wait,
+      signal,
+    });
+    return { lease, waitedMs: queued ? Date.now() - t0 : 0 };
+  } finally {
+    client.off('queued', onQueued);
+    clearInterval(ticker);
+    if (queued) report.redraw?.('\r\x1b[K');
+  }
 }
 
 /** The stable `status --json` schema (README documents it). */
-export function statusJson(s: Awaited<ReturnType<Client['status']>>) {
+export function statusJson(s: Awaited<ReturnType<Client['status']>>, pong?: PongInfo) {
   return {
     schema: 'floatlm.status/1',
     server: s.server,
+    serverVersion: pong?.serverVersion ?? null,
+    uptimeMs: pong?.uptimeMs ?? null,
     features: s.features.map((f) => ({
       name: f.name,
       version: f.version,
       vendor: f.vendor,
+      // `expiry`: the date the license writes (the last day served); `expires`: the instant
+      // it stops serving (00:00 UTC the day after).
+      expiry: fmtExpiry(f.expires),
       expires: f.expires > 0 ? new Date(f.expires).toISOString() : null,
       count: f.count,
       inUse: f.inUse,
+      free: Math.max(0, f.count - f.inUse),
       queued: f.queued,
       issued: f.issued,
       denied: f.denied,

@@ -1,25 +1,16 @@
 /**
  * The `floatlmd` command: options, the embedded demo default (`npm start`), signals
- * (SIGINT/SIGTERM close cleanly, SIGHUP rereads), and one-line errors.
+ * (SIGINT/SIGTERM close cleanly, SIGHUP rereads), the refusal to serve a license with
+ * nothing servable in it, and one-line errors.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import {
-  generateKey,
-  saveClientCredential,
-  saveDaemonKeys,
-  writeFileAtomic0600,
-} from '../crypto/files.ts';
-import { randomBytes } from '../crypto/hmac.ts';
-import { Keyring } from '../crypto/keyring.ts';
-import { demoLicense, generateVendorKeyPair } from '../license/file.ts';
+import { loadConfig } from '../server/config.ts';
 import { Daemon, type DaemonOptions } from '../server/daemon.ts';
 import { LEVELS, makeLogger } from '../server/log.ts';
-import { toHex } from '../wire/index.ts';
+import { DEMO_DIR, ensureDemo, pointDemoAt } from './demo.ts';
 import { CliError, type CliIO, ExitCode } from './io.ts';
-
-export const DEMO_DIR = '.floatlm-demo';
 
 /** System calls whose failure means the socket could not be set up (exit 1, not 6). */
 const SOCKET_SYSCALLS = new Set(['bind', 'getaddrinfo']);
@@ -34,47 +25,31 @@ function intOption(name: string, min: number, max: number) {
   };
 }
 
+/** Listening on every address: clients on this machine reach the daemon on loopback. */
+const LOOPBACK: Record<string, string> = { '0.0.0.0': '127.0.0.1', '::': '::1' };
+
 /**
- * Creates (once) the demo state: keys, a signed demo license, a client credential and an
- * admin credential in `dir`. Returns the paths.
+ * Refuses (exit 6, one line) a license that leaves nothing to serve: every line bad,
+ * expired, or none at all. A file or keys problem is left to Daemon.start to report.
+ * @throws {CliError} BAD_FILE
  */
-export function ensureDemo(
-  dir: string,
-  port: number,
-): { license: string; keys: string; state: string; credential: string; admin: string } {
-  const paths = {
-    license: join(dir, 'demo.lic'),
-    keys: join(dir, 'keys.json'),
-    state: join(dir, 'state'),
-    credential: join(dir, 'credential.json'),
-    admin: join(dir, 'admin.json'),
-  };
-  if (existsSync(paths.keys) && existsSync(paths.license)) return paths;
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const now = Date.now();
-  const vendor = generateVendorKeyPair();
-  const credKey = generateKey();
-  const adminKey = generateKey();
-  const keyring = new Keyring({
-    period: 86_400,
-    grace: 172_800,
-    secrets: [{ id: 1, secret: randomBytes(32), activates: now - 1000 }],
-  });
-  saveDaemonKeys(paths.keys, {
-    keyring,
-    credentials: new Map([['demo', credKey]]),
-    admin: new Map([['admin', adminKey]]),
-    vendors: new Map([['demo', vendor.publicKey]]),
-  });
-  writeFileAtomic0600(join(dir, 'vendor-demo.key'), `${toHex(vendor.privateKey)}\n`);
-  writeFileSync(paths.license, demoLicense(vendor.privateKey, now), { mode: 0o644 });
-  saveClientCredential(paths.credential, {
-    id: 'demo',
-    key: credKey,
-    servers: [`127.0.0.1:${port}`],
-  });
-  saveClientCredential(paths.admin, { id: 'admin', key: adminKey, servers: [`127.0.0.1:${port}`] });
-  return paths;
+function refuseEmptyLicense(licenseFile: string, keysFile: string): void {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig(licenseFile, keysFile, Date.now());
+  } catch {
+    return;
+  }
+  const { features, problems } = config.license;
+  if (features.some((f) => !f.expired)) return;
+  const why =
+    problems.length > 0
+      ? `${problems.length} problem(s), the first: ${problems[0]!.text}`
+      : 'no FEATURE or INCREMENT line';
+  throw new CliError(
+    `floatlmd: ${licenseFile}: no servable feature (${why}); fix it, or start with --allow-empty`,
+    ExitCode.BAD_FILE,
+  );
 }
 
 /** Builds the `floatlmd` program; `run` resolves with the exit code once the daemon stops. */
@@ -133,6 +108,10 @@ export function buildDaemonProgram(io: CliIO, started: (d: Daemon) => void = () 
       1000,
     )
     .option('--report <file>', 'JSON-lines report log (default <state>/report.jsonl)')
+    .option(
+      '--allow-empty',
+      'start even when the license has no servable feature (to fix it and reread later)',
+    )
     .option('--demo', `embedded default: create (once) and serve a demo in ./${DEMO_DIR}`)
     .addHelpText(
       'after',
@@ -143,13 +122,14 @@ Examples:
   floatlmd --license site.lic --keys keys.json --state state --host 0.0.0.0 --grace 120
 
 Signals: SIGINT/SIGTERM stop cleanly; SIGHUP rereads the license and keys files.
-Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/keys/state file.`,
+Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/keys/state file
+(including a license with no servable feature, unless --allow-empty).`,
     );
   program.action(async (o) => {
     let { license, keys, state } = o as { license?: string; keys?: string; state?: string };
     const port = o.port as number;
-    if (o.demo) {
-      const demo = ensureDemo(resolve(io.cwd, DEMO_DIR), port);
+    const demo = o.demo ? ensureDemo(resolve(io.cwd, DEMO_DIR), port) : undefined;
+    if (demo) {
       license ??= demo.license;
       keys ??= demo.keys;
       state ??= demo.state;
@@ -182,6 +162,7 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
     const stopped = new Promise<void>((r) => {
       closed = r;
     });
+    if (!o.allowEmpty) refuseEmptyLicense(opts.licenseFile, opts.keysFile);
     try {
       mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
       daemon = await Daemon.start({ ...opts, onClosed: () => closed() });
@@ -196,7 +177,15 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
     const addr = daemon.address();
     // Always on stdout, whatever the log level: scripts and tests read the bound port here.
     io.out(`floatlmd listening on ${addr.address}:${addr.port}\n`);
-    if (o.demo) {
+    if (demo) {
+      // A demo created on another port (`npm start -- --port N` later): follow the daemon.
+      const host = LOOPBACK[addr.address] ?? addr.address;
+      const server = host.includes(':') ? `[${host}]:${addr.port}` : `${host}:${addr.port}`;
+      try {
+        for (const f of pointDemoAt(demo, server)) logger.info(`demo: ${f} now names ${server}`);
+      } catch (e) {
+        logger.warn(`demo: cannot update the credentials: ${(e as Error).message}`);
+      }
       io.out(
         `demo state in ./${DEMO_DIR}\n` +
           'Try it from another terminal:\n' +

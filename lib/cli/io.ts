@@ -1,13 +1,19 @@
 /**
  * What a CLI action needs from the outside world, injected so tests capture output and
- * exit codes without spawning a process: output streams, environment, cwd, signals.
+ * exit codes without spawning a process: output streams, environment, cwd, whether the
+ * streams are terminals, and a question asked on the terminal.
  */
+import { createInterface } from 'node:readline';
 
 export interface CliIO {
   out(text: string): void;
   err(text: string): void;
   env: NodeJS.ProcessEnv;
   cwd: string;
+  /** Which streams are terminals (absent: none, as in a pipe or a test). */
+  tty?: { stdin: boolean; stdout: boolean; stderr: boolean };
+  /** Asks `question` on the terminal and resolves with the line typed (only when stdin is one). */
+  ask?: (question: string) => Promise<string>;
 }
 
 /** Exit codes of `floatlm` and `floatlmd` (README, "Exit codes"). */
@@ -44,5 +50,25 @@ export function processIO(): CliIO {
     err: (t) => process.stderr.write(t),
     env: process.env,
     cwd: process.cwd(),
+    tty: {
+      stdin: !!process.stdin.isTTY,
+      stdout: !!process.stdout.isTTY,
+      stderr: !!process.stderr.isTTY,
+    },
+    ask: (question) =>
+      new Promise((resolve) => {
+        const rl = createInterface({ input: process.stdin, output: process.stderr });
+        let answered = false;
+        rl.question(question, (line) => {
+          answered = true;
+          rl.close();
+          resolve(line);
+        });
+        // Ctrl-D or Ctrl-C is a no.
+        rl.on('SIGINT', () => rl.close());
+        rl.on('close', () => {
+          if (!answered) resolve('');
+        });
+      }),
   };
 }

@@ -3,7 +3,8 @@
  * output, and end to end as child processes against a real floatlmd child process.
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { buildProgram, runCli } from '../../lib/cli/floatlm.ts';
@@ -123,7 +124,7 @@ t.test('license keygen, sign, verify; a tampered line is reported file:line:colu
     await runCli(['license', 'verify', 'x.lic', '--pub', 'acme.pub', '--vendor', 'acme'], ok),
     0,
   );
-  t.match(ok.stdout(), /every line verifies/);
+  t.match(ok.stdout(), /every line verifies and is in force/);
   writeFileSync(
     join(site.dir, 'x.lic'),
     readFileSync(join(site.dir, 'x.lic'), 'utf8').replace('permanent 4', 'permanent 40'),
@@ -181,6 +182,7 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
     'FEATURE demo demo 1.0 permanent 2',
     'FEATURE solver demo 2.5 permanent 1 QUEUE=yes DUP_GROUP=NONE',
     'FEATURE lab demo 1.0 permanent 2 RESERVE=USER:carol:1',
+    'FEATURE cad demo 1.0 31-dec-2099 1',
   ]);
   const { child, port } = await spawnDaemon(site, ['--grace', '5']);
   t.teardown(() => child.kill('SIGKILL'));
@@ -194,6 +196,15 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
     /reply from 127\.0\.0\.1:\d+: seq=1 time=[\d.]+ ms server=floatlmd 0\.1\.0 offset=[+-]\d+ ms state=running/,
   );
   t.match(ping.stdout(), /2 sent, 2 received, 0% loss/);
+  const pingJson = capture(site.dir, env);
+  t.equal(await runCli(['ping', '--json'], pingJson), 0);
+  t.match(JSON.parse(pingJson.stdout()), {
+    schema: 'floatlm.ping/1',
+    server: `127.0.0.1:${port}`,
+    sent: 1,
+    received: 1,
+    replies: [{ seq: 1, serverVersion: '0.1.0', rttMs: Number, uptimeMs: Number }],
+  });
 
   const none = capture(site.dir, env);
   t.equal(
@@ -204,9 +215,14 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
 
   const st = capture(site.dir, env);
   t.equal(await runCli(['status'], st), 0);
-  t.match(st.stdout(), /FEATURE +VERSION +VENDOR +EXPIRES +COUNT +IN USE +QUEUED +ISSUED +DENIED/);
-  t.match(st.stdout(), /demo +1\.0 +demo +permanent +2 +0 +0 +0 +0/);
+  t.match(st.stdout(), /^server 127\.0\.0\.1:\d+: floatlmd 0\.1\.0, up \d+s, (running|grace)/);
+  t.match(
+    st.stdout(),
+    /FEATURE +VERSION +VENDOR +EXPIRES +COUNT +IN USE +FREE +QUEUED +ISSUED +DENIED/,
+  );
+  t.match(st.stdout(), /demo +1\.0 +demo +permanent +2 +0 +2 +0 +0 +0/);
   t.match(st.stdout(), /RESERVED FOR +FEATURE +SEATS +IN USE\nuser carol +lab +1 +0\n/);
+  t.match(st.stdout(), /\ncad +1\.0 +demo +31-dec-2099 +1 +0 +1 /, 'EXPIRES: the date written');
 
   // checkout holds until SIGINT (a child process, so the signal is real).
   const co = floatlm(['checkout', 'solver'], site.dir, env);
@@ -216,7 +232,23 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
   const parsed = JSON.parse(js.stdout());
   t.equal(parsed.schema, 'floatlm.status/1');
   const solver = parsed.features.find((f: { name: string }) => f.name === 'solver');
+  t.match(parsed, { serverVersion: '0.1.0', uptimeMs: Number });
+  t.match(
+    parsed.features.find((f: { name: string }) => f.name === 'cad'),
+    {
+      expiry: '31-dec-2099',
+      expires: '2100-01-01T00:00:00.000Z',
+      free: 1,
+    },
+  );
   t.equal(solver.inUse, 1);
+  t.equal(solver.free, 0);
+  const held = capture(site.dir, env);
+  t.equal(await runCli(['status', '-f', 'solver'], held), 0);
+  t.match(
+    held.stdout(),
+    /HOLDER +HOST +FEATURE +SEATS +SINCE +HELD FOR +LEASE\n\S+ +\S+ +solver +1 +\S+Z +\d+s +[0-9a-f]+\n/,
+  );
   t.equal(solver.holders.length, 1);
   t.same(solver.reservations, []);
   t.same(parsed.features.find((f: { name: string }) => f.name === 'lab').reservations, [
@@ -227,6 +259,17 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
   const waiter = floatlm(['checkout', 'solver', '--wait'], site.dir, env);
   while (!/queued for solver: position 1/.test(waiter.out()))
     await new Promise((r) => setTimeout(r, 50));
+  // On a terminal the wait is one line redrawn, with the time waited.
+  const tty = {
+    ...capture(site.dir, env),
+    tty: { stdin: false, stdout: false, stderr: true },
+  };
+  const ttyRun = runCli(
+    ['run', 'solver', '--wait', '--', process.execPath, '-e', 'process.exit(0)'],
+    tty,
+  );
+  await until(() => /position 2 of 2/.test(tty.stderr()));
+  t.match(tty.stderr(), /^\r\x1b\[Kqueued for solver: position 2 of 2, waiting \d+s/);
   const denied = capture(site.dir, env);
   t.equal(await runCli(['checkout', 'solver'], denied), 4, 'no seat and no --wait: exit 4');
   t.match(denied.stderr(), /^floatlm: checkout solver: NO_SEATS: all seats in use\n$/);
@@ -237,6 +280,12 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
   while (!/granted solver/.test(waiter.out())) await new Promise((r) => setTimeout(r, 50));
   waiter.child.kill('SIGINT');
   t.equal((await waiter.done).code, 0);
+  t.equal(await ttyRun, 0, 'the run queued behind it got the seat and ran');
+  t.match(
+    tty.stderr(),
+    /\r\x1b\[K(floatlm: )?holding solver \(lease [0-9a-f]+, 1 seat\(s\), after \d+s in the queue\); running /,
+  );
+  t.notMatch(tty.stdout(), /queued/, 'nothing of it on stdout, which is the program’s');
 
   // run: the program's exit status comes through.
   const handlers = () => ['SIGINT', 'SIGTERM', 'SIGHUP'].map((s) => process.listenerCount(s));
@@ -244,6 +293,16 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
   const ok = capture(site.dir, env);
   t.equal(await runCli(['run', 'demo', '--', process.execPath, '-e', 'process.exit(0)'], ok), 0);
   t.same(handlers(), before, 'run leaves no signal handler behind');
+  t.match(ok.stderr(), /^floatlm: holding demo \(lease [0-9a-f]+, 1 seat\(s\)\); running \S+\n$/);
+  const quiet = capture(site.dir, env);
+  t.equal(
+    await runCli(
+      ['run', '--quiet', 'demo', '--', process.execPath, '-e', 'process.exit(0)'],
+      quiet,
+    ),
+    0,
+  );
+  t.equal(quiet.stderr(), '', '--quiet: nothing on stderr');
   const three = capture(site.dir, env);
   t.equal(await runCli(['run', 'demo', '--', process.execPath, '-e', 'process.exit(3)'], three), 3);
   const killed = capture(site.dir, env);
@@ -264,13 +323,39 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
   );
 
   // admin
-  const rr = capture(site.dir, env);
-  t.equal(await runCli(['reread'], rr), 0);
-  t.match(rr.stdout(), /reread: 3 feature line/);
+  // An admin command needs only the admin credential.
+  const adminOnly = mkdtempSync(join(tmpdir(), 'floatlm-admin-'));
+  const rr = capture(adminOnly, { FLOATLM_ADMIN: admin });
+  t.equal(await runCli(['reread'], rr), 0, 'reread with no client credential anywhere');
+  t.match(rr.stdout(), /reread: 4 feature line/);
+  const rrJson = capture(site.dir, env);
+  t.equal(await runCli(['reread', '--json'], rrJson), 0);
+  t.match(JSON.parse(rrJson.stdout()), { schema: 'floatlm.admin/1', op: 'reread' });
   const rm = capture(site.dir, env);
   t.equal(await runCli(['remove'], rm), 2, 'remove needs a target');
+  const rmJson = capture(site.dir, env);
+  t.equal(await runCli(['remove', '--user', 'nobody', '--json'], rmJson), 0);
+  t.match(JSON.parse(rmJson.stdout()), { schema: 'floatlm.admin/1', op: 'remove', affected: 0 });
+  const refused = capture(site.dir, env);
+  t.equal(await runCli(['down'], refused), 2, 'down off a terminal without --yes: exit 2');
+  t.match(refused.stderr(), /^floatlm: down: not asking on a non-terminal; give --yes .*\n$/);
+  const asked: string[] = [];
+  const no = {
+    ...capture(site.dir, env),
+    tty: { stdin: true, stdout: true, stderr: true },
+    ask: async (q: string) => {
+      asked.push(q);
+      return 'n';
+    },
+  };
+  t.equal(await runCli(['down'], no), 2, 'down answered no: exit 2');
+  t.match(asked, [
+    /^shut down floatlmd at 127\.0\.0\.1:\d+, 0 seat\(s\) held by 0 user\(s\)\? \[y\/N\] $/,
+  ]);
+  t.match(no.stderr(), /^floatlm: down: not confirmed; the server keeps running\n$/);
+  t.equal(await runCli(['ping'], capture(site.dir, env)), 0, 'still running');
   const down = capture(site.dir, env);
-  t.equal(await runCli(['down'], down), 0);
+  t.equal(await runCli(['down', '--yes'], down), 0);
   await new Promise<void>((r) => (child.exitCode !== null ? r() : child.once('exit', () => r())));
   t.equal(child.exitCode, 0, 'daemon exited cleanly after down');
 });
@@ -437,7 +522,9 @@ t.test(
       ['checkout', 'solver', '--wait'],
     ]) {
       const w = run(args);
-      await until(() => /queued for solver: position 1/.test(w.out()), w);
+      // run keeps stdout for the program: its own words go to stderr.
+      const said = args[0] === 'run' ? w.err : w.out;
+      await until(() => /queued for solver: position 1/.test(said()), w);
       t.equal((await inUse('solver')).queued, 1);
       w.child.kill('SIGINT');
       const done = await w.done;
@@ -449,3 +536,125 @@ t.test(
     t.equal((await holder.done).code, 143);
   },
 );
+
+t.test('keys init: --server after the command, or -s before it, is written', async (t) => {
+  const site = makeSite([]);
+  const files = (n: string) => ['--keys', `k${n}.json`, '--credential-out', `c${n}.json`];
+  const admin = (n: string) => ['--admin-out', `a${n}.json`];
+  const read = (f: string) => JSON.parse(readFileSync(join(site.dir, f), 'utf8')).servers;
+  const io = capture(site.dir);
+  t.equal(
+    await runCli(['keys', 'init', ...files('1'), ...admin('1'), '--server', 'licsrv:27401'], io),
+    0,
+  );
+  t.same(read('c1.json'), ['licsrv:27401']);
+  t.same(read('a1.json'), ['licsrv:27401']);
+  t.match(io.stdout(), /servers licsrv:27401\n$/);
+  t.equal(
+    await runCli(
+      ['-s', 'a:1', '-s', 'b', 'keys', 'init', ...files('2'), ...admin('2')],
+      capture(site.dir),
+    ),
+    0,
+  );
+  t.same(read('c2.json'), ['a:1', 'b:27400'], 'repeatable; the default port filled in');
+  t.equal(await runCli(['keys', 'init', ...files('3'), ...admin('3')], capture(site.dir)), 0);
+  t.same(read('c3.json'), ['127.0.0.1:27400'], 'the default');
+  const bad = capture(site.dir);
+  t.equal(await runCli(['keys', 'init', ...files('4'), ...admin('4'), '--server', 'h:0'], bad), 2);
+  t.match(bad.stderr(), /^floatlm: --server: bad port in "h:0"\n$/);
+});
+
+t.test(
+  'credentials: ./credential.json is used; when none is found, every place tried',
+  async (t) => {
+    const dir = mkdtempSync(join(tmpdir(), 'floatlm-cred-'));
+    const none = capture(dir);
+    t.equal(await runCli(['status'], none), 6);
+    t.match(
+      none.stderr(),
+      /^floatlm: no client credential found; tried .*\/credential\.json, .*\/\.floatlm-demo\/credential\.json, .*\/\.config\/floatlm\/credential\.json \(give --credential FILE or set \$FLOATLM_CREDENTIAL\)\n$/,
+    );
+    const adminNone = capture(dir);
+    t.equal(await runCli(['reread'], adminNone), 6, 'an admin command asks for the admin file');
+    t.match(adminNone.stderr(), /^floatlm: no admin credential found; tried .*\/admin\.json, /);
+    saveClientCredential(join(dir, 'credential.json'), {
+      id: 'demo',
+      key: new Uint8Array(32),
+      servers: ['127.0.0.1:9'],
+    });
+    const found = capture(dir);
+    t.equal(await runCli(['--timeout', '0.3', 'status'], found), 3, 'read, then nothing answers');
+    t.match(found.stderr(), /no answer from 127\.0\.0\.1:9/);
+  },
+);
+
+t.test('keys show and rotate find the demo keys as other commands find its files', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'floatlm-demokeys-'));
+  const { ensureDemo } = await import('../../lib/cli/demo.ts');
+  ensureDemo(join(dir, '.floatlm-demo'), 27400);
+  const show = capture(dir);
+  t.equal(await runCli(['keys', 'show'], show), 0);
+  t.match(show.stdout(), new RegExp(`^keys file ${join(dir, '.floatlm-demo', 'keys.json')}\n`));
+  t.equal(await runCli(['keys', 'rotate'], capture(dir)), 0);
+  const empty = capture(mkdtempSync(join(tmpdir(), 'floatlm-nokeys-')));
+  t.equal(await runCli(['keys', 'show'], empty), 6);
+  t.match(
+    empty.stderr(),
+    /^floatlm: no keys file found; tried .*keys\.json, .*\.floatlm-demo\/keys\.json/,
+  );
+});
+
+t.test('license: the vendor from the file, expired lines, sign exits 6 on bad lines', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'floatlm-lic-'));
+  t.equal(await runCli(['license', 'keygen', 'acme'], capture(dir)), 0);
+  writeFileSync(
+    join(dir, 'site.lic'),
+    'VENDOR acme\nFEATURE cad acme 2.0 permanent 4\nFEATURE old acme 1.0 1-jan-2020 1\n',
+  );
+  t.equal(await runCli(['license', 'sign', 'site.lic', '--key', 'acme.key'], capture(dir)), 0);
+  const v = capture(dir);
+  t.equal(await runCli(['license', 'verify', 'site.lic', '--pub', 'acme.pub'], v), 6);
+  t.match(v.stdout(), /^site\.lic:3:\d+: old 1\.0 expired on 1-jan-2020\n$/);
+  t.notMatch(v.stdout(), /every line verifies/);
+  t.match(v.stderr(), /^floatlm: license verify: 1 problem\(s\) in site\.lic\n$/);
+  writeFileSync(join(dir, 'ok.lic'), 'FEATURE cad acme 2.0 permanent 4\n');
+  t.equal(await runCli(['license', 'sign', 'ok.lic', '--key', 'acme.key'], capture(dir)), 0);
+  const ok = capture(dir);
+  t.equal(await runCli(['license', 'verify', 'ok.lic', '--pub', 'acme.pub'], ok), 0);
+  t.match(ok.stdout(), /^ok\.lic: every line verifies and is in force\n$/);
+  writeFileSync(join(dir, 'two.lic'), 'VENDOR acme\nVENDOR other\n');
+  const two = capture(dir);
+  t.equal(await runCli(['license', 'verify', 'two.lic', '--pub', 'acme.pub'], two), 2);
+  t.match(two.stderr(), /names vendors acme, other; give --vendor/);
+  writeFileSync(join(dir, 'bad.lic'), 'FEATURE cad acme 2.0 permanent 4\nFEATURE x acme 1.0\n');
+  const sign = capture(dir);
+  t.equal(await runCli(['license', 'sign', 'bad.lic', '--key', 'acme.key'], sign), 6);
+  t.match(sign.stdout(), /^signed 1 line\(s\) into .*bad\.lic\n$/);
+  t.match(
+    sign.stderr(),
+    /^bad\.lic:2:\d+: .+\nfloatlm: license sign: 1 line\(s\) with errors left unsigned in .*bad\.lic\n$/,
+  );
+});
+
+t.test('decode: hex with spaces, colons or 0x; a cut-short string is named', async (t) => {
+  const v = VECTORS[0]!;
+  const spaced = `0x${v.datagram.match(/../g)!.join(':')}`;
+  const io = capture(ROOT);
+  t.equal(await runCli(['decode', spaced, '--key', v.key], io), 0);
+  t.match(io.stdout(), /tag +[0-9a-f]{64} OK/);
+  for (const cut of ['464c0108…', '464c0108...']) {
+    const short = capture(ROOT);
+    t.equal(await runCli(['decode', cut], short), 6);
+    t.match(
+      short.stderr(),
+      /^floatlm: decode: "464c0108(…|\.\.\.)" is cut short: give every hex digit/,
+    );
+  }
+  const nofile = capture(ROOT);
+  t.equal(await runCli(['decode', 'capture.bin'], nofile), 6);
+  t.match(
+    nofile.stderr(),
+    /^floatlm: decode: "capture\.bin" is neither hex digits nor a readable file \(ENOENT\)\n$/,
+  );
+});

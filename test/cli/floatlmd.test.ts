@@ -1,12 +1,15 @@
 /**
- * The floatlmd command: usage errors, one-line refusals of bad files (exit 6), a clean stop
- * on SIGTERM, and SIGHUP rereading the license without dropping held seats.
+ * The floatlmd command: usage errors, one-line refusals of bad files and of a license with
+ * nothing servable (exit 6), a clean stop on SIGTERM, SIGHUP rereading the license without
+ * dropping held seats, and the demo's credentials following its port.
  */
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { runDaemonCli } from '../../lib/cli/floatlmd.ts';
 import type { CliIO } from '../../lib/cli/io.ts';
+import { loadClientCredential } from '../../lib/crypto/files.ts';
 import type { Daemon } from '../../lib/server/daemon.ts';
 import { client, makeSite, startDaemon } from '../helpers/site.ts';
 
@@ -129,3 +132,59 @@ t.test(
     t.match(io.stderr(), /^floatlmd: .*EADDRINUSE.*\n$/);
   },
 );
+
+t.test('a license with nothing servable: exit 6 in one line, unless --allow-empty', async (t) => {
+  const site = makeSite(['FEATURE old demo 1.0 1-jan-2020 1']);
+  const args = ['--license', site.licenseFile, '--keys', site.keysFile, '--state', site.stateDir];
+  const expired = capture(site.dir);
+  t.equal(await runDaemonCli([...args, '--port', '0'], expired), 6);
+  t.match(
+    expired.stderr(),
+    /^floatlmd: .*site\.lic: no servable feature \(1 problem\(s\), the first: .*site\.lic:3:\d+: old 1\.0 expired on 1-jan-2020\); fix it, or start with --allow-empty\n$/,
+  );
+  t.equal(expired.stdout(), '', 'never listened');
+  site.writeLicense([]);
+  const empty = capture(site.dir);
+  t.equal(await runDaemonCli([...args, '--port', '0'], empty), 6);
+  t.match(empty.stderr(), /no servable feature \(no FEATURE or INCREMENT line\)/);
+
+  let daemon: Daemon | undefined;
+  const allowed = capture(site.dir);
+  const run = runDaemonCli(
+    [...args, '--port', '0', '--allow-empty', '--log-level', 'error'],
+    allowed,
+    (d) => {
+      daemon = d;
+    },
+  );
+  while (!daemon) await new Promise((r) => setTimeout(r, 20));
+  t.match(allowed.stdout(), /^floatlmd listening on /, '--allow-empty: it serves');
+  process.emit('SIGTERM');
+  t.equal(await run, 0);
+});
+
+t.test('--demo: the demo credentials follow the port the daemon listens on', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'floatlmd-demo-'));
+  const ports: number[] = [];
+  for (let i = 0; i < 2; i++) {
+    let daemon: Daemon | undefined;
+    const run = runDaemonCli(
+      ['--demo', '--port', '0', '--log-level', 'error'],
+      capture(dir),
+      (d) => {
+        daemon = d;
+      },
+    );
+    while (!daemon) await new Promise((r) => setTimeout(r, 20));
+    const port = daemon.address().port;
+    ports.push(port);
+    for (const f of ['credential.json', 'admin.json'])
+      t.same(
+        loadClientCredential(join(dir, '.floatlm-demo', f)).servers,
+        [`127.0.0.1:${port}`],
+        `run ${i + 1}: ${f} names port ${port}`,
+      );
+    process.emit('SIGTERM');
+    t.equal(await run, 0);
+  }
+});
