@@ -143,6 +143,9 @@ function drawStatus(s) {
   );
 }
 
+// Points for buckets with few samples (a fresh history), lines alone once it has filled up.
+const sparse = (u, si) => u.data[si].filter((v) => v !== null).length < 60;
+
 function chartData(h, f) {
   return [h.t, f.inUse, f.queued, f.denied, f.licensed];
 }
@@ -173,12 +176,14 @@ function drawHistory(h) {
             stroke: '#d35400',
             width: 2,
             paths: uPlot.paths.stepped({ align: 1 }),
+            points: { show: sparse },
           },
           {
             label: 'queued',
             stroke: '#2471a3',
             width: 2,
             paths: uPlot.paths.stepped({ align: 1 }),
+            points: { show: sparse },
           },
           {
             label: 'denied',
