@@ -34,6 +34,7 @@ import {
 import { decodeAction, readDatagramArg } from './decode.ts';
 import { DEMO_DIR } from './floatlmd.ts';
 import { CliError, type CliIO, ExitCode } from './io.ts';
+import { registerReport } from './report.ts';
 
 interface Globals {
   server?: string[];
@@ -734,6 +735,7 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
     await adminRun(io, g(), AdminOp.SHUTDOWN, {});
   });
 
+  registerReport(program, io);
   program.addHelpText(
     'after',
     `
