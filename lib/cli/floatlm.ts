@@ -39,6 +39,7 @@ import {
 import { decodeAction, readDatagramArg } from './decode.ts';
 import { DEMO_DIR, findFile } from './demo.ts';
 import { CliError, type CliIO, ExitCode } from './io.ts';
+import { registerReport } from './report.ts';
 
 const KEYS_HELP = `daemon keys file (default: the first of ./keys.json, ./${DEMO_DIR}/keys.json)`;
 
@@ -868,6 +869,7 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
       }
     });
 
+  registerReport(program, io);
   program.addHelpText(
     'after',
     `
