@@ -2,14 +2,25 @@ import t from 'tap';
 import { KeyedHmac, randomBytes } from '../../lib/crypto/hmac.ts';
 import {
   encodeHeartbeatAck,
+  HEARTBEAT_ACK_LENGTH,
   HmacCache,
   type KeyDeriver,
+  LiveSlab,
   Session,
+  type SessionShared,
 } from '../../lib/server/session.ts';
 
 const anyKey: KeyDeriver = () => randomBytes(32);
 
-function session(cache: HmacCache, id: number, expires = 1000): Session {
+/** What the session table shares between its sessions; one slab per cache here. */
+const slabs = new WeakMap<HmacCache, LiveSlab>();
+function shared(hmacs: HmacCache): SessionShared {
+  let slab = slabs.get(hmacs);
+  if (!slab) slabs.set(hmacs, (slab = new LiveSlab()));
+  return { hmacs, slab };
+}
+
+function session(cache: HmacCache, id: number, expires = 1000, floor?: number): Session {
   return new Session(
     {
       id: BigInt(id),
@@ -21,8 +32,9 @@ function session(cache: HmacCache, id: number, expires = 1000): Session {
       address: '127.0.0.1',
       port: 1,
       lastSeen: 0,
+      ...(floor !== undefined ? { floor } : {}),
     },
-    cache,
+    shared(cache),
   );
 }
 
@@ -76,17 +88,39 @@ t.test(
     });
     const s = session(c, 1);
     const msg = randomBytes(40);
-    const tag = s.hmac.mac(msg);
+    const tag = s.hmac!.mac(msg);
     t.equal(derived, 1);
     t.same(seen[0], new Uint8Array([1, 0, 0xff, 0x80]), 'derived from the token bytes as given');
-    t.ok(s.hmac.verify(tag, msg));
+    t.ok(s.hmac!.verify(tag, msg));
     t.equal(derived, 1, 'cached');
     session(c, 2).hmac; // pushes s out of a 2-entry cache
     session(c, 3).hmac;
-    t.ok(s.hmac.verify(tag, msg), 'same key after re-derivation');
+    t.ok(s.hmac!.verify(tag, msg), 'same key after re-derivation');
     t.equal(derived, 4, 're-derived after eviction');
     const dead = session(c, 4);
-    t.notOk(dead.hmac.verify(tag, msg), 'a session whose key is gone verifies nothing');
+    t.equal(dead.hmac, undefined, 'a session whose key is gone has no key (no fallback)');
+    t.equal(derived, 5);
+    t.equal(dead.hmac, undefined, 'asked again: still none, nothing cached');
+    t.equal(derived, 6);
+    // A session made with its key does not derive it.
+    const before = derived;
+    const keyed = new Session(
+      {
+        id: 77n,
+        token: new Uint8Array([4]),
+        user: 'u',
+        host: 'h',
+        vendor: 'v',
+        expires: 1000,
+        address: 'a',
+        port: 1,
+        lastSeen: 0,
+      },
+      shared(c),
+      key,
+    );
+    t.ok(keyed.hmac!.verify(tag, msg), 'the key it was given');
+    t.equal(derived, before, 'no derivation');
   },
 );
 
@@ -107,7 +141,7 @@ t.test(
         port: 2,
         lastSeen: 5,
       },
-      c,
+      shared(c),
     );
     t.same(s.token, token.subarray(1, 200), 'every byte value survives, the view only');
     t.not(s.token, s.token, 'a fresh copy each time');
@@ -138,17 +172,86 @@ t.test(
       3,
       4,
       10_000,
-      s.hmac,
+      s.hmac!,
     );
     s.keepReply(0xffff_fff0, ack);
     t.same(s.keptReply(0xffff_fff0), ack, 'rebuilt byte for byte');
     t.equal(s.keptReply(0xffff_fff1), undefined, 'another request id');
     t.equal(s.keptReply(-16), undefined, 'not the same request id as its int32 form');
-    const next = encodeHeartbeatAck(5, 9n, 6, 2, 7, 0, 0, 1, s.hmac);
+    const next = encodeHeartbeatAck(5, 9n, 6, 2, 7, 0, 0, 1, s.hmac!);
     s.keepReply(5, next);
     t.same(s.keptReply(5), next, 'the newest replaces it');
     t.equal(s.keptReply(0xffff_fff0), undefined);
     t.throws(() => s.keepReply(1, new Uint8Array(71)), RangeError);
-    t.ok(s.window.check(1), 'a window comes with the kept reply');
+    t.ok(s.checkSeq(1), 'a window comes with the kept reply');
   },
 );
+
+t.test('Session windows: checkSeq, acceptSeq, the restart floor, release on drop', async (t) => {
+  const c = new HmacCache(4, anyKey);
+  const s = session(c, 1);
+  t.ok(s.checkSeq(0), 'a fresh window takes seq 0');
+  t.equal(s.highestSeq, -1);
+  t.ok(s.checkSeq(7));
+  t.ok(s.checkSeq(7), 'check alone changes nothing');
+  s.acceptSeq(7);
+  t.notOk(s.checkSeq(7), 'accepted: seen');
+  t.ok(s.checkSeq(6), 'below, unseen: fresh');
+  t.equal(s.highestSeq, 7);
+  const restored = session(c, 2, 1000, 1023);
+  t.equal(restored.reservedSeq, 1023, 'durable floor before the window exists');
+  t.notOk(restored.checkSeq(1023), 'the floor counts as seen');
+  t.notOk(restored.checkSeq(500));
+  t.ok(restored.checkSeq(1024));
+  t.equal(restored.highestSeq, 1023);
+  restored.reservedSeq = 2000;
+  t.equal(restored.reservedSeq, 2000);
+  t.equal(s.reservedSeq, 0, 'per session');
+  // Windows of different sessions are independent slots of one slab.
+  const other = session(c, 3);
+  other.acceptSeq(7);
+  t.notOk(other.checkSeq(7));
+  t.ok(restored.checkSeq(1024));
+  const slot = s.slot;
+  s.drop();
+  const next = session(c, 4);
+  t.equal(next.slot, slot, 'a dropped session frees its slot for the next');
+  t.ok(next.checkSeq(7), 'which is a fresh window');
+  t.equal(next.highestSeq, -1);
+});
+
+t.test('LiveSlab keeps HEARTBEAT_ACKs of more sessions than its initial size', async (t) => {
+  const key = randomBytes(32);
+  const c = new HmacCache(4096, () => key);
+  const n = 1100; // the slab starts with 1024 slots
+  const ss = Array.from({ length: n }, (_, i) => session(c, i + 1));
+  const h = new KeyedHmac(key);
+  const acks = ss.map((s, i) => {
+    const ack = encodeHeartbeatAck(i, s.id, i + 1, 3, 1_700_000_000_000 + i, i & 0xff, 1, 500, h);
+    s.keepReply(i, ack);
+    return ack;
+  });
+  let same = 0;
+  for (const [i, s] of ss.entries()) {
+    const kept = s.keptReply(i);
+    if (kept && kept.length === HEARTBEAT_ACK_LENGTH && kept.every((b, j) => b === acks[i]![j]))
+      same++;
+  }
+  t.equal(same, n, 'every kept reply rebuilt byte for byte after the slab grew');
+  t.ok(new KeyedHmac(key).verifyTrailing(ss[n - 1]!.keptReply(n - 1)!), 'signed');
+});
+
+t.test('a kept reply needs the session key: none once it is gone', async (t) => {
+  let gone = false;
+  const key = randomBytes(32);
+  const c = new HmacCache(2, () => (gone ? undefined : key));
+  const s = session(c, 1);
+  const ack = encodeHeartbeatAck(1, s.id, 1, 3, 5, 0, 0, 1, s.hmac!);
+  s.keepReply(1, ack);
+  t.same(s.keptReply(1), ack);
+  gone = true;
+  session(c, 2).hmac; // evicts s's keyed HMAC from the 2-entry cache
+  session(c, 3).hmac;
+  t.equal(s.hmac, undefined);
+  t.equal(s.keptReply(1), undefined, 'nothing to sign it with');
+});
