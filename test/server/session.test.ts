@@ -84,7 +84,8 @@ t.test(
     const c = new HmacCache(2, (token) => {
       derived++;
       seen.push(token);
-      return token[0] === 4 ? undefined : key;
+      // A fresh copy, as the daemon's derivation makes: Session zeroes what it is given.
+      return token[0] === 4 ? undefined : key.slice();
     });
     const s = session(c, 1);
     const msg = randomBytes(40);
@@ -222,7 +223,7 @@ t.test('Session windows: checkSeq, acceptSeq, the restart floor, release on drop
 
 t.test('LiveSlab keeps HEARTBEAT_ACKs of more sessions than its initial size', async (t) => {
   const key = randomBytes(32);
-  const c = new HmacCache(4096, () => key);
+  const c = new HmacCache(4096, () => key.slice());
   const n = 1100; // the slab starts with 1024 slots
   const ss = Array.from({ length: n }, (_, i) => session(c, i + 1));
   const h = new KeyedHmac(key);
@@ -244,7 +245,7 @@ t.test('LiveSlab keeps HEARTBEAT_ACKs of more sessions than its initial size', a
 t.test('a kept reply needs the session key: none once it is gone', async (t) => {
   let gone = false;
   const key = randomBytes(32);
-  const c = new HmacCache(2, () => (gone ? undefined : key));
+  const c = new HmacCache(2, () => (gone ? undefined : key.slice()));
   const s = session(c, 1);
   const ack = encodeHeartbeatAck(1, s.id, 1, 3, 5, 0, 0, 1, s.hmac!);
   s.keepReply(1, ack);
