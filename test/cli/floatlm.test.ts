@@ -658,3 +658,34 @@ t.test('decode: hex with spaces, colons or 0x; a cut-short string is named', asy
     /^floatlm: decode: "capture\.bin" is neither hex digits nor a readable file \(ENOENT\)\n$/,
   );
 });
+
+t.test('README lists every command, with options that exist', async (t) => {
+  const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(
+    readme.indexOf('## The CLI: `floatlm`'),
+    readme.indexOf('### Exit codes'),
+  );
+  const rows = section.split('\n').filter((l) => l.startsWith('| `'));
+  const { program } = buildProgram(capture(ROOT));
+  type Cmd = typeof program;
+  const leaves: [string, Cmd][] = [];
+  const walk = (c: Cmd, path: string[]) => {
+    for (const sub of c.commands) {
+      if (sub.commands.length) walk(sub, [...path, sub.name()]);
+      else leaves.push([[...path, sub.name()].join(' '), sub]);
+    }
+  };
+  walk(program, []);
+  t.ok(leaves.length >= 14, `${leaves.length} commands`);
+  for (const [name, cmd] of leaves) {
+    const row = rows.find((r) => r.startsWith(`| \`${name} `) || r.startsWith(`| \`${name}\``));
+    t.ok(row, `README has a row for ${name}`);
+    t.match(row ?? '', /\| `floatlm |see below/, `${name}: with an example`);
+    const usage = row?.split('|')[1] ?? '';
+    for (const [option] of usage.matchAll(/--[a-z][a-z-]*/g))
+      t.ok(
+        [...cmd.options, ...program.options].some((o) => o.long === option),
+        `${name}: README's ${option} exists`,
+      );
+  }
+});
