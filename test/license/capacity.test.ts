@@ -1,8 +1,11 @@
 /** lib/license/capacity.ts through the pool: counts that move under held seats, reclaim. */
 import t from 'tap';
+import { claimKeysOf, expiredPool, fits, reachable, refresh } from '../../lib/license/capacity.ts';
+import { newPool } from '../../lib/license/ledger.ts';
+import { EMPTY_POLICY } from '../../lib/license/options.ts';
 import type { LicensePool } from '../../lib/license/pool.ts';
 import { ErrorCode } from '../../lib/wire/index.ts';
-import { code, granted, inUse, line, setup, T0 } from './helpers.ts';
+import { code, granted, inUse, line, resUser, setup, T0 } from './helpers.ts';
 
 t.test('reload keeps held seats; a lowered count grants nothing until below it', async (t) => {
   const { pool, co } = setup([line('s', '1', 3), line('gone', '1', 1), line('up', '1', 1)]);
@@ -77,4 +80,23 @@ t.test('reclaim: never above the count, never twice', async (t) => {
   t.equal(code(co(5, 's')), ErrorCode.NO_SEATS);
   t.equal(pool.status().features[0]!.issued, 0, 'reclaims are not new grants');
   pool.assertInvariant();
+});
+
+t.test('fits and reachable: the count, the unreserved seats, nobody overtakes', async (t) => {
+  const p = newPool('c', 'acme', '1', [line('c', '1', 3, {}, { reservations: [resUser('r', 1)] })]);
+  refresh(p, T0, EMPTY_POLICY);
+  const anyone = { user: 'x', host: 'h', addr: '' };
+  const r = { user: 'r', host: 'h', addr: '' };
+  t.ok(fits(p, 'g', 2, anyone, T0, EMPTY_POLICY), 'the 2 unreserved seats');
+  t.notOk(fits(p, 'g', 3, anyone, T0, EMPTY_POLICY), 'not the reserved one');
+  t.ok(fits(p, 'g', 3, r, T0, EMPTY_POLICY), 'the reserved user may take all 3');
+  t.notOk(fits(p, 'g', 4, r, T0, EMPTY_POLICY), 'never above the count');
+  t.notOk(
+    fits(p, 'g', 1, r, T0, EMPTY_POLICY, new Set(['user:r'])),
+    'a waiting entry for the same reservation is not overtaken',
+  );
+  t.notOk(fits(p, 'g', 1, anyone, T0, EMPTY_POLICY, new Set()), 'nor one for the unreserved seats');
+  t.same([reachable(p, anyone, T0, EMPTY_POLICY), reachable(p, r, T0, EMPTY_POLICY)], [2, 3]);
+  t.same(claimKeysOf(p, r, T0, EMPTY_POLICY), ['user:r']);
+  t.notOk(expiredPool(p, T0));
 });
