@@ -78,6 +78,27 @@ export function isLoopback(host: string): boolean {
 /** A token the user chose; short ones are guessable over the network. */
 const MIN_TOKEN = 16;
 
+/**
+ * Checks `--http` and `--http-token` together, before anything starts (a usage error).
+ * @throws {RangeError} when the address is bad, the host is not loopback and there is no
+ *   token, or the token is shorter than 16 characters
+ */
+export function checkHttpFlags(
+  value: string,
+  token: string | undefined,
+): { host: string; port: number; token?: string } {
+  const listen = parseListen(value);
+  if (token !== undefined && token.length < MIN_TOKEN) {
+    throw new RangeError(`--http-token must be at least ${MIN_TOKEN} characters`);
+  }
+  if (!isLoopback(listen.host) && token === undefined) {
+    throw new RangeError(
+      `--http ${listen.host}: the status port listens beyond loopback only with --http-token`,
+    );
+  }
+  return token === undefined ? listen : { ...listen, token };
+}
+
 function digest(s: string): Buffer {
   return createHash('sha256').update(s).digest();
 }
@@ -190,14 +211,7 @@ export async function startHttp(opts: HttpOptions): Promise<HttpServer> {
   if (!opts.metrics) throw new TypeError('metrics must be a Metrics');
   const host = opts.host ?? '127.0.0.1';
   const token = opts.token;
-  if (token !== undefined && token.length < MIN_TOKEN) {
-    throw new RangeError(`--http-token must be at least ${MIN_TOKEN} characters`);
-  }
-  if (!isLoopback(host) && token === undefined) {
-    throw new RangeError(
-      `--http ${host}: the status port listens beyond loopback only with --http-token`,
-    );
-  }
+  checkHttpFlags(host.includes(':') ? `[${host}]:0` : `${host}:0`, token);
   const now = opts.now ?? Date.now;
   const log = opts.logger ?? silentLogger;
   const pollMs = opts.pollMs ?? 2000;

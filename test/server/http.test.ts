@@ -5,7 +5,7 @@
  */
 import http from 'node:http';
 import t from 'tap';
-import { parseListen, startHttp } from '../../lib/server/http.ts';
+import { checkHttpFlags, parseListen, startHttp } from '../../lib/server/http.ts';
 import { Metrics } from '../../lib/server/metrics.ts';
 import { daemonSource, startOperatorHttp } from '../helpers/operator.ts';
 import { client, makeSite, startDaemon } from '../helpers/site.ts';
@@ -256,7 +256,15 @@ t.test('the token: required beyond loopback, bearer or cookie, constant answers'
   t.equal((await get(port, '/api/status', { cookie })).status, 200, 'the page uses the cookie');
 });
 
-t.test('parseListen', async (t) => {
+t.test('parseListen and checkHttpFlags', async (t) => {
+  t.same(checkHttpFlags('127.0.0.1:9', undefined), { host: '127.0.0.1', port: 9 });
+  t.throws(() => checkHttpFlags('0.0.0.0:9', undefined), /only with --http-token/);
+  t.same(checkHttpFlags('0.0.0.0:9', 'x'.repeat(16)), {
+    host: '0.0.0.0',
+    port: 9,
+    token: 'x'.repeat(16),
+  });
+  t.throws(() => checkHttpFlags('[::1]:9', 'short'), /at least 16/);
   t.same(parseListen('127.0.0.1:27401'), { host: '127.0.0.1', port: 27401 });
   t.same(parseListen('[::1]:9000'), { host: '::1', port: 9000 });
   t.same(parseListen('8080'), { host: '127.0.0.1', port: 8080 });
