@@ -640,6 +640,7 @@ const char *flm_code_name(unsigned c) {
   case 57: return "ALREADY_RECLAIMED";
   case 58: return "SESSION_LIMIT";
   case 59: return "TICKET_BAD";
+  case 60: return "REMOVED";
   case 64: return "RATE_LIMITED";
   case 65: return "BUSY";
   case 66: return "SHUTTING_DOWN";

@@ -169,11 +169,12 @@ export class Core {
   /**
    * A lease that is gone (checked in, removed, reaped, or not reclaimed in grace) has its
    * ticket burned durably, so it can never be re-presented to rebuild the seat, here or
-   * after a restart. Kept until its session's token would have expired anyway.
+   * after a restart. Kept until its session's token would have expired anyway; `removed`
+   * records that an admin took it (a reclaim is then refused REMOVED).
    */
-  burn(leaseId: bigint, sessionId: bigint, now: number): void {
+  burn(leaseId: bigint, sessionId: bigint, now: number, removed = false): void {
     const expires = this.sessions.get(sessionId)?.expires ?? now + 2 * 86_400_000;
-    this.store.markReclaimed(leaseId, expires);
+    this.store.markReclaimed(leaseId, expires, removed ? 1 : 0);
     this.unclaimed.delete(leaseId);
   }
 

@@ -50,7 +50,8 @@ CREATE TABLE replies (
 CREATE INDEX replies_expires ON replies (expires);
 `;
 const MIGRATE_V1 = `ALTER TABLE sessions ADD COLUMN seq_floor INTEGER NOT NULL DEFAULT -1;
-ALTER TABLE sessions ADD COLUMN credential TEXT NOT NULL DEFAULT '';${SCHEMA_V2}`;
+ALTER TABLE sessions ADD COLUMN credential TEXT NOT NULL DEFAULT '';
+ALTER TABLE reclaimed ADD COLUMN why INTEGER NOT NULL DEFAULT 0;${SCHEMA_V2}`;
 
 const SCHEMA = `
 CREATE TABLE sessions (
@@ -68,7 +69,8 @@ CREATE TABLE queue (
   PRIMARY KEY (token_id, feature)) STRICT, WITHOUT ROWID;
 CREATE TABLE revoked (token_id INTEGER PRIMARY KEY, expires INTEGER NOT NULL) STRICT;
 CREATE INDEX revoked_expires ON revoked (expires);
-CREATE TABLE reclaimed (lease_id INTEGER PRIMARY KEY, expires INTEGER NOT NULL) STRICT;
+CREATE TABLE reclaimed (
+  lease_id INTEGER PRIMARY KEY, expires INTEGER NOT NULL, why INTEGER NOT NULL DEFAULT 0) STRICT;
 CREATE INDEX reclaimed_expires ON reclaimed (expires);
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT, WITHOUT ROWID;
 ${SCHEMA_V2}`;
@@ -93,6 +95,9 @@ export interface SessionRecord {
   /** Id of the credential the session was opened with ('' when unknown). */
   credential?: string;
 }
+
+/** Why a lease ticket is burned: 0 reclaimed, released or reaped; 1 removed by an admin. */
+export type ReclaimedWhy = 0 | 1;
 
 /** A reply kept durably for the request that produced it (exactly-once across restarts). */
 export interface ReplyRecord {
@@ -528,6 +533,7 @@ export class Store {
   #closed = false;
   #ops: (() => void)[] = [];
   readonly #pendingRevoked = new Map<bigint, number>();
+  /** Lease id → why, of burned tickets not yet committed. */
   readonly #pendingReclaimed = new Map<bigint, number>();
   readonly #pendingReplies = new Map<string, ReplyRecord>();
   #nextSeq = 1;
@@ -556,7 +562,7 @@ export class Store {
       this.#s[name] = db.prepare(sql).safeIntegers(safe);
     };
     p('isRevoked', 'SELECT 1 FROM revoked WHERE token_id = ?');
-    p('isReclaimed', 'SELECT 1 FROM reclaimed WHERE lease_id = ?');
+    p('isReclaimed', 'SELECT why FROM reclaimed WHERE lease_id = ?');
     p('getReply', 'SELECT reply, ip, port, expires FROM replies WHERE key = ?');
     p('sessions', 'SELECT * FROM sessions', true);
     p('leases', 'SELECT * FROM leases', true);
@@ -627,8 +633,8 @@ export class Store {
     );
     p(
       'markReclaimed',
-      'INSERT INTO reclaimed (lease_id, expires) VALUES (?, ?) ON CONFLICT (lease_id) ' +
-        'DO UPDATE SET expires = max(expires, excluded.expires)',
+      'INSERT INTO reclaimed (lease_id, expires, why) VALUES (?, ?, ?) ON CONFLICT (lease_id) ' +
+        'DO UPDATE SET expires = max(expires, excluded.expires), why = max(why, excluded.why)',
     );
     p('setMeta', 'INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)');
     p(
@@ -658,13 +664,12 @@ export class Store {
   }
 
   /** Records a revocation or reclaim: queued, and visible to isRevoked/isReclaimed at once. */
-  #mark(name: 'revoke' | 'markReclaimed', idName: string, id: bigint, expires: number): void {
+  #mark(name: 'revoke', idName: string, id: bigint, expires: number): void {
     this.#write();
     const i64 = u64(idName, id);
     ms('expires', expires);
     this.#queue(name, [i64, expires]);
-    const pending = name === 'revoke' ? this.#pendingRevoked : this.#pendingReclaimed;
-    pending.set(id, Math.max(expires, pending.get(id) ?? 0));
+    this.#pendingRevoked.set(id, Math.max(expires, this.#pendingRevoked.get(id) ?? 0));
   }
 
   #write(): void {
@@ -849,8 +854,14 @@ export class Store {
    * Records that a lease ticket has been reclaimed, kept until `expires` (ms).
    * @throws {TypeError|RangeError} on bad arguments; {StoreError} READONLY, CLOSED
    */
-  markReclaimed(leaseId: bigint, expires: number): void {
-    this.#mark('markReclaimed', 'leaseId', leaseId, expires);
+  markReclaimed(leaseId: bigint, expires: number, why: ReclaimedWhy = 0): void {
+    this.#write();
+    const id = u64('leaseId', leaseId);
+    ms('expires', expires);
+    if (why !== 0 && why !== 1) throw new RangeError('why must be 0 or 1');
+    this.#queue('markReclaimed', [id, expires, why]);
+    const had = this.#pendingReclaimed.get(leaseId);
+    this.#pendingReclaimed.set(leaseId, Math.max(why, had ?? 0));
   }
 
   /**
@@ -908,10 +919,21 @@ export class Store {
    * @throws {TypeError|RangeError} on a bad id; {StoreError} CLOSED
    */
   isReclaimed(leaseId: bigint): boolean {
+    return this.reclaimedWhy(leaseId) !== undefined;
+  }
+
+  /**
+   * Why the lease's ticket is burned (0 reclaimed or released, 1 removed by an admin),
+   * committed or pending; undefined when it is not.
+   * @throws {TypeError|RangeError} on a bad id; {StoreError} CLOSED
+   */
+  reclaimedWhy(leaseId: bigint): ReclaimedWhy | undefined {
     this.#live();
     const id = u64('leaseId', leaseId);
-    if (this.#pendingReclaimed.has(leaseId)) return true;
-    return this.#s.isReclaimed!.get(id) !== undefined;
+    const row = this.#s.isReclaimed!.pluck().get(id) as number | undefined;
+    const pending = this.#pendingReclaimed.get(leaseId);
+    if (row === undefined && pending === undefined) return undefined;
+    return Math.max(row ?? 0, pending ?? 0) as ReclaimedWhy;
   }
 
   /**

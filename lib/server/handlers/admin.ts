@@ -20,7 +20,7 @@ export function admin(core: Core, ctx: Ctx, b: Bodies[typeof MsgType.ADMIN]): vo
     });
     for (const l of removed) {
       core.store.deleteLease(l.leaseId);
-      core.burn(l.leaseId, l.sessionId, now);
+      core.burn(l.leaseId, l.sessionId, now, true);
       core.report.write('remove', now, {
         by,
         lease: hexId(l.leaseId),

@@ -24,6 +24,7 @@ export function reclaim(core: Core, ctx: Ctx, b: Bodies[typeof MsgType.RECLAIM],
     }
     const t = v.ticket;
     let code: number = ErrorCode.OK;
+    let why: number | undefined;
     const held = core.pool.leasesOf(s.id).some((l) => l.leaseId === t.leaseId);
     if (core.tokens.isRevoked(s.id) || core.store.isRevoked(s.id)) code = ErrorCode.TOKEN_REVOKED;
     else if (held && core.unclaimed.has(t.leaseId)) {
@@ -33,9 +34,9 @@ export function reclaim(core: Core, ctx: Ctx, b: Bodies[typeof MsgType.RECLAIM],
       // Already this session's (a repeated reclaim): nothing changes.
       results.push({ leaseId: t.leaseId, code });
       continue;
-    } else if (core.store.isReclaimed(t.leaseId)) {
+    } else if ((why = core.store.reclaimedWhy(t.leaseId)) !== undefined) {
       // Released, removed, reaped, or rebuilt here before: a ticket is honoured once.
-      code = ErrorCode.ALREADY_RECLAIMED;
+      code = why === 1 ? ErrorCode.REMOVED : ErrorCode.ALREADY_RECLAIMED;
     } else {
       const r = core.pool.reclaim({
         leaseId: t.leaseId,
