@@ -939,7 +939,9 @@ static int build(flm_client *c, flm_datagram *q, int mode, uint8_t *buf, size_t 
  * restoring), and a mode-3 request unanswered for upgrade_ms, or answered UNKNOWN_SESSION, is
  * sent again in mode 2 (same request id, next seq). On timeout the next server gets the
  * mode-2 form (a fresh HELLO for mode 1). A mode-2 request answered NEED_PADDING restored the
- * session unprocessed: it goes again in mode 3 as a new request. *r receives the verified
+ * session unprocessed: it goes again in mode 3 as a new request. ERROR REPLAY (a restarted
+ * server's replay floor in its seq) moves our seq above the floor and sends the same request
+ * again. *r receives the verified
  * reply; *restored is set when a mode-2 form was answered (the server restored the session).
  * sk holds a HELLO_OK's unwrapped session key (the caller wipes it). limit_ms, when not 0,
  * caps the whole exchange, every form and server included.
@@ -1031,7 +1033,8 @@ restart:
         }
       } else {
         for (i = 0; i < n_seqs; i++) seq_ok |= r->seq == seqs[i];
-        if (r->session_id != c->session_id || !seq_ok) continue;
+        /* an ERROR REPLAY carries the server's replay floor as its seq, not one of ours */
+        if (r->session_id != c->session_id || (!seq_ok && r->type != FLM_ERROR)) continue;
         key = c->session_key;
       }
       if (flm_verify(in, (size_t)got, key) != FLM_OK) continue;
@@ -1057,6 +1060,11 @@ restart:
         q->request_id = c->next_request_id++;
         n_seqs = 0;
         budget = c->upgrade_ms;
+      } else if (r->body.error.code == FLM_CODE_REPLAY) {
+        /* a restarted server's replay floor: continue above it, same request id, so a copy
+         * it processed before the restart gets that outcome (protocol.md 10) */
+        if (r->seq > c->seq) c->seq = r->seq;
+        budget = mode == FLM_AUTH_SESSION ? c->upgrade_ms : c->total_ms;
       } else if (is_token_error(r->body.error.code)) {
         forget_session(c);
         return FLM_E_NO_TOKEN;

@@ -35,6 +35,24 @@ export interface Counters {
   reaped: number;
 }
 
+/** Fresh counters, all zero. */
+export function newCounters(): Counters {
+  return {
+    received: 0,
+    malformed: 0,
+    rateLimited: 0,
+    badMac: 0,
+    dropped: 0,
+    replayed: 0,
+    refused: 0,
+    retransmits: 0,
+    answered: 0,
+    errors: 0,
+    internal: 0,
+    reaped: 0,
+  };
+}
+
 export type DaemonState = 'RUNNING' | 'CLOSING' | 'CLOSED';
 
 /** What the lifecycle (the Daemon) lends the handlers: reread and close. */
@@ -54,20 +72,6 @@ interface GrantedLease {
 }
 
 export class Core {
-  readonly counters: Counters = {
-    received: 0,
-    malformed: 0,
-    rateLimited: 0,
-    badMac: 0,
-    dropped: 0,
-    replayed: 0,
-    refused: 0,
-    retransmits: 0,
-    answered: 0,
-    errors: 0,
-    internal: 0,
-    reaped: 0,
-  };
   state: DaemonState = 'RUNNING';
   config!: LoadedConfig;
   keyring!: Keyring;
@@ -91,6 +95,7 @@ export class Core {
     readonly tokens: TokenStore,
     readonly sessions: SessionTable,
     readonly outbox: Outbox,
+    readonly counters: Counters,
   ) {}
 
   /** ms of restart grace left; ends the grace (in one step) when it has run out. */

@@ -11,7 +11,7 @@ import { LicensePool } from '../license/pool.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { decodeToken, sessionKeyFor, TokenStore } from '../token/index.ts';
 import { ConfigError, type DaemonConfig, type LoadedConfig, loadConfig } from './config.ts';
-import { Core, type Counters, SERVER_VERSION } from './core.ts';
+import { Core, type Counters, newCounters, SERVER_VERSION } from './core.ts';
 import { type DaemonOptions, resolveOptions } from './defaults.ts';
 import { ReportLog, silentLogger } from './log.ts';
 import { Outbox } from './outbox.ts';
@@ -69,11 +69,12 @@ export class Daemon {
         }
       };
       const sessions = new SessionTable(opts.hmacCacheSize, derive);
+      const counters = newCounters();
       const report = new ReportLog(opts.reportLog);
-      const outbox = new Outbox(socket, store, opts.now, log, opts.replyCacheSize, () =>
+      const outbox = new Outbox(counters, socket, store, opts.now, log, opts.replyCacheSize, () =>
         report.flush(),
       );
-      const core = new Core(opts, opts.now, log, report, store, tokens, sessions, outbox);
+      const core = new Core(opts, opts.now, log, report, store, tokens, sessions, outbox, counters);
       core.config = config;
       Object.defineProperty(core, 'keyring', {
         get: () => keyring,
@@ -140,12 +141,7 @@ export class Daemon {
 
   /** Counters the operator can read (status, logs, benchmarks). */
   get counters(): Counters {
-    const c = this.#core.counters;
-    const o = this.#core.outbox;
-    c.answered = o.answered;
-    c.errors = o.errors;
-    c.retransmits = o.retransmits;
-    return c;
+    return this.#core.counters;
   }
 
   /** The bound address and port. */

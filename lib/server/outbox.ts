@@ -70,9 +70,8 @@ export class Outbox {
   readonly inflight = new Set<string>();
   /** Bumped on every state change: STATUS pages of one state carry the same snapshot. */
   generation = 0;
-  answered = 0;
-  errors = 0;
-  retransmits = 0;
+  /** The daemon's counters: answered, errors and retransmits are counted here. */
+  readonly counters: { answered: number; errors: number; retransmits: number };
   #outgoing: Outgoing[] = [];
   #tickScheduled = false;
   #sending = 0;
@@ -85,6 +84,7 @@ export class Outbox {
   closed = false;
 
   constructor(
+    counters: { answered: number; errors: number; retransmits: number },
     socket: dgram.Socket,
     store: Store,
     now: () => number,
@@ -92,6 +92,7 @@ export class Outbox {
     cacheSize: number,
     afterCommit: () => void,
   ) {
+    this.counters = counters;
     this.#socket = socket;
     this.#store = store;
     this.#now = now;
@@ -117,14 +118,14 @@ export class Outbox {
       this.error(ctx, ErrorCode.NEED_PADDING, 0, undefined, true);
       return;
     }
-    this.answered++;
+    this.counters.answered++;
     this.#deliver(ctx, bytes, durable);
   }
 
   /** HELLO_OK: signed with the new session key and carrying the new session id. */
   helloOk(ctx: Ctx, body: Bodies[typeof MsgType.HELLO_OK], key: KeyedHmac, sessionId: bigint) {
     const bytes = this.#sign(ctx, MsgType.HELLO_OK, body, key, sessionId);
-    this.answered++;
+    this.counters.answered++;
     this.#deliver(ctx, bytes, true);
   }
 
@@ -144,7 +145,7 @@ export class Outbox {
       ctx.head.seq,
       ctx.capped,
     );
-    this.errors++;
+    this.counters.errors++;
     if (ctx.capped && bytes.length > ctx.head.bytes.length) return;
     if (padding) this.send(bytes, ctx.from);
     else this.#deliver(ctx, bytes, false);
@@ -167,7 +168,7 @@ export class Outbox {
   ): void {
     const bytes = this.#errorBytes(head, mode, key, code, retryAfterMs, undefined, seq, capped);
     if (capped && bytes.length > head.bytes.length) return;
-    this.errors++;
+    this.counters.errors++;
     this.send(bytes, to, this.busy);
   }
 
@@ -186,7 +187,7 @@ export class Outbox {
       reply[Offset.MODE] = mode;
       h.signTrailing(reply);
     }
-    this.retransmits++;
+    this.counters.retransmits++;
     this.send(reply, to, this.busy);
     return true;
   }
@@ -210,7 +211,7 @@ export class Outbox {
 
   /** A HEARTBEAT_ACK: kept in the session's slot; after the commit when one is pending. */
   heartbeatAck(s: Session, requestId: number, bytes: Uint8Array, to: Peer): void {
-    this.answered++;
+    this.counters.answered++;
     this.#queue({ bytes, to, cacheKey: undefined, keep: s, requestId }, this.busy);
   }
 

@@ -356,7 +356,7 @@ t.test('an admin remove is not undone by the holder re-presenting its ticket', a
   const r = await c.admin(AdminOp.REMOVE, { feature: 'solver' });
   t.equal(r.affected, 1);
   t.equal(await c.heartbeat(), 0, 'the server no longer counts it');
-  t.match(await lost, /ALREADY_RECLAIMED/, 'the holder is told its seat is gone');
+  t.match(await lost, /REMOVED/, 'the holder is told an admin removed its seat');
   t.equal(d.pool.status().features.find((f) => f.name === 'solver')!.inUse, 0);
 });
 

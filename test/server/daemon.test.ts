@@ -307,10 +307,16 @@ t.test('reread keeps held seats; a file with a tampered line is refused whole', 
   );
   const err = await c.admin(AdminOp.REREAD).catch((e: unknown) => e);
   t.type(err, DeniedError, 'the reread is refused');
-  t.match((err as Error).message, /reread refused: 1 problem\(s\).*site\.lic:\d+:\d+: .*signature/i);
+  t.match(
+    (err as Error).message,
+    /reread refused: 1 problem\(s\).*site\.lic:\d+:\d+: .*signature/i,
+  );
   let st = await c.status();
   t.equal(st.features.find((f) => f.name === 'demo')?.count, 2, 'the old license still serves');
-  t.notOk(st.features.find((f) => f.name === 'extra'), 'nothing of the refused file is served');
+  t.notOk(
+    st.features.find((f) => f.name === 'extra'),
+    'nothing of the refused file is served',
+  );
   // The same file without the tampering is taken, and the held seat survives it.
   writeFileSync(site.licenseFile, good);
   const r = await c.admin(AdminOp.REREAD);
@@ -320,7 +326,10 @@ t.test('reread keeps held seats; a file with a tampered line is refused whole', 
   t.equal(demo.count, 5);
   t.equal(demo.inUse, 1, 'the held seat survived the reread');
   t.equal(l.state, 'held');
-  t.ok(st.features.find((f) => f.name === 'extra'), 'the good line is served');
+  t.ok(
+    st.features.find((f) => f.name === 'extra'),
+    'the good line is served',
+  );
 });
 
 t.test('reservations: a reserved seat is kept for its user, and status shows it', async (t) => {
