@@ -4,11 +4,13 @@
  * nothing servable in it, and one-line errors.
  */
 import { mkdirSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig } from '../server/config.ts';
 import { Daemon, type DaemonOptions } from '../server/daemon.ts';
-import { LEVELS, makeLogger } from '../server/log.ts';
+import { DEFAULTS } from '../server/defaults.ts';
+import { checkHttpFlags, type HttpServer, startHttp } from '../server/http.ts';
+import { LEVELS, LOG_FORMATS, makeLogger } from '../server/log.ts';
 import { DEMO_DIR, ensureDemo, pointDemoAt } from './demo.ts';
 import { CliError, type CliIO, ExitCode } from './io.ts';
 
@@ -65,47 +67,69 @@ export function buildDaemonProgram(io: CliIO, started: (d: Daemon) => void = () 
       'keys file: server keyring, credential, admin and vendor keys (mode 0600)',
     )
     .option('--state <dir>', 'state directory (SQLite database, report log)')
-    .option('--host <addr>', 'address to listen on', '127.0.0.1')
-    .option('--port <n>', 'UDP port', intOption('--port', 0, 65535), 27400)
+    .option('--options <file>', "the admin's options file (docs/options-format.md)")
+    .option('--host <addr>', 'address to listen on', DEFAULTS.host)
+    .option('--port <n>', 'UDP port', intOption('--port', 0, 65535), DEFAULTS.port)
     .addOption(
       new Option('--log-level <level>', 'what to log to stderr').choices(LEVELS).default('info'),
+    )
+    .addOption(
+      new Option('--log-format <format>', 'operator log format (json for journald and shippers)')
+        .choices(LOG_FORMATS)
+        .default('text'),
+    )
+    .option(
+      '--http <addr>',
+      'serve /metrics, /healthz, /readyz and the status page on host:port (docs/http.md)',
+    )
+    .option('--http-token <token>', 'bearer token for --http; required beyond loopback')
+    .option(
+      '--report-max-size <bytes>',
+      'start a new report log file past this size (0: never)',
+      intOption('--report-max-size', 0, Number.MAX_SAFE_INTEGER),
+    )
+    .option('--report-daily', 'start a new report log file every UTC day')
+    .option(
+      '--report-keep <n>',
+      'rotated report log files kept (0: all)',
+      intOption('--report-keep', 0, 100_000),
     )
     .option(
       '--heartbeat <seconds>',
       'heartbeat interval asked of clients',
       intOption('--heartbeat', 1, 3600),
-      10,
+      DEFAULTS.heartbeatMs / 1000,
     )
     .option(
       '--test-conn-interval <seconds>',
       'interval between test_conn pings of a quiet client',
       intOption('--test-conn-interval', 1, 3600),
-      5,
+      DEFAULTS.testConnIntervalMs / 1000,
     )
     .option(
       '--test-conn-tries <n>',
       'unanswered pings before a client loses its seats',
       intOption('--test-conn-tries', 1, 100),
-      3,
+      DEFAULTS.testConnTries,
     )
     .option(
       '--grace <seconds>',
       'restart grace in which only reclaims are served',
       intOption('--grace', 0, 86_400),
-      90,
+      DEFAULTS.graceMs / 1000,
     )
     .option(
       '--token-lifetime <seconds>',
       'session token lifetime; a lease lives at most this long (keep it ≤ the keyring grace)',
       intOption('--token-lifetime', 60, 30 * 86_400),
-      86_400,
+      DEFAULTS.tokenLifetimeS,
     )
     .option('--takeover', 'start in grace even with an empty state dir (replacing a dead server)')
     .option(
       '--rate-limit <n>',
       'datagrams per second per source address (0: off)',
       intOption('--rate-limit', 0, 10_000_000),
-      1000,
+      DEFAULTS.rateLimit.rate,
     )
     .option('--report <file>', 'JSON-lines report log (default <state>/report.jsonl)')
     .option(
@@ -140,7 +164,22 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
         ExitCode.USAGE,
       );
     }
-    const logger = makeLogger(o.logLevel as string, (line) => io.err(`${line}\n`));
+    let listen: ReturnType<typeof checkHttpFlags> | undefined;
+    try {
+      listen = o.http
+        ? checkHttpFlags(o.http as string, o.httpToken as string | undefined)
+        : undefined;
+    } catch (e) {
+      throw new CliError(`floatlmd: ${(e as Error).message}`, ExitCode.USAGE);
+    }
+    if (o.httpToken && !o.http) {
+      throw new CliError('floatlmd: --http-token needs --http', ExitCode.USAGE);
+    }
+    const logger = makeLogger(
+      o.logLevel as string,
+      (line) => io.err(`${line}\n`),
+      o.logFormat as 'text' | 'json',
+    );
     const opts: DaemonOptions = {
       licenseFile: resolve(io.cwd, license),
       keysFile: resolve(io.cwd, keys),
@@ -156,6 +195,13 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
       tokenLifetimeS: o.tokenLifetime as number,
       rateLimit: { rate: o.rateLimit as number, burst: Math.max(1, (o.rateLimit as number) * 2) },
       ...(o.report ? { reportLog: resolve(io.cwd, o.report as string) } : {}),
+      ...(o.options ? { optionsFile: resolve(io.cwd, o.options as string) } : {}),
+      processMetrics: listen !== undefined,
+      reportRotation: {
+        ...(o.reportMaxSize !== undefined ? { maxBytes: o.reportMaxSize as number } : {}),
+        ...(o.reportDaily ? { daily: true } : {}),
+        ...(o.reportKeep !== undefined ? { keep: o.reportKeep as number } : {}),
+      },
     };
     let daemon: Daemon;
     let closed!: () => void;
@@ -173,6 +219,23 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
         `floatlmd: ${(e as Error).message}`,
         socket ? ExitCode.ERROR : ExitCode.BAD_FILE,
       );
+    }
+    let http: HttpServer | undefined;
+    if (listen) {
+      try {
+        http = await startHttp({
+          source: daemon,
+          metrics: daemon.metrics,
+          ...listen,
+          historyFile: join(opts.stateDir, 'history.db'),
+          logger,
+        });
+      } catch (e) {
+        await daemon.close();
+        throw new CliError(`floatlmd: --http: ${(e as Error).message}`, ExitCode.ERROR);
+      }
+      const h = http.address();
+      io.out(`floatlmd http on ${h.address}:${h.port}\n`);
     }
     const addr = daemon.address();
     // Always on stdout, whatever the log level: scripts and tests read the bound port here.
@@ -216,11 +279,18 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
           `SIGHUP: reread failed, keeping the old configuration: ${(e as Error).message}`,
         );
       }
+      try {
+        const rotated = daemon.rotateReport();
+        if (rotated) logger.info(`SIGHUP: report log rotated to ${rotated}`);
+      } catch (e) {
+        logger.error(`SIGHUP: report log rotation failed: ${(e as Error).message}`);
+      }
     };
     process.on('SIGINT', onInt);
     process.on('SIGTERM', onTerm);
     process.on('SIGHUP', onHup);
     await stopped;
+    await http?.close();
     process.off('SIGINT', onInt);
     process.off('SIGTERM', onTerm);
     process.off('SIGHUP', onHup);

@@ -238,6 +238,17 @@ export class Core {
     this.sessions.remove(s);
   }
 
+  /**
+   * What the pool needs to know of a session beyond its declared names: its source address
+   * (MAX_PER_HOST and INTERNET rules count it) and its credential's seat cap, if any.
+   */
+  holder(s: Session): { addr: string; credentialCap?: { id: string; seats: number } } {
+    const seats = s.credential ? this.config.keys.caps?.get(s.credential)?.seats : undefined;
+    return seats === undefined
+      ? { addr: s.address }
+      : { addr: s.address, credentialCap: { id: s.credential, seats } };
+  }
+
   /** Same IP, new port, tag verified: the session (and where test_conn goes) moves. */
   move(s: Session, address: string, port: number): void {
     if (s.address === address && s.port === port) return;

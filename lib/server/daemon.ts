@@ -14,6 +14,7 @@ import { ConfigError, type DaemonConfig, type LoadedConfig, loadConfig } from '.
 import { Core, type Counters, newCounters, SERVER_VERSION } from './core.ts';
 import { type DaemonOptions, resolveOptions } from './defaults.ts';
 import { ReportLog, silentLogger } from './log.ts';
+import { Metrics, type OperatorSource, type StoreState } from './metrics.ts';
 import { Outbox } from './outbox.ts';
 import { Pipeline } from './pipeline.ts';
 import { RateLimiter } from './ratelimit.ts';
@@ -28,7 +29,10 @@ export { type Counters, SERVER_VERSION };
 export type State = 'RUNNING' | 'GRACE' | 'CLOSING' | 'CLOSED';
 
 /** The license daemon. Create with `Daemon.start(options)`. */
-export class Daemon {
+export class Daemon implements OperatorSource {
+  readonly version = SERVER_VERSION;
+  /** Prometheus metrics of this daemon (served by lib/server/http.ts). */
+  readonly metrics: Metrics;
   readonly #core: Core;
   readonly #socket: dgram.Socket;
   readonly #reaper: Reaper;
@@ -39,6 +43,10 @@ export class Daemon {
     this.#core = core;
     this.#socket = socket;
     this.#reaper = new Reaper(core);
+    this.metrics = new Metrics(this, { processMetrics: core.opts.processMetrics });
+    core.report.subscribe(this.metrics.onReport);
+    core.outbox.onCommit = (s) => this.metrics.observeCommit(s);
+    core.outbox.onCheckout = (s) => this.metrics.observeCheckout(s);
   }
 
   /**
@@ -49,7 +57,7 @@ export class Daemon {
   static async start(options: DaemonOptions): Promise<Daemon> {
     const opts = resolveOptions(options);
     const now = opts.now();
-    const config = loadConfig(opts.licenseFile, opts.keysFile, now);
+    const config = loadConfig(opts.licenseFile, opts.keysFile, now, opts.optionsFile);
     checkLifetime(opts.tokenLifetimeS, config.keys.keyring, opts.keysFile);
     const store = openStore(opts.stateDir);
     let socket: dgram.Socket | undefined;
@@ -70,7 +78,7 @@ export class Daemon {
       };
       const sessions = new SessionTable(opts.hmacCacheSize, derive);
       const counters = newCounters();
-      const report = new ReportLog(opts.reportLog);
+      const report = new ReportLog(opts.reportLog, opts.reportRotation);
       const outbox = new Outbox(counters, socket, store, opts.now, log, opts.replyCacheSize, () =>
         report.flush(),
       );
@@ -83,6 +91,7 @@ export class Daemon {
         },
       });
       core.pool = new LicensePool(config.license.features, { now: opts.now });
+      if (config.options) core.pool.setOptions(config.options);
       const rl = opts.rateLimit;
       const pipeline = new Pipeline(
         core,
@@ -165,6 +174,24 @@ export class Daemon {
     return this.#core.pool;
   }
 
+  /** The pools' status (OperatorSource). */
+  poolStatus(): ReturnType<LicensePool['status']> {
+    return this.#core.pool.status();
+  }
+
+  /** Whether the state store answers (OperatorSource: /readyz and metrics). */
+  storeState(): StoreState {
+    const c = this.#core;
+    return { backend: 'sqlite', reachable: c.state !== 'CLOSED' && c.outbox.lastCommitOk };
+  }
+
+  /** Starts a new report log file (SIGHUP); returns the rotated file's name, if any. */
+  rotateReport(): string | undefined {
+    const c = this.#core;
+    c.report.flush();
+    return c.report.rotate(c.now());
+  }
+
   /** The state store (read-only use: tests and diagnostics). */
   get store(): Store {
     return this.#core.store;
@@ -197,7 +224,7 @@ export class Daemon {
     const now = c.now();
     let config: LoadedConfig;
     try {
-      config = loadConfig(o.licenseFile, o.keysFile, now);
+      config = loadConfig(o.licenseFile, o.keysFile, now, o.optionsFile);
       checkLifetime(o.tokenLifetimeS, config.keys.keyring, o.keysFile);
       const n = config.license.problems.length;
       if (n > 0) {
@@ -219,6 +246,8 @@ export class Daemon {
     c.auth.setKeyring(config.keys.keyring);
     this.#endKeylessSessions(now);
     const { dropped } = c.pool.reload(config.license.features);
+    // Options go with the license: a reread without an options file lifts the old policy.
+    dropped.push(...c.pool.setOptions(config.options ?? null).dropped);
     // A raised count may have granted seats to queued clients: persist them now.
     c.afterRelease(now);
     for (const e of dropped) {
@@ -227,7 +256,7 @@ export class Daemon {
         session: e.sessionId.toString(16).padStart(16, '0'),
         user: e.user,
         feature: e.feature,
-        why: 'feature no longer licensed',
+        why: 'feature no longer licensed or no longer permitted',
       });
     }
     c.report.write('reread', now, { features: config.license.features.length, problems: 0 });

@@ -3,18 +3,24 @@
  * over it once at start (`resolveOptions`), and floatlmd's command line takes its defaults
  * from it, so a default is written down in exactly one place.
  */
-import type { Logger } from './log.ts';
+import type { Logger, ReportRotation } from './log.ts';
 
 /** Options a caller may give `Daemon.start`. Times in ms unless the name says otherwise. */
 export interface DaemonOptions {
   licenseFile: string;
   keysFile: string;
   stateDir: string;
+  /** The admin's options file (FlexLM-style policy; docs/options-format.md). */
+  optionsFile?: string;
   host?: string;
   port?: number;
   logger?: Logger;
   /** JSON-lines report log; default `<stateDir>/report.jsonl`; `false` for none. */
   reportLog?: string | false;
+  /** When the report log starts a new file (size, day, how many old files are kept). */
+  reportRotation?: ReportRotation;
+  /** Process metrics (CPU, memory, event-loop lag) in /metrics. */
+  processMetrics?: boolean;
   now?: () => number;
   /** Heartbeat interval told to clients. */
   heartbeatMs?: number;
@@ -47,8 +53,6 @@ export interface DaemonOptions {
   replyCacheSize?: number;
   /** Housekeeping timer period: reaping, grace, flushing. */
   tickMs?: number;
-  /** A daemon whose license yields no servable feature starts anyway. */
-  allowEmpty?: boolean;
   /** Called once the daemon has closed (after an admin shutdown, for example). */
   onClosed?: () => void;
 }
@@ -70,7 +74,8 @@ export const DEFAULTS = {
   hmacCacheSize: 65_536,
   replyCacheSize: 65_536,
   tickMs: 1000,
-  allowEmpty: true,
+  reportRotation: {},
+  processMetrics: false,
 } as const;
 
 /** How long a reply answers retransmissions from memory (protocol.md section 11). */
@@ -90,8 +95,9 @@ export const SEQ_RESERVE = 4096;
 
 /** Options with every default filled in. */
 export type ResolvedOptions = Required<
-  Omit<DaemonOptions, 'quietMs' | 'reportLog' | 'logger' | 'now' | 'onClosed'>
+  Omit<DaemonOptions, 'quietMs' | 'reportLog' | 'logger' | 'now' | 'onClosed' | 'optionsFile'>
 > & {
+  optionsFile: string | undefined;
   quietMs: number;
   reportLog: string | undefined;
   logger: Logger | undefined;
@@ -108,6 +114,7 @@ export function resolveOptions(opts: DaemonOptions): ResolvedOptions {
     licenseFile: opts.licenseFile,
     keysFile: opts.keysFile,
     stateDir: opts.stateDir,
+    optionsFile: opts.optionsFile,
     heartbeatMs,
     quietMs: opts.quietMs ?? 2 * heartbeatMs,
     rateLimit: opts.rateLimit ?? DEFAULTS.rateLimit,

@@ -44,6 +44,8 @@ export interface Ctx {
   cacheKey: string;
   /** Durable record key, for requests that change state; undefined for the others. */
   recordKey: Uint8Array | undefined;
+  /** hrtime (ns) of arrival, for the requests whose latency is measured (CHECKOUT). */
+  arrived?: bigint | undefined;
   /** The source is not known to be the sender's: a reply is never larger than the request. */
   capped: boolean;
   credId?: string;
@@ -53,6 +55,8 @@ export interface Ctx {
 interface Outgoing {
   bytes: Uint8Array;
   to: Peer;
+  /** hrtime (ns) when the CHECKOUT this answers arrived: checkout latency is observed. */
+  arrived?: bigint | undefined;
   cacheKey: string | undefined;
   /** A HEARTBEAT_ACK: kept in its session's slot (for `requestId`), not in the cache. */
   keep?: Session | undefined;
@@ -82,6 +86,11 @@ export class Outbox {
   readonly #log: Logger;
   readonly #afterCommit: () => void;
   closed = false;
+  /** Whether the last commit succeeded (the store's state on /readyz and in metrics). */
+  lastCommitOk = true;
+  /** Observers of commit and checkout latency (seconds); the daemon's metrics. */
+  onCommit: ((seconds: number) => void) | undefined;
+  onCheckout: ((seconds: number) => void) | undefined;
 
   constructor(
     counters: { answered: number; errors: number; retransmits: number },
@@ -225,7 +234,7 @@ export class Outbox {
       });
     }
     this.#queue(
-      { bytes, to: ctx.from, cacheKey: ctx.cacheKey },
+      { bytes, to: ctx.from, cacheKey: ctx.cacheKey, arrived: ctx.arrived },
       durable || ctx.recordKey !== undefined || this.busy,
     );
   }
@@ -293,6 +302,7 @@ export class Outbox {
     if (!afterCommit) {
       this.#keep(o, this.#now());
       this.sendRaw(o.bytes, o.to);
+      if (o.arrived !== undefined) this.#observe(o.arrived);
       return;
     }
     this.generation = (this.generation + 1) >>> 0;
@@ -320,9 +330,15 @@ export class Outbox {
     const out = this.#outgoing;
     this.#outgoing = [];
     try {
-      if (this.#store.pending() > 0) this.#store.commit();
+      if (this.#store.pending() > 0) {
+        const t0 = process.hrtime.bigint();
+        this.#store.commit();
+        this.onCommit?.(Number(process.hrtime.bigint() - t0) / 1e9);
+      }
+      this.lastCommitOk = true;
     } catch (e) {
       // Nothing covered by the failed commit is acknowledged; clients retransmit.
+      this.lastCommitOk = false;
       for (const o of out) if (o.cacheKey) this.inflight.delete(o.cacheKey);
       throw e;
     }
@@ -332,7 +348,12 @@ export class Outbox {
       this.#keep(o, now);
       if (o.cacheKey) this.inflight.delete(o.cacheKey);
       if (!this.closed) this.sendRaw(o.bytes, o.to);
+      if (o.arrived !== undefined) this.#observe(o.arrived);
     }
+  }
+
+  #observe(arrived: bigint): void {
+    this.onCheckout?.(Number(process.hrtime.bigint() - arrived) / 1e9);
   }
 
   #keep(o: Outgoing, now: number): void {

@@ -235,6 +235,7 @@ export class Pipeline {
       cacheKey: cacheKeyOf(head),
       recordKey: changesState(head.type) ? recordKey(head) : undefined,
       capped: capped(d.mode),
+      arrived: head.type === MsgType.CHECKOUT ? process.hrtime.bigint() : undefined,
       ...(d.credId !== undefined ? { credId: d.credId } : {}),
       ...(d.adminId !== undefined ? { adminId: d.adminId } : {}),
     };

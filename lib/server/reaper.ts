@@ -6,7 +6,7 @@
 import { signDatagram } from '../auth/sign.ts';
 import { randomBytes } from '../crypto/index.ts';
 import { AuthMode, Flags, MsgType } from '../wire/index.ts';
-import type { Core } from './core.ts';
+import { type Core, hexId } from './core.ts';
 import type { Session } from './session.ts';
 
 /** Sessions looked at per tick: a host with a million sweeps them over several ticks. */
@@ -28,12 +28,35 @@ export class Reaper {
       core.outbox.replies.sweep(now);
       this.#sweep(now);
       core.graceLeft(now);
+      this.#expireIdle(now);
       core.tokens.flushTokens(now, 5000);
       core.store.flushExpired(now, 100_000, 4);
       if (core.store.pending() > 0) core.outbox.commitAndSend();
     } catch (e) {
       core.counters.internal++;
       core.log.error(`timer: ${(e as Error).message}`);
+    }
+  }
+
+  /** Options TIMEOUT: seats idle (no checkout activity) that long go back to the pool. */
+  #expireIdle(now: number): void {
+    const core = this.#core;
+    const idle = core.pool.expireIdle(now);
+    for (const l of idle) {
+      core.store.deleteLease(l.leaseId);
+      core.burn(l.leaseId, l.sessionId, now);
+      core.report.write('release', now, {
+        session: hexId(l.sessionId),
+        user: l.user,
+        host: l.host,
+        lease: hexId(l.leaseId),
+        feature: l.feature,
+        reason: 'idle timeout',
+      });
+    }
+    if (idle.length) {
+      core.log.info(`options TIMEOUT: ${idle.length} idle seat(s) returned to the pool`);
+      core.afterRelease(now);
     }
   }
 

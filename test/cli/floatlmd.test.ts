@@ -188,3 +188,59 @@ t.test('--demo: the demo credentials follow the port the daemon listens on', asy
     t.equal(await run, 0);
   }
 });
+
+t.test('--http serves the metrics of the daemon; --options applies; JSON logs', async (t) => {
+  const site = makeSite(['FEATURE demo demo 1.0 permanent 2']);
+  const opt = join(site.dir, 'site.opt');
+  writeFileSync(opt, 'EXCLUDE demo USER mallory\n');
+  let daemon: Daemon | undefined;
+  const io = capture(site.dir);
+  const run = runDaemonCli(
+    [
+      '--license',
+      site.licenseFile,
+      '--keys',
+      site.keysFile,
+      '--state',
+      site.stateDir,
+      '--options',
+      opt,
+      '--port',
+      '0',
+      '--http',
+      '127.0.0.1:0',
+      '--log-format',
+      'json',
+    ],
+    io,
+    (d) => {
+      daemon = d;
+    },
+  );
+  while (!daemon) await new Promise((r) => setTimeout(r, 20));
+  const m = /floatlmd http on 127\.0\.0\.1:(\d+)/.exec(io.stdout());
+  t.ok(m, 'the http address is printed');
+  const c = await client(site, daemon.address().port);
+  await c.checkout('demo');
+  const mallory = await client(site, daemon.address().port, { user: 'mallory' });
+  await t.rejects(mallory.checkout('demo'), /NOT_PERMITTED|denied/i, 'the options file applies');
+  const res = await fetch(`http://127.0.0.1:${m![1]}/metrics`);
+  const text = await res.text();
+  t.match(text, /floatlm_feature_in_use_seats\{[^}]*feature="demo"[^}]*\} 1/);
+  t.equal((await fetch(`http://127.0.0.1:${m![1]}/readyz`)).status, 200, 'ready');
+  await c.close();
+  await mallory.close();
+  process.emit('SIGTERM');
+  t.equal(await run, 0);
+  for (const line of io.stderr().trim().split('\n').filter(Boolean)) {
+    t.doesNotThrow(() => JSON.parse(line), `a JSON log line: ${line.slice(0, 60)}`);
+  }
+});
+
+t.test('--http beyond loopback without a token is a usage error', async (t) => {
+  const site = makeSite(['FEATURE demo demo 1.0 permanent 1']);
+  const io = capture(site.dir);
+  const args = ['--license', site.licenseFile, '--keys', site.keysFile, '--state', site.stateDir];
+  t.equal(await runDaemonCli([...args, '--http', '0.0.0.0:0'], io), 2);
+  t.match(io.stderr(), /^floatlmd: --http 0\.0\.0\.0: .*--http-token\n$/);
+});

@@ -1,29 +1,16 @@
 /**
- * The operator's HTTP port next to a real in-process daemon, for tests: an OperatorSource
- * read from the daemon's public surface (until the daemon implements the interface itself),
- * its Metrics, and the started HTTP server on 127.0.0.1:0.
+ * The operator's HTTP port next to a real in-process daemon, for tests: the daemon (an
+ * OperatorSource), its Metrics, and the started HTTP server on 127.0.0.1:0.
  */
 import { join } from 'node:path';
 import type { Daemon } from '../../lib/server/daemon.ts';
 import { type HttpOptions, type HttpServer, startHttp } from '../../lib/server/http.ts';
-import { Metrics, type OperatorSource } from '../../lib/server/metrics.ts';
+import type { Metrics, OperatorSource } from '../../lib/server/metrics.ts';
 import type { Site } from './site.ts';
 
-/** The daemon seen through OperatorSource. */
+/** The daemon seen through OperatorSource (it implements it). */
 export function daemonSource(d: Daemon): OperatorSource {
-  return {
-    version: '0.1.0',
-    get state() {
-      return d.state;
-    },
-    get sessionCount() {
-      return d.sessionCount;
-    },
-    counters: d.counters,
-    graceLeft: () => d.graceLeft(),
-    poolStatus: () => d.pool.status(),
-    storeState: () => ({ backend: 'sqlite', reachable: d.state !== 'CLOSED' }),
-  };
+  return d;
 }
 
 /** Starts the HTTP port for `d` (history in the site's state dir); closes it on teardown. */
@@ -34,7 +21,7 @@ export async function startOperatorHttp(
   o: Partial<HttpOptions> = {},
 ): Promise<{ http: HttpServer; metrics: Metrics; base: string; source: OperatorSource }> {
   const source = daemonSource(d);
-  const metrics = new Metrics(source, { processMetrics: false });
+  const metrics = d.metrics;
   const http = await startHttp({
     source,
     metrics,

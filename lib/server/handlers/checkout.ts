@@ -29,6 +29,15 @@ export function checkout(
   };
   const left = core.graceLeft(now);
   if (left > 0) {
+    core.report.write('deny', now, {
+      session: hexId(s.id),
+      user: s.user,
+      host: s.host,
+      feature: b.feature,
+      version: b.version,
+      count: b.count,
+      reason: 'IN_GRACE',
+    });
     core.outbox.reply(ctx, MsgType.CHECKOUT_REPLY, {
       ...base,
       status: CheckoutStatus.DENIED,
@@ -46,6 +55,7 @@ export function checkout(
     count: b.count,
     wait: (b.options & 1) === 1,
     vendor: s.vendor,
+    ...core.holder(s),
   });
   const who = {
     session: hexId(s.id),

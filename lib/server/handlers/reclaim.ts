@@ -24,8 +24,8 @@ export function reclaim(core: Core, ctx: Ctx, b: Bodies[typeof MsgType.RECLAIM],
     }
     const t = v.ticket;
     let code: number = ErrorCode.OK;
-    let why: number | undefined;
     const held = core.pool.leasesOf(s.id).some((l) => l.leaseId === t.leaseId);
+    const why = held ? undefined : core.store.reclaimedWhy(t.leaseId);
     if (core.tokens.isRevoked(s.id) || core.store.isRevoked(s.id)) code = ErrorCode.TOKEN_REVOKED;
     else if (held && core.unclaimed.has(t.leaseId)) {
       // Held across a restart of this server: the seat is already counted.
@@ -34,7 +34,7 @@ export function reclaim(core: Core, ctx: Ctx, b: Bodies[typeof MsgType.RECLAIM],
       // Already this session's (a repeated reclaim): nothing changes.
       results.push({ leaseId: t.leaseId, code });
       continue;
-    } else if ((why = core.store.reclaimedWhy(t.leaseId)) !== undefined) {
+    } else if (why !== undefined) {
       // Released, removed, reaped, or rebuilt here before: a ticket is honoured once.
       code = why === 1 ? ErrorCode.REMOVED : ErrorCode.ALREADY_RECLAIMED;
     } else {
@@ -47,6 +47,7 @@ export function reclaim(core: Core, ctx: Ctx, b: Bodies[typeof MsgType.RECLAIM],
         version: t.version,
         count: t.count,
         grantedAt: t.grantedAt,
+        ...core.holder(s),
       });
       if (r.ok) {
         core.store.putLease({
