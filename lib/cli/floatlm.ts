@@ -38,7 +38,7 @@ import {
 } from '../wire/index.ts';
 import { decodeAction, readDatagramArg } from './decode.ts';
 import { DEMO_DIR, findFile } from './demo.ts';
-import { CliError, type CliIO, ExitCode } from './io.ts';
+import { CliError, type CliIO, ExitCode, intOption } from './io.ts';
 import { registerReport } from './report.ts';
 
 const KEYS_HELP = `daemon keys file (default: the first of ./keys.json, ./${DEMO_DIR}/keys.json)`;
@@ -667,6 +667,79 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
       `rotated: secret ${s.id} active from ${new Date(s.activates).toISOString()}; current key id ${parsed.keyring.current(Date.now()).keyId}\n`,
     );
   });
+  keysFileCommand(
+    'add-credential',
+    'add a client credential to the keys file: per user (--user) or vendor-wide, with caps',
+    [
+      'floatlm keys add-credential --vendor acme --user alice --out alice.json',
+      'floatlm keys add-credential --vendor acme --max-sessions 50 --max-seats 20 --out acme.json',
+    ],
+  )
+    .requiredOption('--vendor <name>', 'vendor the credential is for')
+    .option('--user <name>', 'the one user it may declare (id vendor/user); omit: vendor-wide')
+    .option('--out <file>', 'client credential file to write (0600)')
+    .option(
+      '--max-sessions <n>',
+      'live sessions all holders of this credential may have together',
+      intOption('--max-sessions', 1, 0xffffffff),
+    )
+    .option(
+      '--max-seats <n>',
+      'seats all holders of this credential may hold together',
+      intOption('--max-seats', 1, 0xffffffff),
+    )
+    .option('--force', 'replace a credential with this id, and overwrite --out')
+    .action(
+      (o: {
+        keys?: string;
+        vendor: string;
+        user?: string;
+        out?: string;
+        maxSessions?: number;
+        maxSeats?: number;
+        force?: boolean;
+      }) => {
+        const file = findFile(io, 'keys', o.keys);
+        const parsed = loadDaemonKeys(file);
+        const id = o.user === undefined ? o.vendor : `${o.vendor}/${o.user}`;
+        const out = resolve(io.cwd, o.out ?? `${id.replace('/', '-')}.credential.json`);
+        if (parsed.credentials.has(id) && !o.force) {
+          throw new CliError(
+            `floatlm: keys add-credential: ${file} already has credential ${id} (use --force to replace it)`,
+            ExitCode.BAD_FILE,
+          );
+        }
+        if (existsSync(out) && !o.force) {
+          throw new CliError(
+            `floatlm: keys add-credential: ${out} exists (use --force to overwrite)`,
+            ExitCode.BAD_FILE,
+          );
+        }
+        const key = generateKey();
+        parsed.credentials.set(id, key);
+        const caps = parsed.caps ?? new Map();
+        const cap = {
+          ...(o.maxSessions !== undefined ? { sessions: o.maxSessions } : {}),
+          ...(o.maxSeats !== undefined ? { seats: o.maxSeats } : {}),
+        };
+        if (Object.keys(cap).length > 0) caps.set(id, cap);
+        else caps.delete(id);
+        parsed.caps = caps;
+        saveDaemonKeys(file, parsed);
+        const given = g().server ?? [];
+        const servers = (given.length > 0 ? given : [`127.0.0.1:${DEFAULT_PORT}`]).map((s) =>
+          normalizeServer(s, '--server'),
+        );
+        saveClientCredential(out, { id, key, servers });
+        const what =
+          o.user === undefined
+            ? 'vendor-wide: its holders may declare any user and host of the vendor'
+            : `may declare user ${o.user} only`;
+        io.out(
+          `added credential ${id} to ${file} (${what}); wrote ${out} (0600); reread the daemon to use it\n`,
+        );
+      },
+    );
   keysFileCommand('show', 'show key ids, activation and retirement times (never the secrets)', [
     'floatlm keys show',
     'floatlm keys show --keys /etc/floatlm/keys.json',

@@ -5,27 +5,17 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
 import { loadConfig } from '../server/config.ts';
 import { Daemon, type DaemonOptions } from '../server/daemon.ts';
 import { DEFAULTS } from '../server/defaults.ts';
 import { checkHttpFlags, type HttpServer, startHttp } from '../server/http.ts';
 import { LEVELS, LOG_FORMATS, makeLogger } from '../server/log.ts';
 import { DEMO_DIR, ensureDemo, pointDemoAt } from './demo.ts';
-import { CliError, type CliIO, ExitCode } from './io.ts';
+import { CliError, type CliIO, ExitCode, intOption } from './io.ts';
 
 /** System calls whose failure means the socket could not be set up (exit 1, not 6). */
 const SOCKET_SYSCALLS = new Set(['bind', 'getaddrinfo']);
-
-function intOption(name: string, min: number, max: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}]`);
-    }
-    return n;
-  };
-}
 
 /** Listening on every address: clients on this machine reach the daemon on loopback. */
 const LOOPBACK: Record<string, string> = { '0.0.0.0': '127.0.0.1', '::': '::1' };

@@ -4,6 +4,7 @@
  * streams are terminals, and a question asked on the terminal.
  */
 import { createInterface } from 'node:readline';
+import { InvalidArgumentError } from 'commander';
 
 export interface CliIO {
   out(text: string): void;
@@ -70,5 +71,19 @@ export function processIO(): CliIO {
           if (!answered) resolve('');
         });
       }),
+  };
+}
+
+/**
+ * A commander argument parser for an integer option in [min, max].
+ * @throws {InvalidArgumentError} (from the parser) naming the option when the value is not one
+ */
+export function intOption(name: string, min: number, max: number): (v: string) => number {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}]`);
+    }
+    return n;
   };
 }

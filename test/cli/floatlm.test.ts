@@ -9,8 +9,9 @@ import { join } from 'node:path';
 import t from 'tap';
 import { buildProgram, runCli } from '../../lib/cli/floatlm.ts';
 import type { CliIO } from '../../lib/cli/io.ts';
-import { saveClientCredential } from '../../lib/crypto/files.ts';
-import { makeSite, ROOT, type Site, spawnDaemon, TSX } from '../helpers/site.ts';
+import { connect } from '../../lib/client/client.ts';
+import { loadClientCredential, saveClientCredential } from '../../lib/crypto/files.ts';
+import { makeSite, ROOT, type Site, spawnDaemon, startDaemon, TSX } from '../helpers/site.ts';
 
 const VECTORS = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/vectors.json'), 'utf8')) as {
   name: string;
@@ -688,4 +689,61 @@ t.test('README lists every command, with options that exist', async (t) => {
         `${name}: README's ${option} exists`,
       );
   }
+});
+
+t.test('keys add-credential: a per-user credential that may only declare its user', async (t) => {
+  const site = makeSite(['FEATURE demo demo 1.0 permanent 5 DUP_GROUP=NONE']);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const port = d.address().port;
+  const io = capture(site.dir);
+  const args = ['keys', 'add-credential', '--keys', site.keysFile, '--vendor', 'demo'];
+  t.equal(
+    await runCli(
+      [
+        '-s',
+        `127.0.0.1:${port}`,
+        ...args,
+        '--user',
+        'alice',
+        '--out',
+        'alice.json',
+        '--max-seats',
+        '1',
+      ],
+      io,
+    ),
+    0,
+    io.stderr(),
+  );
+  t.match(io.stdout(), /added credential demo\/alice .*may declare user alice only/);
+  const file = join(site.dir, 'alice.json');
+  t.equal(statSync(file).mode & 0o777, 0o600, 'written 0600');
+  const again = capture(site.dir);
+  t.equal(
+    await runCli([...args, '--user', 'alice', '--out', 'x.json'], again),
+    6,
+    'no silent replace',
+  );
+  d.reread();
+  const cred = loadClientCredential(file);
+  t.same(cred.servers, [`127.0.0.1:${port}`]);
+  const alice = await connect({
+    servers: cred.servers,
+    credential: cred,
+    user: 'alice',
+    host: 'ws1',
+    retry: { initialMs: 100, maxIntervalMs: 400, maxTotalMs: 3000 },
+  });
+  t.teardown(() => alice.close());
+  await alice.checkout('demo');
+  await t.rejects(alice.checkout('demo', { count: 2 }), /USER_MAX/, 'its seat cap holds');
+  const mallory = await connect({
+    servers: cred.servers,
+    credential: cred,
+    user: 'mallory',
+    host: 'ws1',
+    retry: { initialMs: 100, maxIntervalMs: 400, maxTotalMs: 3000 },
+  }).catch((e: unknown) => e);
+  t.match(String(mallory), /NOT_PERMITTED/, 'it cannot declare another user');
 });
