@@ -349,8 +349,8 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
             'IN USE',
             'FREE',
             'QUEUED',
-            'ISSUED',
-            'DENIED',
+            'GRANTS',
+            'DENIALS',
           ],
         ];
         for (const f of s.features)
@@ -1118,8 +1118,8 @@ export function statusJson(s: Awaited<ReturnType<Client['status']>>, pong?: Pong
       inUse: f.inUse,
       free: Math.max(0, f.count - f.inUse),
       queued: f.queued,
-      issued: f.issued,
-      denied: f.denied,
+      grants: f.issued,
+      denials: f.denied,
       holders: s.holders
         .filter((h) => h.feature === f.name)
         .map((h) => ({

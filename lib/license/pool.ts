@@ -581,6 +581,35 @@ export class LicensePool {
     return { dropped: this.takeDropped() };
   }
 
+  /**
+   * Grants and denials counted so far, per pool (`feature\0vendor\0version`), for the state
+   * store: they are the site's history, not the licensed count, and survive restarts.
+   */
+  tallies(): Record<string, { grants: number; denials: number }> {
+    const out: Record<string, { grants: number; denials: number }> = {};
+    for (const [k, p] of this.#ledger.pools) {
+      if (p.issued || p.denied) out[k] = { grants: p.issued, denials: p.denied };
+    }
+    return out;
+  }
+
+  /**
+   * Restores tallies saved by `tallies()` (pools no longer licensed are ignored).
+   * @throws {TypeError} when t is not an object of {grants, denials} counts
+   */
+  restoreTallies(t: Record<string, { grants: number; denials: number }>): void {
+    if (typeof t !== 'object' || t === null) throw new TypeError('tallies must be an object');
+    for (const [k, v] of Object.entries(t)) {
+      const p = this.#ledger.pools.get(k);
+      if (!p) continue;
+      if (!Number.isSafeInteger(v?.grants) || !Number.isSafeInteger(v?.denials)) {
+        throw new TypeError(`tallies[${JSON.stringify(k)}] must hold integer grants and denials`);
+      }
+      p.issued = v.grants;
+      p.denied = v.denials;
+    }
+  }
+
   /** The policy in force (EMPTY_POLICY when no options file is applied). */
   get policy(): PoolPolicy {
     return this.#policy;

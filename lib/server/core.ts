@@ -83,6 +83,8 @@ export class Core {
   graceUntil = 0;
   /** In a takeover grace nobody knows every holder, so it never ends early. */
   takeoverGrace = false;
+  /** The grant and denial tallies as last written to the state (meta `tallies`). */
+  talliesWritten = '';
   /** Leases loaded from disk that have not been reclaimed yet (grace ends early at zero). */
   readonly unclaimed = new Set<bigint>();
 
@@ -203,6 +205,14 @@ export class Core {
         queued: true,
       });
     }
+  }
+
+  /** Writes the grant and denial tallies to the state when they changed (once per tick). */
+  saveTallies(): void {
+    const t = JSON.stringify(this.pool.tallies());
+    if (t === this.talliesWritten || (t === '{}' && this.talliesWritten === '')) return;
+    this.store.setMeta('tallies', t);
+    this.talliesWritten = t;
   }
 
   /** Ends a session: seats released, queue left, token revoked durably. */

@@ -292,6 +292,7 @@ export class Daemon implements OperatorSource {
     this.#closed = (async () => {
       if (this.#timer) clearInterval(this.#timer);
       try {
+        c.saveTallies();
         c.outbox.commitAndSend();
       } catch (e) {
         c.log.error(`close: ${(e as Error).message}`);

@@ -29,6 +29,7 @@ export class Reaper {
       this.#sweep(now);
       core.graceLeft(now);
       this.#expireIdle(now);
+      core.saveTallies();
       core.tokens.flushTokens(now, 5000);
       core.store.flushExpired(now, 100_000, 4);
       if (core.store.pending() > 0) core.outbox.commitAndSend();

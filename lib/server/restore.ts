@@ -59,6 +59,15 @@ export function restore(core: Core, now: number): void {
     })),
   });
   for (const l of snap.leases) core.unclaimed.add(l.leaseId);
+  const tallies = snap.meta.get('tallies');
+  if (tallies) {
+    try {
+      pool.restoreTallies(JSON.parse(tallies));
+      core.talliesWritten = tallies;
+    } catch (e) {
+      log.warn(`state: grant and denial counts not restored: ${(e as Error).message}`);
+    }
+  }
   // A takeover grace interrupted by a restart goes on: its holders may not have come back.
   const carried = Number(snap.meta.get('takeover_grace_until') ?? 0);
   core.takeoverGrace = opts.takeover || carried > now;

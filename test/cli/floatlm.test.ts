@@ -219,7 +219,7 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
   t.match(st.stdout(), /^server 127\.0\.0\.1:\d+: floatlmd 0\.1\.0, up \d+s, (running|grace)/);
   t.match(
     st.stdout(),
-    /FEATURE +VERSION +VENDOR +EXPIRES +COUNT +IN USE +FREE +QUEUED +ISSUED +DENIED/,
+    /FEATURE +VERSION +VENDOR +EXPIRES +COUNT +IN USE +FREE +QUEUED +GRANTS +DENIALS/,
   );
   t.match(st.stdout(), /demo +1\.0 +demo +permanent +2 +0 +2 +0 +0 +0/);
   t.match(st.stdout(), /RESERVED FOR +FEATURE +SEATS +IN USE\nuser carol +lab +1 +0\n/);

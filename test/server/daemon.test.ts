@@ -405,3 +405,21 @@ t.test('admin remove and shutdown', async (t) => {
   t.ok(closed, 'daemon closed');
   t.equal(d.state, 'CLOSED');
 });
+
+t.test('grant and denial counts survive a restart', async (t) => {
+  const site = makeSite(['FEATURE demo demo 1.0 permanent 1']);
+  let d = await startDaemon(site);
+  const port = d.address().port;
+  const a = await client(site, port);
+  const b = await client(site, port, { user: 'bob', host: 'ws2' });
+  await a.checkout('demo');
+  await t.rejects(b.checkout('demo'), DeniedError);
+  await a.close();
+  await b.close();
+  await d.close();
+  d = await startDaemon(site, { port });
+  t.teardown(() => d.close());
+  const f = d.pool.status().features.find((x) => x.name === 'demo')!;
+  t.equal(f.issued, 1, 'one grant, remembered');
+  t.equal(f.denied, 1, 'one denial, remembered');
+});
