@@ -622,6 +622,19 @@ export class LicensePool {
     return [...(this.#ledger.bySession.get(sessionId) ?? [])].map(publicLease);
   }
 
+  /**
+   * How many leases the session holds, not counting those in `skip` (the daemon's unclaimed
+   * set): the HEARTBEAT_ACK's count, without building the lease list per heartbeat.
+   */
+  leaseCount(sessionId: bigint, skip?: ReadonlySet<bigint>): number {
+    const own = this.#ledger.bySession.get(sessionId);
+    if (!own) return 0;
+    if (!skip || skip.size === 0) return own.size;
+    let n = 0;
+    for (const l of own) if (!skip.has(l.leaseId)) n++;
+    return n;
+  }
+
   /** How many queues the session waits in (its own entries only are looked at). */
   queuedOf(sessionId: bigint): number {
     return this.#queues.countOf(sessionId);

@@ -9,7 +9,7 @@ import { ServerAuth } from '../auth/server.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { LicensePool } from '../license/pool.ts';
 import { openStore, type Store } from '../store/index.ts';
-import { decodeToken, sessionKeyFor, TokenStore } from '../token/index.ts';
+import { decodeToken, sessionKeyOfBytes, TokenStore } from '../token/index.ts';
 import { ConfigError, type DaemonConfig, type LoadedConfig, loadConfig } from './config.ts';
 import { Core, type Counters, newCounters, SERVER_VERSION } from './core.ts';
 import { type DaemonOptions, resolveOptions } from './defaults.ts';
@@ -67,15 +67,8 @@ export class Daemon implements OperatorSource {
       const tokens = new TokenStore();
       let keyring = config.keys.keyring;
       // The session key of a token, from the keyring (undefined once its key is gone).
-      const derive = (tokenBytes: Uint8Array): Uint8Array | undefined => {
-        try {
-          const token = decodeToken(tokenBytes);
-          const found = keyring.lookup(token.keyId, opts.now());
-          return found.ok ? sessionKeyFor(token, found.key) : undefined;
-        } catch {
-          return undefined;
-        }
-      };
+      const derive = (tokenBytes: Uint8Array): Uint8Array | undefined =>
+        sessionKeyOfBytes(tokenBytes, keyring, opts.now());
       const sessions = new SessionTable(opts.hmacCacheSize, derive);
       const counters = newCounters();
       const report = new ReportLog(opts.reportLog, opts.reportRotation);

@@ -26,6 +26,8 @@ import { type Ctx, cacheKeyOf, changesState, type Peer, recordKey } from './outb
 import type { RateLimiter } from './ratelimit.ts';
 import type { Session } from './session.ts';
 
+const EMPTY = Object.freeze({});
+
 /** Refused first contacts are logged at most once per source per minute. */
 const REFUSAL_LOG_MS = 60_000;
 
@@ -217,14 +219,18 @@ export class Pipeline {
       // The first seq above the floor: the client knows it now.
       if (session.floor >= 0 && head.seq > session.floor) session.floor = -1;
     }
-    let body: unknown;
-    try {
-      body = decodeBody(head);
-    } catch (e) {
-      if (!(e instanceof DecodeError)) throw e;
-      core.counters.malformed++;
-      return;
+    let body: unknown = EMPTY;
+    // HEARTBEAT has no body: checking that it is empty is all its decoding.
+    if (head.type !== MsgType.HEARTBEAT || head.bodyStart !== head.bodyEnd) {
+      try {
+        body = decodeBody(head);
+      } catch (e) {
+        if (!(e instanceof DecodeError)) throw e;
+        core.counters.malformed++;
+        return;
+      }
     }
+    const hb = head.type === MsgType.HEARTBEAT;
     const ctx: Ctx = {
       head,
       mode: d.mode,
@@ -232,14 +238,15 @@ export class Pipeline {
       from,
       now,
       session,
-      cacheKey: cacheKeyOf(head),
+      // A HEARTBEAT_ACK is kept in its session's slot, never under a cache key.
+      cacheKey: hb ? '' : cacheKeyOf(head),
       recordKey: changesState(head.type) ? recordKey(head) : undefined,
       capped: capped(d.mode),
       arrived: head.type === MsgType.CHECKOUT ? process.hrtime.bigint() : undefined,
       ...(d.credId !== undefined ? { credId: d.credId } : {}),
       ...(d.adminId !== undefined ? { adminId: d.adminId } : {}),
     };
-    if (head.type !== MsgType.HEARTBEAT) {
+    if (!hb) {
       // Exactly once: a request already answered (or whose answer waits for the commit)
       // gets that answer, never a second processing, whatever the cache evicted.
       if (core.outbox.inflight.has(ctx.cacheKey)) return;

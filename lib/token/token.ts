@@ -362,6 +362,31 @@ export function sessionKeyFor(token: Token, serverKey: ServerKey | Uint8Array): 
 }
 
 /**
+ * The session key of stored token bytes, reading only what the derivation needs (key id,
+ * token id, mac) instead of decoding every field: the first datagram of each of a million
+ * sessions restored after a restart pays this. Undefined when the bytes are too short to be
+ * a token or its server key is unknown or retired at `now`.
+ */
+export function sessionKeyOfBytes(
+  bytes: Uint8Array,
+  keyring: Keyring,
+  now: number,
+): Uint8Array | undefined {
+  if (bytes.length < 1 + 4 + 8 + MAC_LENGTH || bytes[0] !== TOKEN_VERSION) return undefined;
+  const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const keyId = v.getUint32(1);
+  const found = keyring.lookup(keyId, now);
+  if (!found.ok) return undefined;
+  const mac = bytes.subarray(bytes.length - MAC_LENGTH);
+  return hkdfSha256(
+    found.key.key,
+    bytes.subarray(5, 13),
+    concatBytes(SESSION_LABEL, mac),
+    KEY_LENGTH,
+  );
+}
+
+/**
  * The session key as HELLO_OK carries it: sessionKey XOR HMAC-SHA256(credentialKey,
  * "floatlm wrap v1" || nonce(16) || u64be(tokenId)). Its own inverse (wrap = unwrap).
  * @throws {RangeError} when `sessionKey` is not 32 bytes or `nonce` not 16

@@ -6,6 +6,7 @@ import {
   decodeToken,
   makeToken,
   sessionKeyFor,
+  sessionKeyOfBytes,
   type TokenFields,
   testTokenChecksum,
   tokenValid,
@@ -220,6 +221,12 @@ t.test(
     t.ok(r.ok && Buffer.from(r.sessionKey).equals(Buffer.from(sk)));
     t.notSame(sessionKeyFor(makeToken(fields, k, A + 1000), k.current(A + 1000)), sk);
     t.throws(() => sessionKeyFor(tok, k.current(A + DAY)), RangeError);
+    // From the stored bytes alone (a restored session's first datagram): the same key.
+    t.same(sessionKeyOfBytes(tok.bytes, other, A + 5000), sk);
+    t.equal(sessionKeyOfBytes(tok.bytes.subarray(0, 40), other, A + 5000), undefined, 'too short');
+    const j = JSON.parse(JSON.stringify(k.toJSON()));
+    j.secrets = [{ ...j.secrets[0], id: 77, secret: 'ee'.repeat(32) }];
+    t.equal(sessionKeyOfBytes(tok.bytes, keyringFromJSON(j), A + 5000), undefined, 'key gone');
     const cred = randomBytes(32);
     const nonce = randomBytes(16);
     const w = wrapSessionKey(sk, cred, nonce, tok.tokenId);

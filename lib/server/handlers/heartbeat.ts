@@ -22,8 +22,7 @@ export function heartbeat(
     core.outbox.resend(kept, s, ctx.mode, ctx.from, s);
     return;
   }
-  let leases = 0;
-  for (const l of core.pool.leasesOf(s.id)) if (!core.unclaimed.has(l.leaseId)) leases++;
+  const leases = core.pool.leaseCount(s.id, core.unclaimed);
   const reply = encodeHeartbeatAck(
     h.requestId,
     s.id,
