@@ -118,8 +118,14 @@ export class WindowSlab {
       if (this.#used === this.#top.length) this.#grow();
       slot = this.#used++;
     }
-    // Bits only matter within the window below top; all set = all seen.
+    // Bits only matter within the window below top; all set = all seen, except the seqs
+    // above the floor in the floor's own word, which have not been seen.
     this.#bits.fill(floor >= 0 ? 0xffffffff : 0, slot * SLAB_WORDS, (slot + 1) * SLAB_WORDS);
+    if (floor >= 0) {
+      const bit = floor % WORD_BITS;
+      const word = slot * SLAB_WORDS + (Math.floor(floor / WORD_BITS) % SLAB_WORDS);
+      this.#bits[word] = bit === 31 ? 0xffffffff : ((1 << (bit + 1)) - 1) >>> 0;
+    }
     this.#top[slot] = floor;
     return slot;
   }

@@ -66,7 +66,8 @@ export interface PongInfo {
   /** Server clock minus ours, ms (estimated at the midpoint of the round trip). */
   offsetMs: number;
   uptimeMs: number;
-  state: 'running' | 'grace' | 'closing';
+  /** 'degraded': the server cannot write its state; it answers but grants nothing. */
+  state: 'running' | 'grace' | 'closing' | 'degraded';
   graceLeftMs: number;
 }
 
@@ -398,6 +399,7 @@ export class Client extends EventEmitter<ClientEvents> {
       [ServerState.RUNNING]: 'running',
       [ServerState.GRACE]: 'grace',
       [ServerState.CLOSING]: 'closing',
+      [ServerState.DEGRADED]: 'degraded',
     } as const;
     return {
       server: this.#servers[target]!.name,

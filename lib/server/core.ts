@@ -83,6 +83,15 @@ export class Core {
   graceUntil = 0;
   /** In a takeover grace nobody knows every holder, so it never ends early. */
   takeoverGrace = false;
+  /**
+   * Set while the state cannot be written (a failed commit, until a probe write succeeds):
+   * requests that change state are refused BUSY, the rest is answered, PONG says DEGRADED.
+   */
+  degraded: string | undefined;
+  /** Sessions added since the last successful commit (undone if it fails). */
+  readonly fresh = new Set<Session>();
+  /** Sessions reaped since the last successful commit (redone on the rebuilt state). */
+  readonly reaped: { s: Session; why: string; event: 'reap' | 'close' }[] = [];
   /** The grant and denial tallies as last written to the state (meta `tallies`). */
   talliesWritten = '';
   /** Leases loaded from disk that have not been reclaimed yet (grace ends early at zero). */
@@ -111,6 +120,7 @@ export class Core {
   /** What PONG reports. */
   serverState(now: number): ServerState {
     if (this.state !== 'RUNNING') return ServerState.CLOSING;
+    if (this.degraded) return ServerState.DEGRADED;
     return this.graceLeft(now) > 0 ? ServerState.GRACE : ServerState.RUNNING;
   }
 
@@ -217,6 +227,7 @@ export class Core {
 
   /** Ends a session: seats released, queue left, token revoked durably. */
   reap(s: Session, now: number, why: string, event: 'reap' | 'close' = 'reap'): number {
+    this.reaped.push({ s, why, event });
     const released = this.pool.releaseSession(s.id);
     for (const l of released.leases) {
       this.store.deleteLease(l.leaseId);

@@ -110,10 +110,22 @@ export class Outbox {
     this.#afterCommit = afterCommit;
   }
 
-  /** True while replies wait for a commit (a new reply must not overtake them). */
+  /**
+   * True while replies wait for a commit (a new reply must not overtake them). Never while
+   * `degraded`: nothing commits then, and what is answered does not depend on a commit.
+   */
   get busy(): boolean {
+    if (this.degraded?.()) return this.#outgoing.length > 0;
     return this.#store.pending() > 0 || this.#outgoing.length > 0;
   }
+
+  /** Whether the daemon is degraded (set by the daemon). */
+  degraded: (() => boolean) | undefined;
+  /**
+   * Called when a commit fails, with the error: the daemon undoes the tick's changes in
+   * memory and degrades. The replies of that commit are dropped (clients retransmit).
+   */
+  onCommitFailed: ((e: Error) => void) | undefined;
 
   /**
    * Signs and sends the reply to `ctx`; `durable` when it acknowledges a state change, which
@@ -340,6 +352,10 @@ export class Outbox {
       // Nothing covered by the failed commit is acknowledged; clients retransmit.
       this.lastCommitOk = false;
       for (const o of out) if (o.cacheKey) this.inflight.delete(o.cacheKey);
+      if (this.onCommitFailed) {
+        this.onCommitFailed(e as Error);
+        return;
+      }
       throw e;
     }
     this.#afterCommit();

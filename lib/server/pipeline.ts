@@ -9,6 +9,7 @@ import type dgram from 'node:dgram';
 import type { AuthDecision } from '../auth/server.ts';
 import { cursor } from '../wire/cursor.ts';
 import {
+  AdminOp,
   AuthMode,
   DecodeError,
   decodeBody,
@@ -185,6 +186,11 @@ export class Pipeline {
       session = core.sessions.get(d.sessionId);
       if (!session && d.token && d.sessionKey) {
         if (!this.allow(from.address)) return;
+        if (core.degraded) {
+          // A restored session must be written down, and nothing can be now.
+          core.outbox.refuse(head, d.mode, d.key, ErrorCode.BUSY, 1000, from, true);
+          return;
+        }
         session = core.sessions.add(
           {
             id: d.token.tokenId,
@@ -200,6 +206,7 @@ export class Pipeline {
           d.sessionKey,
         );
         d.sessionKey.fill(0);
+        core.fresh.add(session);
         session.acceptSeq(head.seq);
         core.store.putSession(core.sessions.record(session, now));
         core.log.debug(
@@ -252,6 +259,11 @@ export class Pipeline {
       if (core.outbox.inflight.has(ctx.cacheKey)) return;
       if (core.outbox.answerKept(ctx, now)) return;
     }
+    if (core.degraded && changesState(head.type) && !readOnlyAdmin(head.type, body)) {
+      // Nothing that changes state can be made durable now: say so, with a retry hint.
+      core.outbox.refuse(head, d.mode, d.key, ErrorCode.BUSY, 1000, from, ctx.capped);
+      return;
+    }
     if (
       d.mode === AuthMode.TOKEN &&
       (head.type === MsgType.CHECKOUT || head.type === MsgType.STATUS) &&
@@ -269,7 +281,8 @@ export class Pipeline {
    * group commit, which the reply then waits for) once per SEQ_RESERVE / 2 requests.
    */
   #reserve(s: Session, seq: number): void {
-    if (seq <= s.reservedSeq - SEQ_RESERVE / 2) return;
+    // While the state cannot be written the floor waits (the reply cannot wait for it).
+    if (seq <= s.reservedSeq - SEQ_RESERVE / 2 || this.#core.degraded) return;
     const floor = Math.min(seq + SEQ_RESERVE, 0xffff_ffff);
     s.reservedSeq = floor;
     this.#core.store.setSeqFloor(s.id, floor);
@@ -283,6 +296,13 @@ export class Pipeline {
     this.#logged.set(from.address, now);
     this.#core.log.warn(`first contact from ${from.address}:${from.port} refused: ${what}`);
   }
+}
+
+/** ADMIN REREAD and SHUTDOWN change no durable state and are served while degraded. */
+function readOnlyAdmin(type: number, body: unknown): boolean {
+  if (type !== MsgType.ADMIN) return false;
+  const op = (body as { op: number }).op;
+  return op === AdminOp.REREAD || op === AdminOp.SHUTDOWN;
 }
 
 /** Replies to modes 1 and 2 are never larger than the request (the source may be spoofed). */

@@ -3,7 +3,50 @@
  * their durable replay floor (captured datagrams stay replays after the restart); leases
  * are "unclaimed" until their holder re-presents the ticket, during the restart grace.
  */
+import type { CredentialCap, PoolSnapshot } from '../license/pool.ts';
+import type { StoreSnapshot } from '../store/index.ts';
 import type { Core } from './core.ts';
+
+/**
+ * The pool's view of the stored leases and queue, with what the session table knows of
+ * each holder (names, source address, credential cap).
+ */
+type Who = { user: string; host: string; addr?: string; credentialCap?: CredentialCap };
+
+/** A holder as a lease (credential: its id) or a queue entry (credential: the cap) records it. */
+function holderAs(w: Who, as: 'lease'): Omit<Who, 'credentialCap'> & { credential?: string };
+function holderAs(w: Who, as: 'queue'): Omit<Who, 'credentialCap'> & { credential?: CredentialCap };
+function holderAs(w: Who, as: 'lease' | 'queue') {
+  const { credentialCap, ...rest } = w;
+  if (!credentialCap) return rest;
+  return { ...rest, credential: as === 'lease' ? credentialCap.id : credentialCap };
+}
+
+export function poolSnapshot(core: Core, snap: StoreSnapshot): PoolSnapshot {
+  const who = (id: bigint): Who => {
+    const s = core.sessions.get(id);
+    return s ? { user: s.user, host: s.host, ...core.holder(s) } : { user: '?', host: '?' };
+  };
+  return {
+    leases: snap.leases.map((l) => ({
+      leaseId: l.leaseId,
+      sessionId: l.tokenId,
+      feature: l.feature,
+      version: l.version,
+      count: l.count,
+      grantedAt: l.grantedAt,
+      ...holderAs(who(l.tokenId), 'lease'),
+    })),
+    queue: snap.queue.map((q) => ({
+      sessionId: q.tokenId,
+      feature: q.feature,
+      version: q.version,
+      count: q.count,
+      since: q.since,
+      ...holderAs(who(q.tokenId), 'queue'),
+    })),
+  };
+}
 
 export function restore(core: Core, now: number): void {
   const { store, sessions, pool, log, opts } = core;
@@ -35,29 +78,7 @@ export function restore(core: Core, now: number): void {
       credential: one(s.credential ?? ''),
     });
   }
-  const who = (id: bigint) => ({
-    user: sessions.get(id)?.user ?? '?',
-    host: sessions.get(id)?.host ?? '?',
-  });
-  pool.restore({
-    leases: snap.leases.map((l) => ({
-      leaseId: l.leaseId,
-      sessionId: l.tokenId,
-      feature: l.feature,
-      version: l.version,
-      count: l.count,
-      grantedAt: l.grantedAt,
-      ...who(l.tokenId),
-    })),
-    queue: snap.queue.map((q) => ({
-      sessionId: q.tokenId,
-      feature: q.feature,
-      version: q.version,
-      count: q.count,
-      since: q.since,
-      ...who(q.tokenId),
-    })),
-  });
+  pool.restore(poolSnapshot(core, snap));
   for (const l of snap.leases) core.unclaimed.add(l.leaseId);
   const tallies = snap.meta.get('tallies');
   if (tallies) {

@@ -77,7 +77,10 @@ function u32(v: number): boolean {
   return Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff;
 }
 
-/** Turns a token into its session key; undefined when its server key is gone. */
+/**
+ * Turns a token into its session key; undefined when its server key is gone. It must return
+ * a fresh buffer each call: the session wipes it once the key is keyed.
+ */
 export type KeyDeriver = (token: Uint8Array) => Uint8Array | undefined;
 
 export interface SessionFields {

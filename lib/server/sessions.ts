@@ -49,6 +49,15 @@ export class SessionTable implements SessionLookup {
     return s;
   }
 
+  /** Puts a session removed before back into the table (undoing a failed tick's reap). */
+  readd(s: Session): void {
+    if (this.#map.has(s.id)) return;
+    this.#map.set(s.id, s);
+    bump(this.#perUser, userKey(s.vendor, s.user), 1);
+    bump(this.#perHost, s.address, 1);
+    if (s.credential) bump(this.#perCredential, s.credential, 1);
+  }
+
   /** Takes a session out of the table and frees what it held in the shared parts. */
   remove(s: Session): void {
     if (this.#map.get(s.id) !== s) return;

@@ -879,6 +879,36 @@ export class Store {
     this.#queue('setMeta', [key, value]);
   }
 
+  /**
+   * Drops every change recorded and not committed (after a failed commit: the daemon undoes
+   * them in memory too, so nothing is kept that no client was told of). Returns how many.
+   * @throws {StoreError} CLOSED
+   */
+  discardPending(): number {
+    this.#live();
+    const n = this.#ops.length;
+    this.#ops = [];
+    this.#pendingRevoked.clear();
+    this.#pendingReclaimed.clear();
+    this.#pendingReplies.clear();
+    return n;
+  }
+
+  /**
+   * Whether the state file takes a write now: one small transaction of its own, at the
+   * connection's durability (used to find the end of a disk fault). Pending changes are not
+   * touched. Never throws: false on any error.
+   */
+  probe(now: number): boolean {
+    if (this.#closed || this.readonly) return false;
+    try {
+      this.#db.transaction(() => this.#s.setMeta!.run('probe', String(now))).immediate();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Number of changes recorded and not yet committed. */
   pending(): number {
     return this.#ops.length;

@@ -86,7 +86,7 @@ export const AdminOp = { REMOVE: 1, REREAD: 2, SHUTDOWN: 3 } as const;
 export type AdminOp = (typeof AdminOp)[keyof typeof AdminOp];
 
 /** Server states a PONG reports. */
-export const ServerState = { RUNNING: 0, GRACE: 1, CLOSING: 2 } as const;
+export const ServerState = { RUNNING: 0, GRACE: 1, CLOSING: 2, DEGRADED: 3 } as const;
 export type ServerState = (typeof ServerState)[keyof typeof ServerState];
 
 /** Record kinds of a STATUS_REPLY. */

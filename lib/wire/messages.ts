@@ -299,7 +299,7 @@ export const SCHEMAS: Readonly<Record<MsgType, Schema>> = {
   [MsgType.PONG]: [
     str('serverVersion', Limits.VERSION_STR),
     { name: 'uptimeMs', kind: 'u53' },
-    { name: 'state', kind: 'u8', max: ServerState.CLOSING },
+    { name: 'state', kind: 'u8', max: ServerState.DEGRADED },
     { name: 'graceLeftMs', kind: 'u32' },
   ],
   [MsgType.RECLAIM]: [

@@ -3,7 +3,7 @@ import { ClientAuth } from '../../lib/auth/client.ts';
 import { credentialCovers, ServerAuth, tagId, typeAllowed } from '../../lib/auth/server.ts';
 import { signDatagram } from '../../lib/auth/sign.ts';
 import { KeyedHmac, randomBytes } from '../../lib/crypto/hmac.ts';
-import { Keyring, keyringFromJSON } from '../../lib/crypto/keyring.ts';
+import { type Keyring, keyringFromJSON } from '../../lib/crypto/keyring.ts';
 import { getToken } from '../../lib/token/client.ts';
 import { makeToken, sessionKeyFor } from '../../lib/token/token.ts';
 import {
@@ -301,7 +301,10 @@ t.test('a refusal does not consume the seq (or the nonce)', async (t) => {
   x.client.forgetServer(S);
   const m2 = x.client.request(S, MsgType.PING, ping, 43);
   t.equal(m2.mode, AuthMode.TOKEN);
-  t.equal(code(x.server.handle(resign(m2.bytes, key, x.clock.now - 301_000))), ErrorCode.CLOCK_SKEW);
+  t.equal(
+    code(x.server.handle(resign(m2.bytes, key, x.clock.now - 301_000))),
+    ErrorCode.CLOCK_SKEW,
+  );
   t.equal(action(x.server.handle(m2.bytes)), 'accept');
   t.equal(s.highest, m2.seq);
   // Mode 1: a skew-refused PING does not record its nonce.
@@ -328,10 +331,13 @@ t.test('unknown credential, admin key or session: dropped silently', async (t) =
     action: 'drop',
     reason: 'unknown-credential',
   });
-  t.same(x.server.handle(adminClient(x, 'root').request(S, MsgType.PING, ping, 41).bytes).decision, {
-    action: 'drop',
-    reason: 'unknown-admin-key',
-  });
+  t.same(
+    x.server.handle(adminClient(x, 'root').request(S, MsgType.PING, ping, 41).bytes).decision,
+    {
+      action: 'drop',
+      reason: 'unknown-admin-key',
+    },
+  );
   // Mode 3 to a server that never saw the session: nothing to sign an error with.
   const y = setup();
   t.same(y.server.handle(x.client.request(S, MsgType.PING, ping, 42).bytes).decision, {
@@ -436,36 +442,39 @@ t.test(
   },
 );
 
-t.test('mode 2 token derivation is gated by the budget; the session fast path is not', async (t) => {
-  const asked: string[] = [];
-  let allow = false;
-  const x = withSession({
-    budget: (address) => {
-      asked.push(address);
-      return allow;
-    },
-  });
-  x.client.forgetServer(S);
-  // The session's own token: its cached key verifies, no derivation, no budget.
-  const own = x.client.request(S, MsgType.PING, ping, 60);
-  t.equal(own.mode, AuthMode.TOKEN);
-  t.equal(action(x.server.handle(own.bytes)), 'accept');
-  t.same(asked, [], 'the budget was not asked');
-  // A server that does not hold the session: derivation needs the budget.
-  const fresh = daemon(x.keyring, x.clock, {
-    budget: (address) => {
-      asked.push(address);
-      return allow;
-    },
-  });
-  const m2 = x.client.request('other', MsgType.PING, ping, 61);
-  t.same(fresh.handle(m2.bytes).decision, { action: 'drop', reason: 'over-budget' });
-  t.same(asked, [CLIENT.address], 'asked for the source address');
-  t.equal(fresh.sessions.size, 0, 'nothing created');
-  allow = true;
-  t.equal(action(fresh.handle(m2.bytes)), 'accept', 'the same datagram within the budget');
-  t.equal(asked.length, 2);
-});
+t.test(
+  'mode 2 token derivation is gated by the budget; the session fast path is not',
+  async (t) => {
+    const asked: string[] = [];
+    let allow = false;
+    const x = withSession({
+      budget: (address) => {
+        asked.push(address);
+        return allow;
+      },
+    });
+    x.client.forgetServer(S);
+    // The session's own token: its cached key verifies, no derivation, no budget.
+    const own = x.client.request(S, MsgType.PING, ping, 60);
+    t.equal(own.mode, AuthMode.TOKEN);
+    t.equal(action(x.server.handle(own.bytes)), 'accept');
+    t.same(asked, [], 'the budget was not asked');
+    // A server that does not hold the session: derivation needs the budget.
+    const fresh = daemon(x.keyring, x.clock, {
+      budget: (address) => {
+        asked.push(address);
+        return allow;
+      },
+    });
+    const m2 = x.client.request('other', MsgType.PING, ping, 61);
+    t.same(fresh.handle(m2.bytes).decision, { action: 'drop', reason: 'over-budget' });
+    t.same(asked, [CLIENT.address], 'asked for the source address');
+    t.equal(fresh.sessions.size, 0, 'nothing created');
+    allow = true;
+    t.equal(action(fresh.handle(m2.bytes)), 'accept', 'the same datagram within the budget');
+    t.equal(asked.length, 2);
+  },
+);
 
 t.test('mode 2 token checks: revoked, expired, wrong host, moved port, bad token', async (t) => {
   const x = withSession();
@@ -537,21 +546,24 @@ t.test('mode 2 token checks: revoked, expired, wrong host, moved port, bad token
   });
 });
 
-t.test('mode 2 refusals on the unknown-session path leave the seq for the genuine one', async (t) => {
-  const x = withSession();
-  x.client.forgetServer(S);
-  const fresh = daemon(x.keyring, x.clock);
-  const m2 = x.client.request(S, MsgType.PING, ping, 70);
-  const key = x.client.session!.hmac;
-  t.equal(code(fresh.handle(resign(m2.bytes, key, x.clock.now + 301_000))), ErrorCode.CLOCK_SKEW);
-  t.equal(
-    code(fresh.handle(m2.bytes, { address: '192.0.2.99', port: 1 })),
-    ErrorCode.TOKEN_WRONG_HOST,
-  );
-  t.equal(fresh.sessions.size, 0);
-  t.equal(action(fresh.handle(m2.bytes)), 'accept', 'the genuine one with that seq');
-  t.equal(fresh.sessions.get(x.client.session!.sessionId)!.highest, m2.seq);
-});
+t.test(
+  'mode 2 refusals on the unknown-session path leave the seq for the genuine one',
+  async (t) => {
+    const x = withSession();
+    x.client.forgetServer(S);
+    const fresh = daemon(x.keyring, x.clock);
+    const m2 = x.client.request(S, MsgType.PING, ping, 70);
+    const key = x.client.session!.hmac;
+    t.equal(code(fresh.handle(resign(m2.bytes, key, x.clock.now + 301_000))), ErrorCode.CLOCK_SKEW);
+    t.equal(
+      code(fresh.handle(m2.bytes, { address: '192.0.2.99', port: 1 })),
+      ErrorCode.TOKEN_WRONG_HOST,
+    );
+    t.equal(fresh.sessions.size, 0);
+    t.equal(action(fresh.handle(m2.bytes)), 'accept', 'the genuine one with that seq');
+    t.equal(fresh.sessions.get(x.client.session!.sessionId)!.highest, m2.seq);
+  },
+);
 
 t.test('mode 2 with a token of another session id in the header is refused', async (t) => {
   const x = withSession();
@@ -624,61 +636,64 @@ t.test(
   },
 );
 
-t.test('wrong mode and padding are refused, signed; credential scope is the daemon’s', async (t) => {
-  const x = withSession();
-  // A CHECKOUT signed with the credential key (mode 1) is not allowed.
-  const nonce = randomBytes(16);
-  const co = {
-    type: MsgType.CHECKOUT,
-    flags: 0,
-    auth: { mode: AuthMode.CREDENTIAL, credId: 'demo', nonce },
-    requestId: 80,
-    sessionId: 0n,
-    seq: 0,
-    timestamp: x.clock.now,
-    body: checkout,
-    tag: new Uint8Array(TAG_LENGTH),
-  } as AnyDatagram;
-  const r = x.server.handle(signDatagram(co, CRED));
-  t.equal(code(r), ErrorCode.WRONG_MODE);
-  t.match(r.decision, { mode: AuthMode.CREDENTIAL });
-  t.ok(
-    new KeyedHmac(CRED).verifyTrailing(r.reply!),
-    'the ERROR is signed with the credential key',
-  );
-  // An unpadded HELLO.
-  const { datagram } = getToken({ ...who, credId: 'demo', requestId: 81, now: x.clock.now });
-  datagram.body.padding = new Uint8Array(0);
-  t.equal(code(x.server.handle(signDatagram(datagram, CRED))), ErrorCode.NEED_PADDING);
-  // 'demo/bob' may only ask for bob, but auth does not know the body: it accepts the HELLO,
-  // and the daemon's HELLO handler (here the harness) refuses it NOT_PERMITTED.
-  const bob = new ClientAuth({ credId: 'demo/bob', credKey: CRED, now: () => x.cclock.now });
-  const notBob = x.server.handle(bob.hello(S, who, 82).bytes);
-  t.match(notBob.decision, { action: 'accept', mode: AuthMode.CREDENTIAL, credId: 'demo/bob' });
-  t.equal(x.server.sessions.size, 1, 'the handler made no session');
-  const err = bob.verifyReply(S, notBob.reply!, {
-    bytes: new Uint8Array(0),
-    mode: AuthMode.CREDENTIAL,
-    requestId: 82,
-    seq: 0,
-  });
-  t.match(err, { type: MsgType.ERROR, body: { code: ErrorCode.NOT_PERMITTED } });
-  t.equal(action(x.server.handle(bob.hello(S, { ...who, user: 'bob' }, 83).bytes)), 'accept');
-  t.equal(x.server.sessions.size, 2, 'bob got a session');
-  t.equal(
-    code(
-      x.server.handle(
-        adminClient(x).request(
-          S,
-          MsgType.ADMIN,
-          { op: 1, feature: 'f', user: '', host: '', leaseId: 0n },
-          84,
-        ).bytes,
+t.test(
+  'wrong mode and padding are refused, signed; credential scope is the daemon’s',
+  async (t) => {
+    const x = withSession();
+    // A CHECKOUT signed with the credential key (mode 1) is not allowed.
+    const nonce = randomBytes(16);
+    const co = {
+      type: MsgType.CHECKOUT,
+      flags: 0,
+      auth: { mode: AuthMode.CREDENTIAL, credId: 'demo', nonce },
+      requestId: 80,
+      sessionId: 0n,
+      seq: 0,
+      timestamp: x.clock.now,
+      body: checkout,
+      tag: new Uint8Array(TAG_LENGTH),
+    } as AnyDatagram;
+    const r = x.server.handle(signDatagram(co, CRED));
+    t.equal(code(r), ErrorCode.WRONG_MODE);
+    t.match(r.decision, { mode: AuthMode.CREDENTIAL });
+    t.ok(
+      new KeyedHmac(CRED).verifyTrailing(r.reply!),
+      'the ERROR is signed with the credential key',
+    );
+    // An unpadded HELLO.
+    const { datagram } = getToken({ ...who, credId: 'demo', requestId: 81, now: x.clock.now });
+    datagram.body.padding = new Uint8Array(0);
+    t.equal(code(x.server.handle(signDatagram(datagram, CRED))), ErrorCode.NEED_PADDING);
+    // 'demo/bob' may only ask for bob, but auth does not know the body: it accepts the HELLO,
+    // and the daemon's HELLO handler (here the harness) refuses it NOT_PERMITTED.
+    const bob = new ClientAuth({ credId: 'demo/bob', credKey: CRED, now: () => x.cclock.now });
+    const notBob = x.server.handle(bob.hello(S, who, 82).bytes);
+    t.match(notBob.decision, { action: 'accept', mode: AuthMode.CREDENTIAL, credId: 'demo/bob' });
+    t.equal(x.server.sessions.size, 1, 'the handler made no session');
+    const err = bob.verifyReply(S, notBob.reply!, {
+      bytes: new Uint8Array(0),
+      mode: AuthMode.CREDENTIAL,
+      requestId: 82,
+      seq: 0,
+    });
+    t.match(err, { type: MsgType.ERROR, body: { code: ErrorCode.NOT_PERMITTED } });
+    t.equal(action(x.server.handle(bob.hello(S, { ...who, user: 'bob' }, 83).bytes)), 'accept');
+    t.equal(x.server.sessions.size, 2, 'bob got a session');
+    t.equal(
+      code(
+        x.server.handle(
+          adminClient(x).request(
+            S,
+            MsgType.ADMIN,
+            { op: 1, feature: 'f', user: '', host: '', leaseId: 0n },
+            84,
+          ).bytes,
+        ),
       ),
-    ),
-    'accept',
-  );
-});
+      'accept',
+    );
+  },
+);
 
 t.test('TEST_CONN_ACK from the client is accepted under the session key', async (t) => {
   const x = withSession();

@@ -16,7 +16,10 @@ const anyKey: KeyDeriver = () => randomBytes(32);
 const slabs = new WeakMap<HmacCache, LiveSlab>();
 function shared(hmacs: HmacCache): SessionShared {
   let slab = slabs.get(hmacs);
-  if (!slab) slabs.set(hmacs, (slab = new LiveSlab()));
+  if (!slab) {
+    slab = new LiveSlab();
+    slabs.set(hmacs, slab);
+  }
   return { hmacs, slab };
 }
 
@@ -250,9 +253,9 @@ t.test('a kept reply needs the session key: none once it is gone', async (t) => 
   const ack = encodeHeartbeatAck(1, s.id, 1, 3, 5, 0, 0, 1, s.hmac!);
   s.keepReply(1, ack);
   t.same(s.keptReply(1), ack);
-  gone = true;
   session(c, 2).hmac; // evicts s's keyed HMAC from the 2-entry cache
   session(c, 3).hmac;
+  gone = true; // and then the keyring loses the server key
   t.equal(s.hmac, undefined);
   t.equal(s.keptReply(1), undefined, 'nothing to sign it with');
 });

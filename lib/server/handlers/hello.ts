@@ -63,6 +63,7 @@ export function hello(core: Core, ctx: Ctx, b: Bodies[typeof MsgType.HELLO]): vo
     sessionKey,
   );
   sessionKey.fill(0);
+  core.fresh.add(session);
   core.store.putSession(core.sessions.record(session, now));
   core.report.write('session', now, {
     session: hexId(token.tokenId),
