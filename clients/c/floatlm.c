@@ -425,7 +425,7 @@ static int x_body(io *x, flm_datagram *d) {
     flm_pong_body *b = &d->body.pong;
     TRY(X_VER(x, b->server_version));
     TRY(x_ms(x, &b->uptime_ms));
-    TRY(x_u8(x, &b->state, 0, FLM_STATE_CLOSING));
+    TRY(x_u8(x, &b->state, 0, FLM_STATE_DEGRADED));
     return x_u32(x, &b->grace_left_ms);
   }
   case FLM_RECLAIM: {

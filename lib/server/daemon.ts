@@ -13,6 +13,7 @@ import { decodeToken, sessionKeyOfBytes, TokenStore } from '../token/index.ts';
 import { ConfigError, type DaemonConfig, type LoadedConfig, loadConfig } from './config.ts';
 import { Core, type Counters, newCounters, SERVER_VERSION } from './core.ts';
 import { type DaemonOptions, resolveOptions } from './defaults.ts';
+import { degrade } from './faults.ts';
 import { ReportLog, silentLogger } from './log.ts';
 import { Metrics, type OperatorSource, type StoreState } from './metrics.ts';
 import { Outbox } from './outbox.ts';
@@ -25,8 +26,11 @@ import { SessionTable } from './sessions.ts';
 export type { DaemonConfig, DaemonOptions };
 export { type Counters, SERVER_VERSION };
 
-/** RUNNING and GRACE serve; CLOSING finishes what is pending; CLOSED is final. */
-export type State = 'RUNNING' | 'GRACE' | 'CLOSING' | 'CLOSED';
+/**
+ * RUNNING and GRACE serve; DEGRADED serves what needs no write (the state cannot be
+ * written); CLOSING finishes what is pending; CLOSED is final.
+ */
+export type State = 'RUNNING' | 'GRACE' | 'DEGRADED' | 'CLOSING' | 'CLOSED';
 
 /** The license daemon. Create with `Daemon.start(options)`. */
 export class Daemon implements OperatorSource {
@@ -72,10 +76,15 @@ export class Daemon implements OperatorSource {
       const sessions = new SessionTable(opts.hmacCacheSize, derive);
       const counters = newCounters();
       const report = new ReportLog(opts.reportLog, opts.reportRotation);
-      const outbox = new Outbox(counters, socket, store, opts.now, log, opts.replyCacheSize, () =>
-        report.flush(),
-      );
+      const outbox = new Outbox(counters, socket, store, opts.now, log, opts.replyCacheSize, () => {
+        report.flush();
+        // Committed: nothing of the last ticks needs undoing any more.
+        core.fresh.clear();
+        core.reaped.length = 0;
+      });
       const core = new Core(opts, opts.now, log, report, store, tokens, sessions, outbox, counters);
+      outbox.degraded = () => core.degraded !== undefined;
+      outbox.onCommitFailed = (e) => degrade(core, e, opts.now());
       core.config = config;
       Object.defineProperty(core, 'keyring', {
         get: () => keyring,
@@ -138,6 +147,7 @@ export class Daemon implements OperatorSource {
   get state(): State {
     const c = this.#core;
     if (c.state !== 'RUNNING') return c.state;
+    if (c.degraded !== undefined) return 'DEGRADED';
     return c.graceLeft() > 0 ? 'GRACE' : 'RUNNING';
   }
 

@@ -277,7 +277,7 @@ export async function startHttp(opts: HttpOptions): Promise<HttpServer> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const path = url.pathname;
     if (path === '/healthz') {
-      const ok = opts.source.state === 'RUNNING' || opts.source.state === 'GRACE';
+      const ok = ['RUNNING', 'GRACE', 'DEGRADED'].includes(opts.source.state);
       send(res, ok ? 200 : 503, text, ok ? 'ok\n' : `${opts.source.state}\n`, head);
       return;
     }

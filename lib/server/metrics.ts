@@ -38,7 +38,7 @@ export interface StoreState {
 /** What the operator's layer reads from a daemon; the Daemon implements it. */
 export interface OperatorSource {
   readonly version: string;
-  /** 'RUNNING', 'GRACE' (restart grace), 'CLOSING' or 'CLOSED'. */
+  /** 'RUNNING', 'GRACE' (restart grace), 'DEGRADED' (state not writable), 'CLOSING', 'CLOSED'. */
   readonly state: string;
   readonly sessionCount: number;
   readonly counters: DatagramCounters;
@@ -51,6 +51,7 @@ export interface OperatorSource {
 
 /** Why the server is not ready, or undefined when it is (RUNNING, out of grace, store up). */
 export function notReady(source: OperatorSource): string | undefined {
+  if (source.state === 'DEGRADED') return 'the state cannot be written (degraded)';
   if (source.state !== 'RUNNING' && source.state !== 'GRACE') return `state ${source.state}`;
   const grace = source.graceLeft();
   if (grace > 0) return `in restart grace (${Math.ceil(grace / 1000)} s left)`;

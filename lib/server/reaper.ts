@@ -7,6 +7,7 @@ import { signDatagram } from '../auth/sign.ts';
 import { randomBytes } from '../crypto/index.ts';
 import { AuthMode, Flags, MsgType } from '../wire/index.ts';
 import { type Core, hexId } from './core.ts';
+import { degrade, tryRecover } from './faults.ts';
 import type { Session } from './session.ts';
 
 /** Sessions looked at per tick: a host with a million sweeps them over several ticks. */
@@ -29,9 +30,16 @@ export class Reaper {
       this.#sweep(now);
       core.graceLeft(now);
       this.#expireIdle(now);
-      core.saveTallies();
       core.tokens.flushTokens(now, 5000);
-      core.store.flushExpired(now, 100_000, 4);
+      // A degraded daemon writes nothing until a probe write succeeds (then it commits).
+      if (!tryRecover(core, now)) return;
+      core.saveTallies();
+      try {
+        core.store.flushExpired(now, 100_000, 4);
+      } catch (e) {
+        degrade(core, e as Error, now);
+        return;
+      }
       if (core.store.pending() > 0) core.outbox.commitAndSend();
     } catch (e) {
       core.counters.internal++;

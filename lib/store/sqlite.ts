@@ -537,6 +537,7 @@ export class Store {
   readonly #pendingReclaimed = new Map<bigint, number>();
   readonly #pendingReplies = new Map<string, ReplyRecord>();
   #nextSeq = 1;
+  #fault: Error | undefined;
   readonly #s: Record<string, Stmt> = {};
   readonly #applyAll: Database.Transaction<() => void>;
   readonly #flush: Database.Transaction<(now: number, batch: number, deadline: number) => number>;
@@ -900,13 +901,24 @@ export class Store {
    * touched. Never throws: false on any error.
    */
   probe(now: number): boolean {
-    if (this.#closed || this.readonly) return false;
+    if (this.#closed || this.readonly || this.#fault) return false;
     try {
       this.#db.transaction(() => this.#s.setMeta!.run('probe', String(now))).immediate();
       return true;
     } catch {
       return false;
     }
+  }
+
+  /**
+   * Fault injection for tests of what a filesystem cannot produce on demand: while set,
+   * every commit throws `error` (nothing is applied) and every probe fails. `undefined`
+   * clears it.
+   */
+  injectFault(error: Error | undefined): void {
+    if (error !== undefined && !(error instanceof Error))
+      throw new TypeError('error must be an Error or undefined');
+    this.#fault = error;
   }
 
   /** Number of changes recorded and not yet committed. */
@@ -925,6 +937,7 @@ export class Store {
     this.#live();
     const n = this.#ops.length;
     if (n === 0) return 0;
+    if (this.#fault) throw this.#fault;
     this.#applyAll.immediate();
     this.#ops = [];
     this.#pendingRevoked.clear();
@@ -985,6 +998,7 @@ export class Store {
     ms('now', now);
     int('batch', batch, 1, 1_000_000);
     if (!(budgetMs > 0)) throw new RangeError('budgetMs must be > 0');
+    if (this.#fault) throw this.#fault;
     const budgeted = budgetMs !== Number.POSITIVE_INFINITY;
     const rows = budgeted ? Math.min(batch, this.#flushRows) : batch;
     const start = performance.now();
