@@ -100,13 +100,22 @@ async function open(
   }
 }
 
+/**
+ * What silence means: floatlmd never answers a datagram it cannot verify, so a wrong key
+ * looks like a dead server from here. The daemon logs which it was (a line per source a
+ * minute).
+ */
+const NO_ANSWER_HINT =
+  'either the server is down or unreachable, or it did not recognise our credential (an ' +
+  "unknown credential id, or the wrong key for it): the daemon's log says which";
+
 /** Maps library errors to one line and an exit code. */
 export function toCliError(e: unknown): CliError {
   if (e instanceof CliError) return e;
   // What --verbose adds: the error's class, code (and server reason) and where it came from.
   const detail = e instanceof Error ? verboseDetail(e) : undefined;
   if (e instanceof TimeoutError)
-    return new CliError(`floatlm: ${e.message}`, ExitCode.NO_ANSWER, detail);
+    return new CliError(`floatlm: ${e.message}; ${NO_ANSWER_HINT}`, ExitCode.NO_ANSWER, detail);
   if (e instanceof DeniedError) {
     const auth = e.reason >= ErrorCode.TOKEN_BAD_SIGNATURE && e.reason <= ErrorCode.WRONG_MODE;
     return new CliError(
@@ -308,7 +317,10 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
           io.out(`${o.count} sent, ${answered} received, ${loss}% loss${stats}\n`);
         }
         if (answered === 0)
-          throw new CliError(`floatlm: ping: no answer from ${client.server}`, ExitCode.NO_ANSWER);
+          throw new CliError(
+            `floatlm: ping: no answer from ${client.server}; ${NO_ANSWER_HINT}`,
+            ExitCode.NO_ANSWER,
+          );
       },
     );
 

@@ -423,3 +423,28 @@ t.test('grant and denial counts survive a restart', async (t) => {
   t.equal(f.issued, 1, 'one grant, remembered');
   t.equal(f.denied, 1, 'one denial, remembered');
 });
+
+t.test(
+  'a reread refused for a keys file readable by others says why, on the wire and in the log',
+  async (t) => {
+    const site = makeSite(['FEATURE demo demo 1.0 permanent 1']);
+    const lines: string[] = [];
+    const d = await startDaemon(site, {
+      logger: { error: (s) => lines.push(s), warn: () => {}, info: () => {}, debug: () => {} },
+    });
+    t.teardown(() => d.close());
+    const c = await client(site, d.address().port);
+    t.teardown(() => c.close());
+    const { chmodSync } = await import('node:fs');
+    chmodSync(site.keysFile, 0o644);
+    const err = await c.admin(AdminOp.REREAD).catch((e: unknown) => e);
+    t.type(err, DeniedError);
+    t.match((err as Error).message, /reread refused: .*mode 0?644 .*chmod 600/);
+    t.ok(
+      lines.some((l) => /reread refused: .*mode 0?644/.test(l)),
+      'and the daemon logs it',
+    );
+    chmodSync(site.keysFile, 0o600);
+    t.match((await c.admin(AdminOp.REREAD)).message, /reread: 1 feature/);
+  },
+);

@@ -355,3 +355,54 @@ t.test(
     holder.close().catch(() => {});
   },
 );
+
+t.test('refused first contacts are logged, a line per source a minute', async (t) => {
+  const site = makeSite(['FEATURE demo demo 1.0 permanent 1']);
+  const lines: string[] = [];
+  const put = (s: string) => {
+    lines.push(s);
+  };
+  const d = await startDaemon(site, {
+    logger: { error: put, warn: put, info: () => {}, debug: () => {} },
+  });
+  t.teardown(() => d.close());
+  const port = d.address().port;
+  const hello = (credId: string, key: Uint8Array, n: number) =>
+    signDatagram(
+      {
+        type: MsgType.HELLO,
+        flags: 0,
+        auth: { mode: AuthMode.CREDENTIAL, credId, nonce: new Uint8Array(16).fill(n) },
+        requestId: n,
+        sessionId: 0n,
+        seq: 0,
+        timestamp: Date.now(),
+        body: {
+          vendor: 'demo',
+          user: 'alice',
+          host: 'ws1',
+          program: 'p',
+          version: '1',
+          padding: new Uint8Array(500),
+        },
+        tag: new Uint8Array(TAG_LENGTH),
+      } as AnyDatagram,
+      key,
+    );
+  const a = await udp(port, '127.0.0.4');
+  const b = await udp(port, '127.0.0.5');
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
+  for (let i = 1; i <= 5; i++) a.send(hello('nosuch', site.credKey, i));
+  for (let i = 1; i <= 5; i++) b.send(hello('demo', new Uint8Array(32).fill(1), i));
+  t.ok(await until(() => d.counters.received >= 10), 'all arrived');
+  t.equal(a.got.length + b.got.length, 0, 'nothing answered');
+  const fromA = lines.filter((l) => l.includes('127.0.0.4'));
+  const fromB = lines.filter((l) => l.includes('127.0.0.5'));
+  t.equal(fromA.length, 1, 'one line for the first source');
+  t.match(fromA[0], /refused: unknown credential id "nosuch"/);
+  t.equal(fromB.length, 1, 'one line for the second');
+  t.match(fromB[0], /refused: bad tag for credential "demo" \(wrong key\?\)/);
+});
