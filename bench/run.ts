@@ -169,7 +169,7 @@ async function main(): Promise<void> {
     const othersPct = busy.some(Number.isNaN) ? Number.NaN : Math.round(median(busy));
     if (othersPct > 30)
       say(
-        `   warning: other processes took ${othersPct}% of core 0 (median over the runs): per-request CPU is inflated, the daemon's far more than echo's (its working set is evicted from the caches each time it gets the core back), so heartbeat/echo reads low; rerun on a quiet machine`,
+        `   warning: other processes took ${othersPct}% of core 0 (median over the runs): per-request CPU is inflated, the daemon's far more than echo's (most likely its larger working set is evicted from the caches whenever it gets the core back), so heartbeat/echo reads low; rerun on a quiet machine`,
       );
     if (tp.profile_dir)
       say(`   profile of a separate daemon under heartbeat load written to ${tp.profile_dir}`);
