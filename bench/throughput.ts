@@ -4,7 +4,15 @@
  * to core 1) with many requests in flight: authenticated HEARTBEATs (mode 3, each with a
  * fresh seq and request id, signed by the generator), and CHECKOUT+CHECKIN pairs.
  *
- * How heartbeat/echo is measured (and why: see the report in bench/run.ts's doc comment).
+ * Why heartbeat/echo is measured the way it is. Each server's CPU per request drifts with
+ * what else runs on this shared 2-core box, and not alike: with other processes taking
+ * ~80 % of core 0, a heartbeat cost 25–35 µs of server CPU against 12 µs on a quiet core,
+ * while an echo went only from 8 to 9–11 µs. The earlier bench took one echo run and one
+ * heartbeat run (full run: the mean of an echo before and one ~10 s after, with the
+ * CHECKOUT+CHECKIN run between; `--only=heartbeat`: the first echo alone, printed twice),
+ * each run a single sample whose conditions nobody saw, so the two modes' ratios could not
+ * agree; a `--prof` daemon also paid the profiler (15–20 % more CPU per heartbeat).
+ *
  * Both servers start once, are warmed up by an unmeasured run each, and stay up; then echo
  * and heartbeat runs alternate, E H E H … E, and each heartbeat run is compared with the
  * mean of the echo runs just before and after it, seconds apart, so drift in the shared
@@ -13,7 +21,8 @@
  * thread), read by the generator at the two instants that bound the requests it counts.
  * The same sequence runs for `--only=heartbeat` and the full run; the CHECKOUT+CHECKIN run
  * (full run only) comes after it, so it cannot change the heartbeat figures. A profiled
- * daemon (`--prof`) is a separate process whose figures are never reported.
+ * daemon (`--prof`) is a separate process whose figures are never reported. Every run also
+ * reports how much of core 0 other processes took, so a contended figure is visible.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
