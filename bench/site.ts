@@ -1,14 +1,14 @@
 /**
- * A benchmark site in a temp dir: server keyring, a vendor key pair, a signed license, a
- * credential key, and helpers the benchmarks share (child processes, RSS, CPU time of a
- * process, UDP request/response with retransmission). Self-contained: bench/ does not
- * import from test/.
+ * A benchmark site in a temp dir: server keyring, a vendor key pair, a signed license,
+ * credential and admin keys, and helpers the benchmarks share (child processes, the real
+ * floatlmd CLI as a child, RSS and CPU time of a process, UDP request/response with
+ * retransmission). Self-contained: bench/ does not import from test/.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { generateKey, saveDaemonKeys } from '../lib/crypto/files.ts';
 import { randomBytes } from '../lib/crypto/hmac.ts';
 import { Keyring } from '../lib/crypto/keyring.ts';
@@ -19,7 +19,12 @@ export interface Site {
   licenseFile: string;
   keysFile: string;
   stateDir: string;
+  /** Credential `demo` (the README demo's vendor-wide one). */
   credKey: Uint8Array;
+  /** Per-user credentials `demo/user1` … `demo/user16`: other clients, for flood figures. */
+  userCreds: { id: string; user: string; key: Uint8Array }[];
+  /** Admin key `admin`. */
+  adminKey: Uint8Array;
 }
 
 /**
@@ -32,6 +37,12 @@ export function makeSite(
 ): Site {
   const vendor = generateVendorKeyPair();
   const credKey = generateKey();
+  const userCreds = Array.from({ length: 16 }, (_, i) => ({
+    id: `demo/user${i + 1}`,
+    user: `user${i + 1}`,
+    key: generateKey(),
+  }));
+  const adminKey = generateKey();
   const keysFile = join(dir, 'keys.json');
   const keyring = new Keyring({
     period: 86_400,
@@ -40,8 +51,8 @@ export function makeSite(
   });
   saveDaemonKeys(keysFile, {
     keyring,
-    credentials: new Map([['demo', credKey]]),
-    admin: new Map([['admin', generateKey()]]),
+    credentials: new Map([['demo', credKey], ...userCreds.map((c) => [c.id, c.key] as const)]),
+    admin: new Map([['admin', adminKey]]),
     vendors: new Map([['demo', vendor.publicKey]]),
   });
   const licenseFile = join(dir, 'site.lic');
@@ -52,7 +63,15 @@ export function makeSite(
       vendor.privateKey,
     ),
   );
-  return { dir, licenseFile, keysFile, stateDir: join(dir, 'state'), credKey };
+  return {
+    dir,
+    licenseFile,
+    keysFile,
+    stateDir: join(dir, 'state'),
+    credKey,
+    userCreds,
+    adminKey,
+  };
 }
 
 /** dist/bench/, where the compiled benchmark scripts live. */
@@ -67,12 +86,57 @@ export function canPin(cpus: number): boolean {
  * Spawns `node dist/bench/<script> args` (optionally pinned to `core`), resolving with the
  * child and the first stdout line (the script prints one line once it is ready).
  */
-export async function spawnScript(
+export function spawnScript(
   script: string,
   args: string[],
   o: { core?: number; nodeArgs?: string[] } = {},
 ): Promise<{ child: ChildProcess; ready: string; lines: () => string[] }> {
-  const argv = [...(o.nodeArgs ?? []), join(BENCH_DIR, script), ...args];
+  return spawnNode(join(BENCH_DIR, script), args, o);
+}
+
+/**
+ * The real `floatlmd` command (dist/bin/floatlmd.js) on 127.0.0.1 port 0 over `site`, as a
+ * child process (pinned to `core`); `args` are more floatlmd options. Resolves once it
+ * listens, with its port.
+ * @throws {Error} when it exits before listening
+ */
+export async function spawnFloatlmd(
+  site: Site,
+  args: string[],
+  o: { core?: number } = {},
+): Promise<{ child: ChildProcess; port: number }> {
+  const bin = join(BENCH_DIR, '..', 'bin', 'floatlmd.js');
+  const { child, ready } = await spawnNode(
+    bin,
+    [
+      '--license',
+      site.licenseFile,
+      '--keys',
+      site.keysFile,
+      '--state',
+      site.stateDir,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--log-level',
+      'warn',
+      ...args,
+    ],
+    o,
+  );
+  const port = Number(/listening on [^\s]*:(\d+)/.exec(ready)?.[1]);
+  if (!(port > 0)) throw new Error(`floatlmd said "${ready}", not where it listens`);
+  return { child, port };
+}
+
+async function spawnNode(
+  file: string,
+  args: string[],
+  o: { core?: number; nodeArgs?: string[] },
+): Promise<{ child: ChildProcess; ready: string; lines: () => string[] }> {
+  const script = basename(file);
+  const argv = [...(o.nodeArgs ?? []), file, ...args];
   const child =
     o.core === undefined
       ? spawn(process.execPath, argv, { stdio: ['pipe', 'pipe', 'inherit'] })
@@ -85,6 +149,7 @@ export async function spawnScript(
   });
   const ready = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${script} did not start`)), 600_000);
+    timer.unref();
     const check = () => {
       const nl = out.indexOf('\n');
       if (nl >= 0) {
@@ -125,9 +190,49 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
-/** The pid of the node process under `taskset` (taskset execs, so it is the same pid). */
-export function pidOf(child: ChildProcess): number {
-  return child.pid ?? -1;
+/**
+ * CPU seconds (every thread) of a process, with nanosecond resolution: the sum of its
+ * threads' run time from /proc/PID/task/TID/schedstat (Linux). Threads that have exited are
+ * missing, so compare only across intervals in which the process keeps its threads (a
+ * daemon under load does). Falls back to `cpuSeconds` (10 ms ticks).
+ */
+export function cpuSecondsFine(pid: number): number {
+  try {
+    let ns = 0;
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+    }
+    return ns / 1e9;
+  } catch {
+    return cpuSeconds(pid);
+  }
+}
+
+/** Resident set size of a process in bytes, from /proc (Linux); NaN elsewhere. */
+export function rssBytes(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : Number.NaN;
+  } catch {
+    return Number.NaN;
+  }
+}
+
+/**
+ * Datagrams the kernel dropped for the UDP socket bound to 127.0.0.1:`port` (its receive
+ * buffer was full), from /proc/net/udp; NaN when not found.
+ */
+export function udpDrops(port: number): number {
+  try {
+    const want = `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+    for (const line of readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f[1] === want) return Number(f[12]);
+    }
+  } catch {
+    // not Linux
+  }
+  return Number.NaN;
 }
 
 /** A UDP socket on 127.0.0.1 that matches replies to requests by request id. */
@@ -149,9 +254,10 @@ export class Requester {
     });
   }
 
-  static async open(port: number): Promise<Requester> {
+  /** A socket bound to `host` (a loopback address), talking to 127.0.0.1:`port`. */
+  static async open(port: number, host = '127.0.0.1'): Promise<Requester> {
     const r = new Requester(port);
-    await new Promise<void>((resolve) => r.socket.bind(0, '127.0.0.1', resolve));
+    await new Promise<void>((resolve) => r.socket.bind(0, host, resolve));
     r.socket.setRecvBufferSize(4 << 20);
     r.socket.setSendBufferSize(4 << 20);
     return r;

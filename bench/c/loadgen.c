@@ -9,6 +9,7 @@
  * generator measures the server, it does not defend against it).
  *
  *   loadgen MODE PORT WINDOW DURATION_MS WARMUP_MS MAX_REQUESTS SESSIONS_FILE FEATURE FIRST_SEQ
+ *           [SERVER_PID]
  *
  * MODE: `hb` HEARTBEATs (mode 3); `pair` CHECKOUT then CHECKIN of the granted lease, one
  * pair per slot at a time (latency and rate are per pair). SESSIONS_FILE: one line per
@@ -19,10 +20,15 @@
  * everything (and its reply cache answers with the earlier run's replies).
  * An echo server simply returns each heartbeat: same request id, so the same code path
  * measures it. A request unanswered for 500 ms is counted lost and its slot reused.
+ * SERVER_PID: the server's process; its CPU time (every thread, from the kernel's
+ * per-process CPU clock, ns resolution) and its main thread's context switches are read at
+ * the two instants that bound the measured requests, so the CPU per request divides the
+ * CPU and the requests of exactly the same interval.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -78,6 +84,55 @@ static double cpu_s(void) {
   getrusage(RUSAGE_SELF, &ru);
   return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + ru.ru_stime.tv_sec +
          ru.ru_stime.tv_usec / 1e6;
+}
+
+/* CPU seconds of process `pid` (all threads), NAN when it cannot be read. */
+static double proc_cpu_s(pid_t pid) {
+  clockid_t id;
+  struct timespec ts;
+  if (pid <= 0 || clock_getcpuclockid(pid, &id) != 0 || clock_gettime(id, &ts) != 0) return NAN;
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Voluntary (blocked: waiting for datagrams) and involuntary (preempted) context switches of
+ * the main thread of `pid`, from /proc; -1 when unknown. */
+static void proc_switches(pid_t pid, long long *vol, long long *invol) {
+  *vol = *invol = -1;
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  FILE *f = pid > 0 ? fopen(path, "r") : NULL;
+  if (!f) return;
+  while (fgets(line, sizeof line, f)) {
+    sscanf(line, "voluntary_ctxt_switches: %lld", vol);
+    sscanf(line, "nonvoluntary_ctxt_switches: %lld", invol);
+  }
+  fclose(f);
+}
+
+/* Busy and stolen seconds of cores 0 and 1 so far, from /proc/stat (busy: user, nice, system,
+ * irq, softirq; stolen: time the hypervisor ran something else). Zero when unknown. */
+typedef struct {
+  double busy[2], steal[2];
+} cores_t;
+
+static cores_t cores_now(void) {
+  cores_t c = {{0, 0}, {0, 0}};
+  FILE *f = fopen("/proc/stat", "r");
+  if (!f) return c;
+  double hz = (double)sysconf(_SC_CLK_TCK);
+  char line[512];
+  while (fgets(line, sizeof line, f)) {
+    int cpu;
+    unsigned long long us, ni, sy, id, io, irq, sirq, st;
+    if (sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu", &cpu, &us, &ni, &sy, &id,
+               &io, &irq, &sirq, &st) == 9 &&
+        cpu >= 0 && cpu < 2) {
+      c.busy[cpu] = (us + ni + sy + irq + sirq) / hz;
+      c.steal[cpu] = st / hz;
+    }
+  }
+  fclose(f);
+  return c;
 }
 
 static int hexval(char c) {
@@ -209,6 +264,7 @@ int main(int argc, char **argv) {
   long long max_requests = atoll(argv[6]);
   feature = argv[8];
   uint32_t first_seq = (uint32_t)strtoul(argv[9], NULL, 10);
+  pid_t server = argc > 10 ? (pid_t)atoi(argv[10]) : 0;
   if (window < 1 || window > MAX_WINDOW || max_requests < 1 || strlen(feature) > 64) {
     fprintf(stderr, "loadgen: bad WINDOW, MAX_REQUESTS or FEATURE\n");
     return 2;
@@ -254,14 +310,18 @@ int main(int argc, char **argv) {
   int64_t measure_from = t0 + warmup;
   int64_t end = t0 + warmup + duration;
   int64_t measured_start = 0;
-  double cpu_start = 0;
-  long long done_at_start = 0;
+  double cpu_start = 0, server_cpu_start = NAN;
+  long long done_at_start = 0, vol_start = -1, invol_start = -1;
+  cores_t cores_start = {{0, 0}, {0, 0}};
 
   for (;;) {
     int64_t t = now_ns();
     if (!measured_start && t >= measure_from) {
       measured_start = t;
       cpu_start = cpu_s();
+      server_cpu_start = proc_cpu_s(server);
+      proc_switches(server, &vol_start, &invol_start);
+      cores_start = cores_now();
       done_at_start = done;
     }
     if (t >= end || (issued >= max_requests && done + lost >= issued)) break;
@@ -326,6 +386,10 @@ int main(int argc, char **argv) {
   }
   int64_t t_end = now_ns();
   double cpu = cpu_s() - cpu_start;
+  double server_cpu = proc_cpu_s(server) - server_cpu_start;
+  long long vol_end, invol_end;
+  proc_switches(server, &vol_end, &invol_end);
+  cores_t cores_end = cores_now();
   double secs = measured_start ? (t_end - measured_start) / 1e9 : 0;
   qsort(lat, (size_t)nlat, sizeof(int64_t), cmp64);
   double p50 = nlat ? lat[nlat / 2] / 1000.0 : 0;
@@ -333,10 +397,16 @@ int main(int argc, char **argv) {
   printf(
       "{\"mode\":\"%s\",\"window\":%d,\"sessions\":%d,\"seconds\":%.3f,\"completed\":%lld,"
       "\"rate\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"lost\":%lld,\"errors\":%lld,"
-      "\"unexpected\":%lld,\"generator_cpu_s\":%.3f,\"generator_cpu_pct\":%.1f}\n",
+      "\"unexpected\":%lld,\"generator_cpu_s\":%.3f,\"generator_cpu_pct\":%.1f,"
+      "\"server_cpu_s\":%.6f,\"server_blocked\":%lld,\"server_preempted\":%lld,"
+      "\"core_busy_s\":[%.2f,%.2f],\"core_steal_s\":[%.2f,%.2f]}\n",
       pair ? "pair" : "hb", window, nsessions, secs, done - done_at_start,
       secs > 0 ? (done - done_at_start) / secs : 0, p50, p99, lost, errors, unexpected, cpu,
-      secs > 0 ? 100.0 * cpu / secs : 0);
+      secs > 0 ? 100.0 * cpu / secs : 0, isnan(server_cpu) ? -1.0 : server_cpu,
+      vol_start >= 0 && vol_end >= 0 ? vol_end - vol_start : -1,
+      invol_start >= 0 && invol_end >= 0 ? invol_end - invol_start : -1,
+      cores_end.busy[0] - cores_start.busy[0], cores_end.busy[1] - cores_start.busy[1],
+      cores_end.steal[0] - cores_start.steal[0], cores_end.steal[1] - cores_start.steal[1]);
   free(lat);
   return 0;
 }
