@@ -23,7 +23,8 @@ import {
 import type { Core } from './core.ts';
 import { SEQ_RESERVE } from './defaults.ts';
 import { dispatch } from './handlers/index.ts';
-import { type Ctx, cacheKeyOf, changesState, type Peer, recordKey } from './outbox.ts';
+import { cacheKeyOf, changesState, recordKey } from './keys.ts';
+import type { Ctx, Peer } from './outbox.ts';
 import type { RateLimiter } from './ratelimit.ts';
 import type { Session } from './session.ts';
 

@@ -9,73 +9,12 @@
  */
 import { WindowSlab } from '../auth/replay.ts';
 import { KeyedHmac } from '../crypto/hmac.ts';
-import {
-  Flags,
-  HEADER_LENGTH,
-  MAGIC,
-  MsgType,
-  Offset,
-  TAG_LENGTH,
-  VERSION,
-} from '../wire/index.ts';
+import { HEADER_LENGTH, Offset } from '../wire/index.ts';
+import { encodeHeartbeatAck, HEARTBEAT_ACK_LENGTH, u32 } from './heartbeat-ack.ts';
+import type { HmacCache } from './hmac-cache.ts';
 
-/** Bytes of a HEARTBEAT_ACK: header, leases u16, queued u16, heartbeatMs u32, tag. */
-export const HEARTBEAT_ACK_LENGTH = HEADER_LENGTH + 8 + TAG_LENGTH;
-
-/**
- * A signed HEARTBEAT_ACK (protocol.md 5.6) with REPLY|FROM_SERVER and the request's mode,
- * request id, session id and seq, encoded directly: the daemon sends one per heartbeat, and
- * the generic encoder costs more than the rest of the reply. Positional, to allocate
- * nothing but the bytes.
- * @throws {RangeError} when a field is out of its range
- */
-export function encodeHeartbeatAck(
-  requestId: number,
-  sessionId: bigint,
-  seq: number,
-  mode: number,
-  timestamp: number,
-  leases: number,
-  queued: number,
-  heartbeatMs: number,
-  key: KeyedHmac,
-): Uint8Array {
-  if (!(u32(requestId) && u32(seq) && u32(heartbeatMs))) {
-    throw new RangeError('requestId, seq and heartbeatMs must be in [0, 2^32)');
-  }
-  if (!(leases >= 0 && leases <= 0xffff && queued >= 0 && queued <= 0xffff)) {
-    throw new RangeError('leases and queued must be in [0, 65535]');
-  }
-  if (!Number.isSafeInteger(timestamp) || timestamp < 0) {
-    throw new RangeError('timestamp must be a non-negative safe integer');
-  }
-  if (!(mode >= 1 && mode <= 4)) throw new RangeError('mode must be 1, 2, 3 or 4');
-  if (sessionId < 0n || sessionId > 0xffff_ffff_ffff_ffffn) {
-    throw new RangeError('sessionId must be a u64');
-  }
-  const b = new Uint8Array(HEARTBEAT_ACK_LENGTH);
-  const v = new DataView(b.buffer);
-  v.setUint16(0, MAGIC);
-  b[2] = VERSION;
-  b[3] = MsgType.HEARTBEAT_ACK;
-  b[4] = Flags.REPLY | Flags.FROM_SERVER;
-  b[5] = mode;
-  v.setUint16(6, HEARTBEAT_ACK_LENGTH);
-  v.setUint32(8, requestId);
-  v.setBigUint64(12, sessionId);
-  v.setUint32(20, seq);
-  v.setUint32(24, Math.floor(timestamp / 0x1_0000_0000));
-  v.setUint32(28, timestamp >>> 0);
-  v.setUint16(32, leases);
-  v.setUint16(34, queued);
-  v.setUint32(36, heartbeatMs);
-  key.signTrailing(b);
-  return b;
-}
-
-function u32(v: number): boolean {
-  return Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff;
-}
+export { encodeHeartbeatAck, HEARTBEAT_ACK_LENGTH } from './heartbeat-ack.ts';
+export { HmacCache } from './hmac-cache.ts';
 
 /**
  * Turns a token into its session key; undefined when its server key is gone. It must return
@@ -98,58 +37,6 @@ export interface SessionFields {
   floor?: number;
   /** Id of the credential the session was opened with. */
   credential?: string;
-}
-
-/**
- * Keyed HMACs of the most recently active sessions, at most `max`, and the key derivation
- * that rebuilds an evicted one. Two generations: new and refreshed entries go to the young
- * one; when it holds max/2 the old generation is dropped whole and the young one takes its
- * place. Every operation is O(1), with no Map iteration (V8 walks the deleted entries at a
- * Map's front, so evicting one at a time by iteration grows costly), and a session used
- * within the last max/2 insertions is always kept.
- */
-export class HmacCache {
-  readonly derive: KeyDeriver;
-  readonly #half: number;
-  #young = new Map<Session, KeyedHmac>();
-  #old = new Map<Session, KeyedHmac>();
-
-  /** @throws {RangeError} when max is not an integer ≥ 2; {TypeError} without derive */
-  constructor(max: number, derive: KeyDeriver) {
-    if (!Number.isInteger(max) || max < 2) throw new RangeError('max must be an integer ≥ 2');
-    if (typeof derive !== 'function') throw new TypeError('derive must be a function');
-    this.#half = Math.floor(max / 2);
-    this.derive = derive;
-  }
-
-  get size(): number {
-    return this.#young.size + this.#old.size;
-  }
-
-  get(s: Session): KeyedHmac | undefined {
-    const h = this.#young.get(s);
-    if (h) return h;
-    const o = this.#old.get(s);
-    if (o) {
-      this.#old.delete(s);
-      this.set(s, o);
-    }
-    return o;
-  }
-
-  set(s: Session, h: KeyedHmac): void {
-    this.#old.delete(s);
-    this.#young.set(s, h);
-    if (this.#young.size >= this.#half) {
-      this.#old = this.#young;
-      this.#young = new Map();
-    }
-  }
-
-  delete(s: Session): void {
-    this.#young.delete(s);
-    this.#old.delete(s);
-  }
 }
 
 /**

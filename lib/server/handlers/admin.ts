@@ -6,7 +6,8 @@
 import { AdminOp, ErrorCode, MsgType } from '../../wire/index.ts';
 import type { Bodies } from '../../wire/messages.ts';
 import { type Core, hexId } from '../core.ts';
-import { type Ctx, clip } from '../outbox.ts';
+import { clip } from '../keys.ts';
+import type { Ctx } from '../outbox.ts';
 
 export function admin(core: Core, ctx: Ctx, b: Bodies[typeof MsgType.ADMIN]): void {
   const now = ctx.now;

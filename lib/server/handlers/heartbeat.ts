@@ -7,8 +7,9 @@
 import type { MsgType } from '../../wire/index.ts';
 import type { Bodies } from '../../wire/messages.ts';
 import type { Core } from '../core.ts';
+import { encodeHeartbeatAck } from '../heartbeat-ack.ts';
 import type { Ctx } from '../outbox.ts';
-import { encodeHeartbeatAck, type Session } from '../session.ts';
+import type { Session } from '../session.ts';
 
 export function heartbeat(
   core: Core,

@@ -1,0 +1,65 @@
+/**
+ * The HEARTBEAT_ACK, the reply the daemon sends most: its fixed layout written directly (the
+ * generic encoder costs more than the rest of the reply).
+ */
+import type { KeyedHmac } from '../crypto/hmac.ts';
+import { Flags, HEADER_LENGTH, MAGIC, MsgType, TAG_LENGTH, VERSION } from '../wire/index.ts';
+
+/** Bytes of a HEARTBEAT_ACK: header, leases u16, queued u16, heartbeatMs u32, tag. */
+export const HEARTBEAT_ACK_LENGTH = HEADER_LENGTH + 8 + TAG_LENGTH;
+
+/**
+ * A signed HEARTBEAT_ACK (protocol.md 5.6) with REPLY|FROM_SERVER and the request's mode,
+ * request id, session id and seq, encoded directly: the daemon sends one per heartbeat, and
+ * the generic encoder costs more than the rest of the reply. Positional, to allocate
+ * nothing but the bytes.
+ * @throws {RangeError} when a field is out of its range
+ */
+export function encodeHeartbeatAck(
+  requestId: number,
+  sessionId: bigint,
+  seq: number,
+  mode: number,
+  timestamp: number,
+  leases: number,
+  queued: number,
+  heartbeatMs: number,
+  key: KeyedHmac,
+): Uint8Array {
+  if (!(u32(requestId) && u32(seq) && u32(heartbeatMs))) {
+    throw new RangeError('requestId, seq and heartbeatMs must be in [0, 2^32)');
+  }
+  if (!(leases >= 0 && leases <= 0xffff && queued >= 0 && queued <= 0xffff)) {
+    throw new RangeError('leases and queued must be in [0, 65535]');
+  }
+  if (!Number.isSafeInteger(timestamp) || timestamp < 0) {
+    throw new RangeError('timestamp must be a non-negative safe integer');
+  }
+  if (!(mode >= 1 && mode <= 4)) throw new RangeError('mode must be 1, 2, 3 or 4');
+  if (sessionId < 0n || sessionId > 0xffff_ffff_ffff_ffffn) {
+    throw new RangeError('sessionId must be a u64');
+  }
+  const b = new Uint8Array(HEARTBEAT_ACK_LENGTH);
+  const v = new DataView(b.buffer);
+  v.setUint16(0, MAGIC);
+  b[2] = VERSION;
+  b[3] = MsgType.HEARTBEAT_ACK;
+  b[4] = Flags.REPLY | Flags.FROM_SERVER;
+  b[5] = mode;
+  v.setUint16(6, HEARTBEAT_ACK_LENGTH);
+  v.setUint32(8, requestId);
+  v.setBigUint64(12, sessionId);
+  v.setUint32(20, seq);
+  v.setUint32(24, Math.floor(timestamp / 0x1_0000_0000));
+  v.setUint32(28, timestamp >>> 0);
+  v.setUint16(32, leases);
+  v.setUint16(34, queued);
+  v.setUint32(36, heartbeatMs);
+  key.signTrailing(b);
+  return b;
+}
+
+/** Whether `v` is a u32. */
+export function u32(v: number): boolean {
+  return Number.isInteger(v) && v >= 0 && v <= 0xffff_ffff;
+}
