@@ -294,6 +294,8 @@ export class Daemon implements OperatorSource {
     c.state = 'CLOSING';
     this.#closed = (async () => {
       if (this.#timer) clearInterval(this.#timer);
+      // Count the last replies (the answer to an admin shutdown, say) until they have left.
+      const drained = c.outbox.drain(1000);
       try {
         c.saveTallies();
         c.outbox.commitAndSend();
@@ -302,8 +304,7 @@ export class Daemon implements OperatorSource {
       }
       c.report.write('stop', c.now(), {});
       c.report.flush();
-      // Let the last replies (the answer to an admin shutdown, say) leave before closing.
-      await c.outbox.drain(1000);
+      await drained;
       c.outbox.closed = true;
       await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
       c.store.close();

@@ -80,6 +80,8 @@ export class Outbox {
   #outgoing: Outgoing[] = [];
   #tickScheduled = false;
   #sending = 0;
+  /** Set by drain(): sends are counted until the socket has taken them. */
+  #counting = false;
   #drained: (() => void) | undefined;
   readonly #socket: dgram.Socket;
   readonly #store: Store;
@@ -234,7 +236,12 @@ export class Outbox {
   /** A HEARTBEAT_ACK: kept in the session's slot; after the commit when one is pending. */
   heartbeatAck(s: Session, requestId: number, bytes: Uint8Array, to: Peer): void {
     this.counters.answered++;
-    this.#queue({ bytes, to, cacheKey: undefined, keep: s, requestId }, this.busy);
+    if (this.busy) {
+      this.#queue({ bytes, to, cacheKey: undefined, keep: s, requestId }, true);
+      return;
+    }
+    s.keepReply(requestId, bytes);
+    this.sendRaw(bytes, to);
   }
 
   #deliver(ctx: Ctx, bytes: Uint8Array, durable: boolean): void {
@@ -380,6 +387,12 @@ export class Outbox {
 
   /** Sends one datagram, counting it until the socket has taken it (close waits for that). */
   sendRaw(bytes: Uint8Array, to: Peer): void {
+    if (!this.#counting) {
+      // No completion callback on the hot path: it costs a JS call per datagram, and libuv
+      // hands a datagram to the kernel within send() whenever its queue is empty.
+      this.#socket.send(bytes, to.port, to.address);
+      return;
+    }
     this.#sending++;
     this.#socket.send(bytes, to.port, to.address, () => {
       this.#sending--;
@@ -387,12 +400,22 @@ export class Outbox {
     });
   }
 
-  /** Resolves once every datagram handed to the socket has left (at most `ms` later). */
+  /**
+   * From now on counts every datagram until the socket has taken it; resolves once those
+   * sent from now on (the last replies before a close) and any earlier ones have left, at
+   * most `ms` later.
+   */
   drain(ms: number): Promise<void> {
-    if (this.#sending === 0) return Promise.resolve();
+    this.#counting = true;
     return new Promise<void>((resolve) => {
-      this.#drained = resolve;
-      setTimeout(resolve, ms).unref();
+      // Earlier sends, made without a callback, are behind a turn of the event loop.
+      setImmediate(() => {
+        if (this.#sending === 0) resolve();
+        else {
+          this.#drained = resolve;
+          setTimeout(resolve, ms).unref();
+        }
+      });
     });
   }
 }

@@ -71,6 +71,9 @@ export interface Head {
 
 const TYPES: ReadonlySet<number> = new Set(Object.values(MsgType));
 
+/** The auth block of mode 3, which carries nothing: one frozen object for every datagram. */
+const SESSION_AUTH: AuthBlock = Object.freeze({ mode: AuthMode.SESSION });
+
 /** True when a datagram with these flags carries an auth block (a client request). */
 export function hasAuthBlock(flags: number): boolean {
   return (flags & (Flags.REPLY | Flags.FROM_SERVER)) === 0;
@@ -158,7 +161,7 @@ export function decodeHead(c: Cursor): Head {
   } else if (mode === AuthMode.ADMIN) {
     auth = { mode, keyId: readString(inner, Limits.CRED_ID, 'keyId') };
   } else {
-    auth = { mode: AuthMode.SESSION };
+    auth = SESSION_AUTH;
   }
   c.start = begin + length;
   return {

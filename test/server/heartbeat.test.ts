@@ -9,6 +9,7 @@ import t from 'tap';
 import { ClientAuth } from '../../lib/auth/client.ts';
 import { signDatagram } from '../../lib/auth/sign.ts';
 import { KeyedHmac, randomBytes } from '../../lib/crypto/hmac.ts';
+import { heartbeatAckFor } from '../../lib/server/heartbeat-ack.ts';
 import { encodeHeartbeatAck, HEARTBEAT_ACK_LENGTH } from '../../lib/server/session.ts';
 import { type AnyDatagram, AuthMode, Flags, MsgType } from '../../lib/wire/index.ts';
 import { makeSite, startDaemon } from '../helpers/site.ts';
@@ -94,6 +95,22 @@ t.test('encodeHeartbeatAck writes exactly what the generic encoder and signer wr
     );
     t.equal(mine.length, HEARTBEAT_ACK_LENGTH);
     t.same(mine, generic, `mode ${mode} leases ${leases} queued ${queued} at ${ts}`);
+    // The hot path's form, from the request's header bytes: the same bytes.
+    const request = signDatagram(
+      {
+        type: MsgType.HEARTBEAT,
+        flags: 0,
+        auth: { mode: AuthMode.SESSION },
+        requestId: rid,
+        sessionId: sid,
+        seq,
+        timestamp: 1,
+        body: {},
+        tag: new Uint8Array(32),
+      } as AnyDatagram,
+      key,
+    );
+    t.same(heartbeatAckFor(request, mode, ts, leases, queued, hb, key), generic, 'heartbeatAckFor');
   }
   t.throws(() => enc(1, 1n, 1, 3, 1, 65_536, 0, 0), RangeError);
   t.throws(() => enc(1, 1n, 1, 3, 1, 0, -1, 0), RangeError);

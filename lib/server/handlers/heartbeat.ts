@@ -7,7 +7,7 @@
 import type { MsgType } from '../../wire/index.ts';
 import type { Bodies } from '../../wire/messages.ts';
 import type { Core } from '../core.ts';
-import { encodeHeartbeatAck } from '../heartbeat-ack.ts';
+import { heartbeatAckFor } from '../heartbeat-ack.ts';
 import type { Ctx } from '../outbox.ts';
 import type { Session } from '../session.ts';
 
@@ -23,15 +23,12 @@ export function heartbeat(
     core.outbox.resend(kept, s, ctx.mode, ctx.from, s);
     return;
   }
-  const leases = core.pool.leaseCount(s.id, core.unclaimed);
-  const reply = encodeHeartbeatAck(
-    h.requestId,
-    s.id,
-    h.seq,
+  const reply = heartbeatAckFor(
+    h.bytes,
     ctx.mode,
     ctx.now,
-    leases,
-    core.pool.queuedOf(s.id),
+    Math.min(core.pool.leaseCount(s.id, core.unclaimed), 0xffff),
+    Math.min(core.pool.queuedOf(s.id), 0xffff),
     core.opts.heartbeatMs,
     ctx.key,
   );
