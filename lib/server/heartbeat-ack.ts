@@ -3,7 +3,15 @@
  * generic encoder costs more than the rest of the reply).
  */
 import type { KeyedHmac } from '../crypto/hmac.ts';
-import { Flags, HEADER_LENGTH, MAGIC, MsgType, TAG_LENGTH, VERSION } from '../wire/index.ts';
+import {
+  Flags,
+  HEADER_LENGTH,
+  MAGIC,
+  MsgType,
+  Offset,
+  TAG_LENGTH,
+  VERSION,
+} from '../wire/index.ts';
 
 /** Bytes of a HEARTBEAT_ACK: header, leases u16, queued u16, heartbeatMs u32, tag. */
 export const HEARTBEAT_ACK_LENGTH = HEADER_LENGTH + 8 + TAG_LENGTH;
@@ -37,8 +45,8 @@ export function heartbeatAckFor(
   b[4] = Flags.REPLY | Flags.FROM_SERVER;
   b[5] = mode;
   b[7] = HEARTBEAT_ACK_LENGTH;
-  // Request id (8..11), session id (12..19) and seq (20..23), as the request has them.
-  b.set(request.subarray(8, 24), 8);
+  // Request id, session id and seq, contiguous, as the request has them.
+  b.set(request.subarray(Offset.REQUEST_ID, Offset.TIMESTAMP), Offset.REQUEST_ID);
   const hi = Math.floor(timestamp / 0x1_0000_0000);
   const lo = timestamp >>> 0;
   b[26] = (hi >>> 8) & 0xff;

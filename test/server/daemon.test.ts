@@ -448,3 +448,20 @@ t.test(
     t.match((await c.admin(AdminOp.REREAD)).message, /reread: 1 feature/);
   },
 );
+
+t.test(
+  'reread applies the rule start applies: a token lifetime beyond the new grace is refused',
+  async (t) => {
+    const site = makeSite(['FEATURE demo demo 1.0 permanent 1']);
+    const d = await startDaemon(site, { tokenLifetimeS: 86_400 });
+    t.teardown(() => d.close());
+    const { readFileSync, writeFileSync } = await import('node:fs');
+    const keys = JSON.parse(readFileSync(site.keysFile, 'utf8'));
+    keys.server.grace = 3600;
+    writeFileSync(site.keysFile, JSON.stringify(keys), { mode: 0o600 });
+    t.throws(() => d.reread(), /token lifetime 86400 s exceeds the keyring grace 3600 s/);
+    const c = await client(site, d.address().port);
+    t.teardown(() => c.close());
+    t.equal((await c.checkout('demo')).state, 'held', 'the keys already served stay in force');
+  },
+);

@@ -406,3 +406,111 @@ t.test('refused first contacts are logged, a line per source a minute', async (t
   t.equal(fromB.length, 1, 'one line for the second');
   t.match(fromB[0], /refused: bad tag for credential "demo" \(wrong key\?\)/);
 });
+
+function helloDatagram(credKey: Uint8Array, n: number, user = 'alice'): Uint8Array {
+  return signDatagram(
+    {
+      type: MsgType.HELLO,
+      flags: 0,
+      auth: { mode: AuthMode.CREDENTIAL, credId: 'demo', nonce: new Uint8Array(16).fill(n) },
+      requestId: n,
+      sessionId: 0n,
+      seq: 0,
+      timestamp: Date.now(),
+      body: {
+        vendor: 'demo',
+        user,
+        host: 'ws1',
+        program: 'p',
+        version: '1',
+        padding: new Uint8Array(500),
+      },
+      tag: new Uint8Array(TAG_LENGTH),
+    } as AnyDatagram,
+    credKey,
+  );
+}
+
+t.test('4b. a HELLO replayed after a restart opens no second session', async (t) => {
+  const site = makeSite(['FEATURE demo demo 1.0 permanent 1']);
+  let d = await startDaemon(site);
+  const port = d.address().port;
+  const mine = await udp(port);
+  t.teardown(() => mine.close());
+  const hello = helloDatagram(site.credKey, 7);
+  mine.send(hello);
+  t.ok(await until(() => mine.got.length === 1), 'HELLO_OK');
+  const first = decodeDatagram(new Uint8Array(mine.got[0]!));
+  t.equal(first.type, MsgType.HELLO_OK);
+  t.equal(d.sessionCount, 1);
+  await d.close();
+  d = await startDaemon(site, { port, graceMs: 0 });
+  t.teardown(() => d.close());
+  const other = await udp(port, '127.0.0.6');
+  t.teardown(() => other.close());
+  const received0 = d.counters.received;
+  other.send(hello); // a capture, from elsewhere
+  mine.send(hello); // and from the original address
+  t.ok(await until(() => d.counters.received >= received0 + 2));
+  t.ok(await until(() => mine.got.length === 2), 'the original address gets the kept HELLO_OK');
+  t.same(mine.got[1], mine.got[0], 'byte for byte the first one');
+  t.equal(other.got.length, 0, 'the copy from elsewhere gets nothing');
+  t.equal(d.sessionCount, 1, 'still the one session');
+});
+
+t.test(
+  '3b. TEST_CONN_ACK copies are never answered; server ids never meet client ids',
+  async (t) => {
+    const site = makeSite(['FEATURE demo demo 1.0 permanent 1']);
+    const d = await startDaemon(site, {
+      quietMs: 50,
+      testConnIntervalMs: 50,
+      tickMs: 20,
+      heartbeatMs: 60_000,
+    });
+    t.teardown(() => d.close());
+    const port = d.address().port;
+    const c = await client(site, port, { heartbeatMs: 60_000 } as never);
+    t.teardown(() => c.close());
+    await c.checkout('demo');
+    const s = c.auth.session!;
+    const other = await udp(port, '127.0.0.7');
+    t.teardown(() => other.close());
+    // A forged-looking but genuine-key TEST_CONN_ACK copy from another host: dropped silently.
+    const ack = signDatagram(
+      {
+        type: MsgType.TEST_CONN_ACK,
+        flags: 1,
+        auth: { mode: AuthMode.SESSION },
+        requestId: Math.floor(Date.now() / 1000),
+        sessionId: s.sessionId,
+        seq: Math.floor(Date.now() / 1000),
+        timestamp: Date.now(),
+        body: { nonce: new Uint8Array(8), leases: 1 },
+        tag: new Uint8Array(TAG_LENGTH),
+      } as AnyDatagram,
+      s.hmac,
+    );
+    const r0 = d.counters.received;
+    other.send(ack);
+    t.ok(await until(() => d.counters.received > r0));
+    // The client itself is pinged (quiet) and answers; its session stays.
+    await new Promise((r) => setTimeout(r, 400));
+    t.equal(other.got.length, 0, 'no ERROR to a TEST_CONN_ACK, not even to a copy');
+    t.equal(d.sessionCount, 1, 'the real client answered its pings and kept its session');
+    // A mode-3 PING whose request id is the server's TEST_CONN id: a PONG, not a kept ERROR.
+    const mine = await udp(port);
+    t.teardown(() => mine.close());
+    const rid = Math.floor(Date.now() / 1000);
+    mine.send(
+      sessionDatagram(
+        c,
+        MsgType.PING,
+        { payload: new Uint8Array(0) },
+        { seq: 700_000, requestId: rid },
+      ),
+    );
+    t.ok(await until(() => mine.got.length === 1));
+    t.equal(decodeDatagram(new Uint8Array(mine.got[0]!)).type, MsgType.PONG);
+  },
+);
