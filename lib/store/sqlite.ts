@@ -538,6 +538,8 @@ export class Store {
   readonly #pendingReplies = new Map<string, ReplyRecord>();
   #nextSeq = 1;
   #fault: Error | undefined;
+  /** Pending ops that are replay-floor raises (pendingForeground leaves them out). */
+  #background = 0;
   readonly #s: Record<string, Stmt> = {};
   readonly #applyAll: Database.Transaction<() => void>;
   readonly #flush: Database.Transaction<(now: number, batch: number, deadline: number) => number>;
@@ -723,6 +725,7 @@ export class Store {
     const id = u64('tokenId', tokenId);
     int('floor', floor, 0, 0xffff_ffff);
     this.#queue('setSeqFloor', [floor, id]);
+    this.#background++;
   }
 
   /**
@@ -889,6 +892,7 @@ export class Store {
     this.#live();
     const n = this.#ops.length;
     this.#ops = [];
+    this.#background = 0;
     this.#pendingRevoked.clear();
     this.#pendingReclaimed.clear();
     this.#pendingReplies.clear();
@@ -927,6 +931,15 @@ export class Store {
   }
 
   /**
+   * Pending changes a reply may have to wait for: all but replay-floor raises, which are
+   * reserved ahead and need not delay anything (the daemon waits for one only when a seq
+   * passes the committed floor).
+   */
+  pendingForeground(): number {
+    return this.#ops.length - this.#background;
+  }
+
+  /**
    * Applies every pending change in one transaction, in the order they were made, and makes
    * it durable; returns how many were applied (0: nothing to do, no disk access). On failure
    * nothing is applied, the changes stay pending (a retry may succeed after a transient
@@ -940,6 +953,7 @@ export class Store {
     if (this.#fault) throw this.#fault;
     this.#applyAll.immediate();
     this.#ops = [];
+    this.#background = 0;
     this.#pendingRevoked.clear();
     this.#pendingReclaimed.clear();
     this.#pendingReplies.clear();
