@@ -57,9 +57,11 @@ import {
   GRPCUnavailableError,
   type ICompare,
   type IKeyValue,
+  type IOptions,
   type IRequestOp,
   type ITxnRequest,
   type ITxnResponse,
+  isRecoverableError,
   type Lease,
   type Watcher,
 } from 'etcd3';
@@ -349,6 +351,27 @@ function decimal(kv: IKeyValue | undefined, what: string): number {
   return Number(s);
 }
 
+type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
+
+/** A fault-handling policy that only runs the call: no retry, no circuit breaker. */
+function passThrough(): Policy {
+  const noEvent = () => ({ dispose: () => undefined });
+  const policy = {
+    onSuccess: noEvent,
+    onFailure: noEvent,
+    execute: async <T>(fn: (c: { signal: AbortSignal }) => PromiseLike<T> | T) =>
+      fn({ signal: new AbortController().signal }),
+  };
+  return policy as unknown as Policy;
+}
+
+/** Errors after which the same call may succeed on another member or a moment later. */
+function retryable(e: unknown): boolean {
+  if (typeof e === 'object' && e !== null && isRecoverableError(e as Error)) return true;
+  const msg = e instanceof Error ? e.message : String(e);
+  return /etcdserver: (leader changed|no leader|request timed out|too many requests)/.test(msg);
+}
+
 /** Maps whatever the etcd3 client threw to an EtcdStoreError with a stable code. */
 export function classifyEtcdError(e: unknown, what: string): EtcdStoreError {
   if (e instanceof EtcdStoreError) return e;
@@ -442,6 +465,8 @@ export class EtcdLedger extends EventEmitter {
   private grantable = false;
   private grantTimer: NodeJS.Timeout | undefined;
   private reacquireTimer: NodeJS.Timeout | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  private renewing = false;
   private closed = false;
 
   private pending: Pending[] = [];
@@ -469,6 +494,9 @@ export class EtcdLedger extends EventEmitter {
       dialTimeout: o.opTimeoutMs,
       defaultCallOptions: (ctx) =>
         ctx.isStream ? {} : { deadline: Date.now() + this.opTimeoutMs },
+      // The client's defaults (3 retries on one shared deadline, a 5 s circuit breaker per
+      // member) turn one election into seconds of "unreachable"; call() retries instead.
+      faultHandling: { host: () => passThrough(), global: passThrough() },
     });
   }
 
@@ -488,30 +516,48 @@ export class EtcdLedger extends EventEmitter {
     this.lastOkAt = this.now();
   }
 
-  private async txn(req: ITxnRequest, what: string, deadline?: number): Promise<ITxnResponse> {
-    this.live();
-    try {
-      const r = await this.client.kv.txn(req, {
-        deadline: deadline ?? Date.now() + this.opTimeoutMs,
-      });
-      this.ok();
-      return r;
-    } catch (e) {
-      throw classifyEtcdError(e, what);
+  /**
+   * Runs one etcd call, retried on transient errors (a dead, frozen or leaderless member,
+   * an election) until `until`, each attempt bounded by a third of the operation's budget so
+   * that one frozen member cannot eat it all. Retrying is safe: every write of this module is
+   * compare-guarded or idempotent, so an attempt that committed unanswered is recognized.
+   */
+  private async call<T>(
+    what: string,
+    run: (o: { deadline: number }) => Promise<T>,
+    until = Date.now() + this.opTimeoutMs,
+  ): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      this.live();
+      const start = Date.now();
+      const attemptMs = Math.max(100, Math.ceil(this.opTimeoutMs / 3));
+      try {
+        const r = await run({ deadline: Math.min(until, start + attemptMs) });
+        this.ok();
+        return r;
+      } catch (e) {
+        if (this.closed) throw new EtcdStoreError('CLOSED', `${what}: the ledger is closed`);
+        if (!retryable(e) || Date.now() + 50 > until) throw classifyEtcdError(e, what);
+        // A refused connection fails at once: pause a little rather than spin.
+        const wait = Math.min(200, 20 * attempt) - (Date.now() - start);
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait).unref());
+      }
     }
+  }
+
+  private txn(req: ITxnRequest, what: string, until?: number): Promise<ITxnResponse> {
+    return this.call(what, (o) => this.client.kv.txn(req, o), until);
   }
 
   // ---------------------------------------------------------------- server lease
 
-  /** @internal Takes a new etcd lease and registers this server on it. */
-  async acquireLease(): Promise<void> {
-    this.live();
-    const sentAt = Date.now();
-    const lease = this.client.lease(this.leaseTtlSec);
-    // The client emits 'lost' for a failed grant too; grant() below reports it instead.
+  /** A new etcd3 Lease (granted in the background) wired to this ledger's lease state. */
+  private newLease(deadline: number): Lease {
+    const lease = this.client.lease(this.leaseTtlSec, { deadline });
+    // The client emits 'lost' for a failed grant too; acquireLease reports that itself.
     lease.on('lost', () => this.onLeaseLost(lease));
     // Send times of this lease's keepalives not answered yet, oldest first. Listening from
-    // the start: the stream may fire before the registration below returns.
+    // the start: the stream may fire before the registration returns.
     let fired: number[] = [];
     lease.on('keepaliveEstablished', () => {
       fired = [];
@@ -527,12 +573,29 @@ export class EtcdLedger extends EventEmitter {
       this.ok();
       this.updateGrantable();
     });
+    return lease;
+  }
+
+  /** @internal Takes a new etcd lease and registers this server on it. */
+  async acquireLease(): Promise<void> {
+    const until = Date.now() + this.opTimeoutMs;
+    let lease: Lease;
     let id: string;
-    try {
-      id = await lease.grant();
-    } catch (e) {
-      lease.release();
-      throw classifyEtcdError(e, 'taking the server etcd lease');
+    let sentAt: number;
+    for (let attempt = 1; ; attempt++) {
+      this.live();
+      sentAt = Date.now();
+      lease = this.newLease(Math.min(until, sentAt + Math.max(100, this.opTimeoutMs / 3)));
+      try {
+        id = await lease.grant();
+        break;
+      } catch (e) {
+        lease.release();
+        if (!retryable(e) || Date.now() + 50 > until) {
+          throw classifyEtcdError(e, 'taking the server etcd lease');
+        }
+        await new Promise((r) => setTimeout(r, Math.min(200, 20 * attempt)).unref());
+      }
     }
     const sk = this.key(`server/${this.serverId}`);
     let r: ITxnResponse;
@@ -543,7 +606,7 @@ export class EtcdLedger extends EventEmitter {
           success: [
             put(sk, JSON.stringify({ serverId: this.serverId, startedAt: this.now() }), id),
           ],
-          failure: [],
+          failure: [get(sk)],
         },
         'registering the server',
       );
@@ -551,7 +614,10 @@ export class EtcdLedger extends EventEmitter {
       await lease.revoke().catch(() => undefined);
       throw e;
     }
-    if (!r.succeeded) {
+    // Ours already: an earlier attempt committed unanswered.
+    const mine = !r.succeeded && rangeKv(r, 0)?.lease === id;
+    if (mine) r.header.revision = rangeKv(r, 0)!.create_revision;
+    if (!r.succeeded && !mine) {
       await lease.revoke().catch(() => undefined);
       throw new EtcdStoreError(
         'CONFLICT',
@@ -564,11 +630,36 @@ export class EtcdLedger extends EventEmitter {
     this.leaseId = id;
     this.okSentAt = sentAt;
     this.updateGrantable();
+    this.startWatchdog(lease);
     this.emit('lease-acquired', id);
+  }
+
+  /**
+   * A second path for the keepalive: the etcd3 client's stream sticks to one member and only
+   * gives up on it after a whole TTL without answers, past the point where this server stops
+   * granting. When no keepalive was acknowledged for half the TTL, renew() sends one on a
+   * fresh stream (to any member) so that a frozen member cannot stop a healthy server.
+   */
+  private startWatchdog(lease: Lease): void {
+    if (this.watchdog) clearInterval(this.watchdog);
+    const period = (this.leaseTtlSec * 1000) / 6;
+    this.watchdog = setInterval(() => {
+      if (lease !== this.lease || this.renewing) return;
+      if (Date.now() - this.okSentAt < (this.leaseTtlSec * 1000) / 2) return;
+      this.renewing = true;
+      this.renew()
+        .catch(() => undefined)
+        .finally(() => {
+          this.renewing = false;
+        });
+    }, period);
+    this.watchdog.unref();
   }
 
   private onLeaseLost(lease: Lease): void {
     if (lease !== this.lease) return;
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog = undefined;
     this.lease = undefined;
     this.leaseId = undefined;
     this.serverCreateRev = '0';
@@ -640,14 +731,8 @@ export class EtcdLedger extends EventEmitter {
    * @throws {EtcdStoreError} UNREACHABLE, NO_MAJORITY, CLOSED
    */
   async probe(): Promise<EtcdState> {
-    this.live();
-    try {
-      const s = await this.client.maintenance.status();
-      this.ok();
-      this.leader = s.leader === '0' ? undefined : BigInt(s.leader).toString(16);
-    } catch (e) {
-      throw classifyEtcdError(e, 'probing etcd');
-    }
+    const s = await this.call('probing etcd', (o) => this.client.maintenance.status(o));
+    this.leader = s.leader === '0' ? undefined : BigInt(s.leader).toString(16);
     return this.state();
   }
 
@@ -659,14 +744,12 @@ export class EtcdLedger extends EventEmitter {
     this.live();
     const lease = this.lease;
     if (!lease) throw new EtcdStoreError('NO_LEASE', 'this server holds no etcd lease');
-    const sentAt = Date.now();
-    try {
-      await lease.keepaliveOnce({ deadline: Date.now() + this.opTimeoutMs });
-    } catch (e) {
-      throw classifyEtcdError(e, 'renewing the server lease');
-    }
+    let sentAt = 0;
+    await this.call('renewing the server lease', (o) => {
+      sentAt = Date.now();
+      return lease.keepaliveOnce(o);
+    });
     if (lease === this.lease && sentAt > this.okSentAt) this.okSentAt = sentAt;
-    this.ok();
     this.updateGrantable();
   }
 
@@ -1055,20 +1138,15 @@ export class EtcdLedger extends EventEmitter {
     let p = this.buckets.get(b);
     if (p === undefined) {
       const ttl = Math.ceil((b * BUCKET_MS - now) / 1000) + 1;
-      p = this.client.leaseClient
-        .leaseGrant({ TTL: ttl }, { deadline: deadline ?? Date.now() + this.opTimeoutMs })
-        .then((r) => {
-          this.ok();
-          return r.ID;
-        });
+      p = this.call(
+        'taking an expiry lease',
+        (o) => this.client.leaseClient.leaseGrant({ TTL: ttl }, o),
+        deadline,
+      ).then((r) => r.ID);
       this.buckets.set(b, p);
       p.catch(() => this.buckets.delete(b));
     }
-    try {
-      return await p;
-    } catch (e) {
-      throw classifyEtcdError(e, 'taking an expiry lease');
-    }
+    return p;
   }
 
   // ---------------------------------------------------------------- sessions
@@ -1488,6 +1566,7 @@ export class EtcdLedger extends EventEmitter {
     this.closed = true;
     if (this.grantTimer) clearTimeout(this.grantTimer);
     if (this.reacquireTimer) clearTimeout(this.reacquireTimer);
+    if (this.watchdog) clearInterval(this.watchdog);
     this.updateGrantable();
     this.client.close();
   }

@@ -172,6 +172,15 @@ export class EtcdCluster {
     this.spawnMember(i, 'existing');
   }
 
+  /** A client of member `i` alone, every call bounded by 1 s. Close it after use. */
+  memberClient(i: number): Etcd3 {
+    return new Etcd3({
+      hosts: this.endpoints[i]!,
+      dialTimeout: 1000,
+      defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 1000 }),
+    });
+  }
+
   /**
    * Waits until every running member (or those in `which`) reports the same leader, polling
    * each member's Status over its own endpoint.
@@ -181,14 +190,7 @@ export class EtcdCluster {
     which: number[] = this.members.map((_, i) => i),
     timeoutMs = this.opts.startTimeoutMs,
   ): Promise<void> {
-    const clients = which.map(
-      (i) =>
-        new Etcd3({
-          hosts: this.endpoints[i]!,
-          dialTimeout: 1000,
-          defaultCallOptions: (ctx) => (ctx.isStream ? {} : { deadline: Date.now() + 1000 }),
-        }),
-    );
+    const clients = which.map((i) => this.memberClient(i));
     const deadline = Date.now() + timeoutMs;
     try {
       for (;;) {
@@ -225,6 +227,33 @@ export class EtcdCluster {
     } finally {
       for (const c of clients) c.close();
     }
+  }
+
+  /**
+   * Index of the member the running members name as leader, asking each over its own
+   * endpoint; undefined when none answers with a leader.
+   */
+  async leaderIndex(): Promise<number | undefined> {
+    const answers = await Promise.all(
+      this.members.map(async (_, i) => {
+        if (!this.running(i)) return undefined;
+        const c = this.memberClient(i);
+        try {
+          const s = await c.maintenance.status();
+          return { self: s.header.member_id, leader: s.leader };
+        } catch {
+          return undefined;
+        } finally {
+          c.close();
+        }
+      }),
+    );
+    for (const a of answers) {
+      if (a === undefined || a.leader === '0') continue;
+      const i = answers.findIndex((b) => b?.self === a.leader);
+      if (i >= 0) return i;
+    }
+    return undefined;
   }
 
   /** Kills every member (SIGCONT first, so a frozen one can die) and removes the data dirs. */
