@@ -518,7 +518,8 @@ t.test('a schema-1 state file is upgraded in place by a writable open', async (t
   const db = new Database(file);
   db.exec(
     'DROP TABLE replies; ALTER TABLE sessions DROP COLUMN seq_floor; ' +
-      'ALTER TABLE sessions DROP COLUMN credential; PRAGMA user_version = 1',
+      'ALTER TABLE sessions DROP COLUMN credential; ALTER TABLE reclaimed DROP COLUMN why; ' +
+      'PRAGMA user_version = 1',
   );
   db.close();
   tt.throws(() => openStore(dir, { readonly: true }), { code: 'OLD_SCHEMA' }, 'read-only refuses');
