@@ -865,7 +865,24 @@ export class EtcdLedger extends EventEmitter {
   }
 
   private async commitBatch(batch: Pending[]): Promise<void> {
-    let ops = batch;
+    // A transaction may name a key once: a second operation on the same lease (a retried
+    // grant, a release right after its grant) waits for the next batch.
+    const seen = new Set<bigint>();
+    const later: Pending[] = [];
+    let ops = batch.filter((p) => {
+      const id = p.kind === 'grant' ? p.rec.leaseId : p.leaseId;
+      if (seen.has(id)) {
+        later.push(p);
+        return false;
+      }
+      seen.add(id);
+      return true;
+    });
+    if (later.length > 0) {
+      this.pending.unshift(...later);
+      // Only what this batch carries is settled by it (flush rejects `batch` on an error).
+      batch.splice(0, batch.length, ...ops);
+    }
     const deadline = Date.now() + this.opTimeoutMs;
     for (let attempt = 0; attempt < this.maxAttempts && ops.length > 0; attempt++) {
       const unknown = ops.flatMap((p) =>
