@@ -14,6 +14,7 @@ import {
   MsgType,
   type ReservationRecord,
   SCHEMAS,
+  ServerState,
   type StatusReply,
   TYPE_NAMES,
   toHex,
@@ -180,7 +181,7 @@ t.test('body range rules at their boundaries', async (t) => {
     else t.throws(enc, { name: 'RangeError', message: /^type/ });
   }
   const pong = SAMPLES[MsgType.PONG][0]!;
-  t.throws(() => body(MsgType.PONG, { ...pong, state: 3 }), {
+  t.throws(() => body(MsgType.PONG, { ...pong, state: ServerState.DEGRADED + 1 }), {
     name: 'RangeError',
     message: /^state/,
   });
