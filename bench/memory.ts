@@ -31,6 +31,7 @@ import { signDatagram } from '../lib/auth/sign.ts';
 import { loadDaemonKeys } from '../lib/crypto/files.ts';
 import { KeyedHmac } from '../lib/crypto/hmac.ts';
 import { Daemon } from '../lib/server/daemon.ts';
+import { SEQ_RESERVE } from '../lib/server/defaults.ts';
 import { openStore, Store } from '../lib/store/index.ts';
 import { makeToken, sessionKeyFor } from '../lib/token/index.ts';
 import { AuthMode, MsgType } from '../lib/wire/index.ts';
@@ -84,6 +85,9 @@ async function populate(site: Site, n: number, revoked: number): Promise<void> {
       expires: token.expires * 1000,
       ip: '127.0.0.1',
       port,
+      // As HELLO writes it: the first replay floor, reserved ahead.
+      seqFloor: SEQ_RESERVE,
+      credential: 'demo',
     });
     keys.writeBigUInt64BE(token.tokenId, 40 * i);
     keys.set(sessionKeyFor(token, keyring.current(now)), 40 * i + 8);

@@ -3,9 +3,10 @@
  * side with the targets; `npm run bench -- --json` prints one JSON object instead.
  * Sections: throughput and latency (echo vs floatlmd, C load generator), memory per live
  * session, event-loop stall while flushing 1 000 000 revoked ids, restart recovery, server
- * CPU per bad-tag datagram, and RSS and first contact under a mode-1 flood.
+ * CPU per bad-tag datagram, RSS and first contact under a mode-1 flood, and client failover
+ * (kill -9 of a server; the library's defaults).
  * `--quick` shrinks every figure (a smoke run, not a measurement). While iterating:
- * `--only=throughput,heartbeat,memory,flush,reclaim,badtag,flood` runs some sections
+ * `--only=throughput,heartbeat,memory,flush,reclaim,badtag,flood,failover` runs some sections
  * (`heartbeat`: the echo/heartbeat rounds of `throughput` without CHECKOUT+CHECKIN pairs);
  * whatever a run did not measure, figure or target, prints "not run" (null in --json).
  * `--prof=DIR` writes a `--cpu-prof` profile of a separate daemon under heartbeat load in
@@ -16,6 +17,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { type BadTagResult, badTag, type FloodResult, flood } from './abuse.ts';
+import { type FailoverResult, failover } from './failover.ts';
 import { reclaim } from './reclaim.ts';
 import { makeSite, spawnScript, waitExit } from './site.ts';
 import { type LoadResult, median, round, type ThroughputResult, throughput } from './throughput.ts';
@@ -26,7 +28,16 @@ const arg = (name: string) =>
   process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
 const only = arg('only')?.split(',');
 const prof = arg('prof');
-const SECTIONS = ['throughput', 'heartbeat', 'memory', 'flush', 'reclaim', 'badtag', 'flood'];
+const SECTIONS = [
+  'throughput',
+  'heartbeat',
+  'memory',
+  'flush',
+  'reclaim',
+  'badtag',
+  'flood',
+  'failover',
+];
 const runs = (section: string) => !only || only.includes(section);
 const NOT_RUN = 'not run';
 
@@ -250,6 +261,19 @@ async function main(): Promise<void> {
     );
   } else skipped(title6);
 
+  let fo: FailoverResult | undefined;
+  const title7 = '7. client failover with the library defaults (kill -9 of the server)';
+  if (runs('failover')) {
+    say(`\n${title7} …`);
+    fo = await failover(quick ? 1 : 5);
+    say(
+      `   first unanswered datagram → next answered: median ${Math.round(fo.failover_ms.median)} ms, max ${Math.round(fo.failover_ms.max)} ms (target ≤ ${fo.failover_ms.target} ms); ${fo.reclaimed} seats reclaimed on the next server within its grace`,
+    );
+    say(
+      `   Ctrl-C with no server answering: median ${Math.round(fo.ctrl_c_ms.median)} ms, max ${Math.round(fo.ctrl_c_ms.max)} ms (target ≤ ${fo.ctrl_c_ms.target} ms)`,
+    );
+  } else skipped(title7);
+
   /** A target: met, missed, or null when this run did not measure it. */
   const target = (value: number | null | undefined, limit: number, ok: (v: number) => boolean) =>
     value === null || value === undefined || Number.isNaN(value)
@@ -285,9 +309,13 @@ async function main(): Promise<void> {
     flood: fd ?? null,
     flood_rss_peak_bytes: fd?.rss_peak_bytes ?? null,
     flood_hello_share: fd?.hello_other.share ?? null,
+    failover: fo ?? null,
+    failover_ms: fo?.failover_ms.max ?? null,
     targets: {
       heartbeat_cpu_ratio_vs_echo: target(tp?.heartbeat_cpu_ratio_vs_echo, 0.9, (v) => v >= 0.9),
       heartbeat_ratio_vs_echo: target(tp?.heartbeat_ratio_vs_echo, 0.6, (v) => v >= 0.6),
+      failover_ms: target(fo?.failover_ms.max, 2000, (v) => v <= 2000),
+      ctrl_c_ms: target(fo?.ctrl_c_ms.max, 2000, (v) => v <= 2000),
       active_rss_bytes_per_session_1m: target(
         m1m?.active_rss_bytes_per_session,
         600,

@@ -109,6 +109,18 @@ const NO_ANSWER_HINT =
   'either the server is down or unreachable, or it did not recognise our credential (an ' +
   "unknown credential id, or the wrong key for it): the daemon's log says which";
 
+/**
+ * Gives the lease back and ends the session within about a second (Client.close), whether
+ * or not the server answers; true when the server confirmed the release.
+ */
+async function releaseWithin(client: Client, lease: Lease): Promise<boolean> {
+  await client.close();
+  return lease.state === 'released';
+}
+
+const UNCONFIRMED = (feature: string) =>
+  `floatlm: ${feature}: the server did not confirm the release within a second; it frees the seat once this client stops answering its pings\n`;
+
 /** Maps library errors to one line and an exit code. */
 export function toCliError(e: unknown): CliError {
   if (e instanceof CliError) return e;
@@ -461,14 +473,22 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
           io.out(`reclaimed ${feature} after a server restart or failover\n`),
         );
         client.on('failover', (s: string) => io.out(`failed over to ${s}\n`));
+        client.on('contact-lost', (s: string) =>
+          io.err(`floatlm: lost contact with ${s}; still holding ${feature}, retrying\n`),
+        );
+        client.on('contact-restored', (s: string) => io.err(`floatlm: ${s} answers again\n`));
         // The library keeps no handle alive while idle; holding a seat is this command's job.
         const keepAlive = setInterval(() => {}, 1 << 30);
         const why = await Promise.race([interrupted.then(() => ''), lost]).finally(() =>
           clearInterval(keepAlive),
         );
         if (why) throw new CliError(`floatlm: lost ${feature}: ${why}`, ExitCode.LOST);
-        await lease.checkin();
-        io.out(`released ${feature}\n`);
+        // Ctrl-C: give the seat back, but within about a second whatever the server does.
+        if (await releaseWithin(client, lease)) io.out(`released ${feature}\n`);
+        else {
+          io.err(UNCONFIRMED(feature));
+          result.code = ExitCode.NO_ANSWER;
+        }
       } catch (e) {
         if (ac.signal.aborted && !(e instanceof CliError)) {
           io.out('interrupted\n');
@@ -532,7 +552,7 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
           signals.dispose();
           if (ac.signal.aborted) {
             // Ctrl-C while the grant was on its way: do not start the program.
-            await lease.checkin().catch(() => {});
+            await releaseWithin(client, lease);
             io.out('interrupted\n');
             result.code = ExitCode.INTERRUPTED;
             return;
@@ -565,9 +585,7 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
             );
           });
           for (const [s, h] of handlers) process.off(s, h);
-          await lease
-            .checkin()
-            .catch((e) => io.err(`floatlm: checkin failed: ${(e as Error).message}\n`));
+          if (!(await releaseWithin(client, lease))) io.err(UNCONFIRMED(feature));
           result.code = status;
         } finally {
           signals.dispose();

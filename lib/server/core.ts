@@ -88,6 +88,8 @@ export class Core {
    * requests that change state are refused BUSY, the rest is answered, PONG says DEGRADED.
    */
   degraded: string | undefined;
+  /** Replay floors queued since the last commit: committed, they become the durable floors. */
+  readonly floorWrites: { s: Session; floor: number }[] = [];
   /** Sessions added since the last successful commit (undone if it fails). */
   readonly fresh = new Set<Session>();
   /** Sessions reaped since the last successful commit (redone on the rebuilt state). */

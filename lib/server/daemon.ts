@@ -81,6 +81,8 @@ export class Daemon implements OperatorSource {
         // Committed: nothing of the last ticks needs undoing any more.
         core.fresh.clear();
         core.reaped.length = 0;
+        for (const w of core.floorWrites) w.s.durableSeq = w.floor;
+        core.floorWrites.length = 0;
       });
       const core = new Core(opts, opts.now, log, report, store, tokens, sessions, outbox, counters);
       outbox.degraded = () => core.degraded !== undefined;

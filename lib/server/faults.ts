@@ -21,6 +21,7 @@ export function degrade(core: Core, e: Error, now: number): void {
   }
   const { store } = core;
   store.discardPending();
+  core.floorWrites.length = 0;
   const tallies = core.pool.tallies();
   const pool = new LicensePool(core.config.license.features, { now: core.now });
   if (core.config.options) pool.setOptions(core.config.options);

@@ -45,6 +45,8 @@ export interface Ctx {
   cacheKey: string;
   /** Durable record key, for requests that change state; undefined for the others. */
   recordKey: Uint8Array | undefined;
+  /** Its seq passed the session's committed replay floor: the reply waits for the commit. */
+  floorWait?: boolean;
   /** hrtime (ns) of arrival, for the requests whose latency is measured (CHECKOUT). */
   arrived?: bigint | undefined;
   /** The source is not known to be the sender's: a reply is never larger than the request. */
@@ -119,7 +121,7 @@ export class Outbox {
    */
   get busy(): boolean {
     if (this.degraded?.()) return this.#outgoing.length > 0;
-    return this.#store.pending() > 0 || this.#outgoing.length > 0;
+    return this.#store.pendingForeground() > 0 || this.#outgoing.length > 0;
   }
 
   /** Whether the daemon is degraded (set by the daemon). */
@@ -234,9 +236,9 @@ export class Outbox {
   }
 
   /** A HEARTBEAT_ACK: kept in the session's slot; after the commit when one is pending. */
-  heartbeatAck(s: Session, requestId: number, bytes: Uint8Array, to: Peer): void {
+  heartbeatAck(s: Session, requestId: number, bytes: Uint8Array, to: Peer, wait = false): void {
     this.counters.answered++;
-    if (this.busy) {
+    if (wait || this.busy) {
       this.#queue({ bytes, to, cacheKey: undefined, keep: s, requestId }, true);
       return;
     }
@@ -255,7 +257,7 @@ export class Outbox {
     }
     this.#queue(
       { bytes, to: ctx.from, cacheKey: ctx.cacheKey, arrived: ctx.arrived },
-      durable || ctx.recordKey !== undefined || this.busy,
+      durable || ctx.recordKey !== undefined || ctx.floorWait === true || this.busy,
     );
   }
 

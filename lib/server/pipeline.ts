@@ -166,16 +166,18 @@ export class Pipeline {
 
   /**
    * A seq at or below a restored session's floor, unanswered: the client has not learnt
-   * of the floor yet (its server restarted). Tell it, from its own address only and at most
-   * once a second: ERROR REPLAY with the floor as the header's seq.
+   * of the floor yet (its server restarted). Tell it, at its own IP only and at most once a
+   * second: ERROR REPLAY with the floor as the header's seq.
    */
   #resync(head: Head, s: Session, mode: AuthMode, from: Peer, now: number): void {
-    if (s.floor < 0 || head.seq > s.floor || s.address !== from.address || s.port !== from.port)
-      return;
-    if (now - s.resyncAt < 1000) return;
-    s.resyncAt = now;
+    if (s.floor < 0 || head.seq > s.floor || now - s.resyncAt < 1000) return;
+    // The session's own IP only (any port of it: NAT rebinding, or a socket the client
+    // changed), at most once a second: 7 bytes more than a HEARTBEAT, to an address whose
+    // traffic verified before.
+    if (s.address !== from.address) return;
     const key = s.hmac;
     if (!key) return;
+    s.resyncAt = now;
     this.#core.outbox.refuse(head, mode, key, ErrorCode.REPLAY, 0, from, false, s.reservedSeq);
   }
 
@@ -183,6 +185,7 @@ export class Pipeline {
     const core = this.#core;
     const now = core.now();
     let session: Session | undefined;
+    let floorWait = false;
     if (d.mode === AuthMode.TOKEN || d.mode === AuthMode.SESSION) {
       session = core.sessions.get(d.sessionId);
       if (!session && d.token && d.sessionKey) {
@@ -220,7 +223,7 @@ export class Pipeline {
         return;
       }
       if (d.moved) core.move(session, from.address, from.port);
-      this.#reserve(session, head.seq);
+      floorWait = this.#reserve(session, head.seq);
       session.lastSeen = now;
       session.pings = 0;
       session.pingNonce = undefined;
@@ -250,6 +253,7 @@ export class Pipeline {
       cacheKey: hb ? '' : cacheKeyOf(head),
       recordKey: changesState(head.type) ? recordKey(head) : undefined,
       capped: capped(d.mode),
+      floorWait,
       arrived: head.type === MsgType.CHECKOUT ? process.hrtime.bigint() : undefined,
       ...(d.credId !== undefined ? { credId: d.credId } : {}),
       ...(d.adminId !== undefined ? { adminId: d.adminId } : {}),
@@ -278,15 +282,23 @@ export class Pipeline {
   }
 
   /**
-   * Keeps the session's durable replay floor ahead of its seqs: rewritten (with the next
-   * group commit, which the reply then waits for) once per SEQ_RESERVE / 2 requests.
+   * Keeps the session's durable replay floor ahead of its seqs: raised (with the next group
+   * commit) once per SEQ_RESERVE / 2 requests, in the background. True when `seq` is above
+   * the committed floor: its reply must then wait for the commit, or a copy of it could be
+   * acted on after a crash.
    */
-  #reserve(s: Session, seq: number): void {
+  #reserve(s: Session, seq: number): boolean {
+    const core = this.#core;
     // While the state cannot be written the floor waits (the reply cannot wait for it).
-    if (seq <= s.reservedSeq - SEQ_RESERVE / 2 || this.#core.degraded) return;
-    const floor = Math.min(seq + SEQ_RESERVE, 0xffff_ffff);
-    s.reservedSeq = floor;
-    this.#core.store.setSeqFloor(s.id, floor);
+    if (core.degraded) return false;
+    if (seq > s.reservedSeq - SEQ_RESERVE / 2) {
+      const floor = Math.min(seq + SEQ_RESERVE, 0xffff_ffff);
+      s.reservedSeq = floor;
+      core.store.setSeqFloor(s.id, floor);
+      core.floorWrites.push({ s, floor });
+      core.outbox.schedule();
+    }
+    return seq > s.durableSeq;
   }
 
   #logRefusal(from: Peer, what: string): void {

@@ -55,6 +55,7 @@ export class LiveSlab {
   #counts = new Int32Array(1024);
   #heartbeatMs = new Int32Array(1024);
   #reserved = new Float64Array(1024);
+  #durable = new Float64Array(1024);
 
   /** A slot whose window counts every seq ≤ floor as seen (-1: a fresh window). */
   alloc(floor: number): number {
@@ -62,6 +63,7 @@ export class LiveSlab {
     if (slot >= this.#seq.length) this.#grow(slot + 1);
     this.#mode[slot] = 0;
     this.#reserved[slot] = Math.max(floor, 0);
+    this.#durable[slot] = Math.max(floor, 0);
     return slot;
   }
 
@@ -76,6 +78,15 @@ export class LiveSlab {
 
   setReserved(slot: number, seq: number): void {
     this.#reserved[slot] = seq;
+  }
+
+  /** The floor the store has committed for this slot's session. */
+  durable(slot: number): number {
+    return this.#durable[slot]!;
+  }
+
+  setDurable(slot: number, seq: number): void {
+    if (seq > this.#durable[slot]!) this.#durable[slot] = seq;
   }
 
   keep(slot: number, requestId: number, reply: Uint8Array): void {
@@ -120,6 +131,7 @@ export class LiveSlab {
     this.#counts = grow(this.#counts);
     this.#heartbeatMs = grow(this.#heartbeatMs);
     this.#reserved = grow(this.#reserved);
+    this.#durable = grow(this.#durable);
   }
 }
 
@@ -235,6 +247,15 @@ export class Session {
   /** The seq up to which the durable floor covers this session. */
   get reservedSeq(): number {
     return this.#slot < 0 ? Math.max(this.floor, 0) : this.#shared.slab.reserved(this.#slot);
+  }
+
+  /** The floor the store has committed (seqs up to it are answered without waiting). */
+  get durableSeq(): number {
+    return this.#slot < 0 ? Math.max(this.floor, 0) : this.#shared.slab.durable(this.#slot);
+  }
+
+  set durableSeq(v: number) {
+    this.#shared.slab.setDurable(this.slot, v);
   }
 
   set reservedSeq(v: number) {

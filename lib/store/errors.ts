@@ -24,6 +24,8 @@ export const StoreErrorCode = {
   CANTOPEN: 'CANTOPEN',
   /** A write method called on a store opened read-only. */
   READONLY: 'READONLY',
+  /** The state lacks commits that were acknowledged (a cut or deleted WAL, an old copy). */
+  ROLLED_BACK: 'ROLLED_BACK',
   /** Any method called after close(). */
   CLOSED: 'CLOSED',
 } as const;

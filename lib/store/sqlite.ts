@@ -22,11 +22,13 @@ import {
   linkSync,
   mkdirSync,
   openSync,
+  readFileSync,
   readSync,
   statSync,
   unlinkSync,
+  writeSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError, type StoreErrorCode } from './errors.ts';
 
@@ -42,37 +44,183 @@ export const RESERVED_META = ['store_id', 'clean_shutdown'] as const;
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
 
+/**
+ * Row checksums: SQLite's quick_check looks at pages and indexes, not at what a record says
+ * (one byte flipped in every page after the first served user `c:r0` for `cor0`). Every row
+ * carries `sum`, a 32-bit FNV-1a over its other columns (`flm_sum`, registered on every
+ * connection), kept by triggers on every insert and update, and every row is checked when
+ * the file is opened.
+ */
+const SUMMED: Record<string, { cols: string[]; key: string[] }> = {
+  sessions: {
+    cols: [
+      'token_id',
+      'token',
+      'user',
+      'host',
+      'vendor',
+      'created',
+      'expires',
+      'ip',
+      'port',
+      'seq_floor',
+      'credential',
+    ],
+    key: ['token_id'],
+  },
+  leases: {
+    cols: [
+      'lease_id',
+      'token_id',
+      'feature',
+      'version',
+      'count',
+      'group_key',
+      'granted_at',
+      'ticket',
+    ],
+    key: ['lease_id'],
+  },
+  queue: {
+    cols: ['token_id', 'feature', 'version', 'count', 'since', 'seq'],
+    key: ['token_id', 'feature'],
+  },
+  revoked: { cols: ['token_id', 'expires'], key: ['token_id'] },
+  reclaimed: { cols: ['lease_id', 'expires', 'why'], key: ['lease_id'] },
+  meta: { cols: ['key', 'value'], key: ['key'] },
+  replies: { cols: ['key', 'reply', 'ip', 'port', 'expires'], key: ['key'] },
+};
+
+const SUM_TRIGGERS = Object.entries(SUMMED)
+  .map(([t, { cols, key }]) => {
+    const set = `UPDATE ${t} SET sum = flm_sum(${cols.map((c) => `NEW.${c}`).join(', ')}) WHERE ${key.map((k) => `${k} = NEW.${k}`).join(' AND ')};`;
+    return `CREATE TRIGGER ${t}_sum_i AFTER INSERT ON ${t} BEGIN ${set} END;
+CREATE TRIGGER ${t}_sum_u AFTER UPDATE OF ${cols.join(', ')} ON ${t} BEGIN ${set} END;`;
+  })
+  .join('\n');
+
+/** FNV-1a (32 bits) over the values of a row, each tagged with its type. */
+function rowSum(...values: unknown[]): number {
+  let h = 0x811c9dc5;
+  const byte = (b: number) => {
+    h ^= b & 0xff;
+    h = Math.imul(h, 0x01000193);
+  };
+  for (const v of values) {
+    if (v === null || v === undefined) byte(0);
+    else if (typeof v === 'bigint' || typeof v === 'number') {
+      byte(1);
+      const s = String(v);
+      for (let i = 0; i < s.length; i++) byte(s.charCodeAt(i));
+    } else if (typeof v === 'string') {
+      byte(2);
+      for (let i = 0; i < v.length; i++) {
+        const c = v.charCodeAt(i);
+        byte(c >> 8);
+        byte(c);
+      }
+    } else if (v instanceof Uint8Array) {
+      byte(3);
+      for (let i = 0; i < v.length; i++) byte(v[i]!);
+    }
+    byte(0xff);
+  }
+  return h >>> 0;
+}
+
+/** Makes `flm_sum` available on a connection (the triggers and the open check use it). */
+function registerSum(db: Db): void {
+  db.function('flm_sum', { deterministic: true, varargs: true, safeIntegers: true }, rowSum);
+}
+
+/** File beside the state file counting committed transactions (outside the WAL). */
+export const COMMITS_FILE = 'floatlm.commits';
+
+/**
+ * A WAL cut or deleted after a crash, or an older copy of the state put back, loses commits
+ * that were acknowledged. Each commit also counts itself in meta `commits`, and after it the
+ * count goes to floatlm.commits, a file beside the database, outside its WAL: written (not
+ * fsynced) after every commit, so it survives a kill -9 (the page cache outlives the
+ * process) but, after a power loss, may lag behind, never run ahead. A state whose count is
+ * below the file's has lost acknowledged commits and is refused.
+ */
+function checkCommits(path: string, db: Db): void {
+  const file = join(dirname(path), COMMITS_FILE);
+  let outside: number;
+  try {
+    outside = Number(readFileSync(file, 'latin1').trim());
+  } catch {
+    return; // no count kept yet (a new state, or from before it was kept)
+  }
+  if (!Number.isSafeInteger(outside)) return;
+  const inside = Number(
+    (db.prepare("SELECT value FROM meta WHERE key = 'commits'").pluck().get() as string) ?? 0,
+  );
+  if (inside < outside) {
+    throw new StoreError(
+      'ROLLED_BACK',
+      path,
+      `the state holds ${inside} commit(s) but ${outside} were acknowledged (${COMMITS_FILE}): its -wal file was cut or deleted, or an older copy was put back; refusing it (remove ${COMMITS_FILE} only if you mean to serve this older state)`,
+    );
+  }
+}
+
+/** Rows whose checksum does not match their contents, per table (empty: all match). */
+function badSums(db: Db): string[] {
+  const out: string[] = [];
+  for (const [t, { cols }] of Object.entries(SUMMED)) {
+    const n = db
+      .prepare(`SELECT count(*) FROM ${t} WHERE sum IS NOT flm_sum(${cols.join(', ')})`)
+      .pluck()
+      .get() as number;
+    if (n > 0) out.push(`${n} row(s) of ${t}`);
+  }
+  return out;
+}
+
 /** What schema 2 added to schema 1: replay floors and idempotency records. */
 const SCHEMA_V2 = `
 CREATE TABLE replies (
   key BLOB PRIMARY KEY, reply BLOB NOT NULL, ip TEXT NOT NULL, port INTEGER NOT NULL,
-  expires INTEGER NOT NULL) STRICT;
+  expires INTEGER NOT NULL, sum INTEGER NOT NULL DEFAULT 0) STRICT;
 CREATE INDEX replies_expires ON replies (expires);
-`;
+${SUM_TRIGGERS}`;
 const MIGRATE_V1 = `ALTER TABLE sessions ADD COLUMN seq_floor INTEGER NOT NULL DEFAULT -1;
 ALTER TABLE sessions ADD COLUMN credential TEXT NOT NULL DEFAULT '';
-ALTER TABLE reclaimed ADD COLUMN why INTEGER NOT NULL DEFAULT 0;${SCHEMA_V2}`;
+ALTER TABLE reclaimed ADD COLUMN why INTEGER NOT NULL DEFAULT 0;
+${Object.keys(SUMMED)
+  .filter((t) => t !== 'replies')
+  .map((t) => `ALTER TABLE ${t} ADD COLUMN sum INTEGER NOT NULL DEFAULT 0;`)
+  .join('\n')}
+${SCHEMA_V2}
+${Object.entries(SUMMED)
+  .filter(([t]) => t !== 'replies')
+  .map(([t, c]) => `UPDATE ${t} SET sum = flm_sum(${c.cols.join(', ')});`)
+  .join('\n')}`;
 
 const SCHEMA = `
 CREATE TABLE sessions (
   token_id INTEGER PRIMARY KEY, token BLOB NOT NULL, user TEXT NOT NULL, host TEXT NOT NULL,
   vendor TEXT NOT NULL, created INTEGER NOT NULL, expires INTEGER NOT NULL,
   ip TEXT NOT NULL, port INTEGER NOT NULL, seq_floor INTEGER NOT NULL DEFAULT -1,
-  credential TEXT NOT NULL DEFAULT '') STRICT;
+  credential TEXT NOT NULL DEFAULT '', sum INTEGER NOT NULL DEFAULT 0) STRICT;
 CREATE TABLE leases (
   lease_id INTEGER PRIMARY KEY, token_id INTEGER NOT NULL, feature TEXT NOT NULL,
   version TEXT NOT NULL, count INTEGER NOT NULL, group_key TEXT NOT NULL,
-  granted_at INTEGER NOT NULL, ticket BLOB NOT NULL) STRICT;
+  granted_at INTEGER NOT NULL, ticket BLOB NOT NULL, sum INTEGER NOT NULL DEFAULT 0) STRICT;
 CREATE TABLE queue (
   token_id INTEGER NOT NULL, feature TEXT NOT NULL, version TEXT NOT NULL,
   count INTEGER NOT NULL, since INTEGER NOT NULL, seq INTEGER NOT NULL,
-  PRIMARY KEY (token_id, feature)) STRICT, WITHOUT ROWID;
-CREATE TABLE revoked (token_id INTEGER PRIMARY KEY, expires INTEGER NOT NULL) STRICT;
+  sum INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (token_id, feature)) STRICT, WITHOUT ROWID;
+CREATE TABLE revoked (
+  token_id INTEGER PRIMARY KEY, expires INTEGER NOT NULL, sum INTEGER NOT NULL DEFAULT 0) STRICT;
 CREATE INDEX revoked_expires ON revoked (expires);
 CREATE TABLE reclaimed (
-  lease_id INTEGER PRIMARY KEY, expires INTEGER NOT NULL, why INTEGER NOT NULL DEFAULT 0) STRICT;
+  lease_id INTEGER PRIMARY KEY, expires INTEGER NOT NULL, why INTEGER NOT NULL DEFAULT 0,
+  sum INTEGER NOT NULL DEFAULT 0) STRICT;
 CREATE INDEX reclaimed_expires ON reclaimed (expires);
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT, WITHOUT ROWID;
+CREATE TABLE meta (
+  key TEXT PRIMARY KEY, value TEXT NOT NULL, sum INTEGER NOT NULL DEFAULT 0) STRICT, WITHOUT ROWID;
 ${SCHEMA_V2}`;
 
 /** A session (an issued token) as stored. Ids are u64. */
@@ -339,6 +487,7 @@ function openChecked(path: string, timeout: number, readonlyOpen: boolean): Db {
   let db: Db | undefined;
   try {
     db = new Database(path, { readonly: true, fileMustExist: true, timeout });
+    registerSum(db);
     checkSchema(path, db, !readonlyOpen);
     const rows = db.pragma('quick_check') as { quick_check: string }[];
     if (rows.length !== 1 || rows[0]?.quick_check !== 'ok') {
@@ -349,6 +498,17 @@ function openChecked(path: string, timeout: number, readonlyOpen: boolean): Db {
         `integrity check failed (${first}); refusing to use or repair it`,
       );
     }
+    if ((db.pragma('user_version', { simple: true }) as number) === SCHEMA_VERSION) {
+      const bad = badSums(db);
+      if (bad.length > 0) {
+        throw new StoreError(
+          'CORRUPT',
+          path,
+          `record contents do not match their checksums (${bad.join(', ')}); refusing to use or repair it`,
+        );
+      }
+    }
+    checkCommits(path, db);
     return db;
   } catch (e) {
     db?.close();
@@ -393,6 +553,7 @@ function createFile(dir: string, path: string): void {
     closeSync(openSync(tmp, 'wx', 0o600));
     const db = new Database(tmp);
     try {
+      registerSum(db);
       db.pragma('journal_mode = WAL');
       db.transaction(() => {
         db.pragma(`application_id = ${APPLICATION_ID}`);
@@ -481,6 +642,7 @@ export function openStore(dir: string, options: OpenOptions = {}): Store {
   let db: Db | undefined;
   try {
     db = new Database(path, { fileMustExist: true, timeout });
+    registerSum(db);
     // Before the first access: hold the lock for life and keep the WAL index in heap memory.
     db.pragma('locking_mode = EXCLUSIVE');
     const mode = db.pragma('journal_mode = WAL', { simple: true });
@@ -538,6 +700,11 @@ export class Store {
   readonly #pendingReplies = new Map<string, ReplyRecord>();
   #nextSeq = 1;
   #fault: Error | undefined;
+  /** Committed transactions (meta `commits`), and the file counting them outside the WAL. */
+  #commits = 0;
+  #commitsFd: number | undefined;
+  /** Pending ops that are replay-floor raises (pendingForeground leaves them out). */
+  #background = 0;
   readonly #s: Record<string, Stmt> = {};
   readonly #applyAll: Database.Transaction<() => void>;
   readonly #flush: Database.Transaction<(now: number, batch: number, deadline: number) => number>;
@@ -555,6 +722,7 @@ export class Store {
     this.created = created;
     const meta = db.prepare('SELECT value FROM meta WHERE key = ?').pluck();
     this.storeId = String(meta.get('store_id') ?? '');
+    this.#commits = Number(meta.get('commits') ?? 0) || 0;
     this.cleanShutdown = meta.get('clean_shutdown') === '1';
     const maxSeq = db.prepare('SELECT max(seq) FROM queue').pluck().get();
     this.#nextSeq = (typeof maxSeq === 'number' ? maxSeq : 0) + 1;
@@ -723,6 +891,7 @@ export class Store {
     const id = u64('tokenId', tokenId);
     int('floor', floor, 0, 0xffff_ffff);
     this.#queue('setSeqFloor', [floor, id]);
+    this.#background++;
   }
 
   /**
@@ -889,6 +1058,7 @@ export class Store {
     this.#live();
     const n = this.#ops.length;
     this.#ops = [];
+    this.#background = 0;
     this.#pendingRevoked.clear();
     this.#pendingReclaimed.clear();
     this.#pendingReplies.clear();
@@ -910,6 +1080,17 @@ export class Store {
     }
   }
 
+  /** Writes the commit count to floatlm.commits (best effort: a lagging count is harmless). */
+  #countOutside(): void {
+    try {
+      this.#commitsFd ??= openSync(join(dirname(this.path), COMMITS_FILE), 'w', 0o600);
+      const b = Buffer.from(`${String(this.#commits).padStart(16, '0')}\n`, 'latin1');
+      writeSync(this.#commitsFd, b, 0, b.length, 0);
+    } catch {
+      // A full disk or the like: the count lags, which never refuses a good state.
+    }
+  }
+
   /**
    * Fault injection for tests of what a filesystem cannot produce on demand: while set,
    * every commit throws `error` (nothing is applied) and every probe fails. `undefined`
@@ -927,6 +1108,15 @@ export class Store {
   }
 
   /**
+   * Pending changes a reply may have to wait for: all but replay-floor raises, which are
+   * reserved ahead and need not delay anything (the daemon waits for one only when a seq
+   * passes the committed floor).
+   */
+  pendingForeground(): number {
+    return this.#ops.length - this.#background;
+  }
+
+  /**
    * Applies every pending change in one transaction, in the order they were made, and makes
    * it durable; returns how many were applied (0: nothing to do, no disk access). On failure
    * nothing is applied, the changes stay pending (a retry may succeed after a transient
@@ -938,8 +1128,18 @@ export class Store {
     const n = this.#ops.length;
     if (n === 0) return 0;
     if (this.#fault) throw this.#fault;
-    this.#applyAll.immediate();
+    const commits = this.#commits + 1;
+    this.#ops.push(() => this.#s.setMeta!.run('commits', String(commits)));
+    try {
+      this.#applyAll.immediate();
+    } catch (e) {
+      this.#ops.pop();
+      throw e;
+    }
+    this.#commits = commits;
+    this.#countOutside();
     this.#ops = [];
+    this.#background = 0;
     this.#pendingRevoked.clear();
     this.#pendingReclaimed.clear();
     this.#pendingReplies.clear();
@@ -1105,6 +1305,7 @@ export class Store {
       this.#closed = true;
       this.#ops = [];
       this.#db.close();
+      if (this.#commitsFd !== undefined) closeSync(this.#commitsFd);
     }
   }
 }

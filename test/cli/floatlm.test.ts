@@ -793,3 +793,22 @@ t.test('keys add-credential: a per-user credential that may only declare its use
   }).catch((e: unknown) => e);
   t.match(String(mallory), /NOT_PERMITTED/, 'it cannot declare another user');
 });
+
+t.test('checkout says when it has lost contact, and Ctrl-C then ends it promptly', async (t) => {
+  const site = makeSite(['FEATURE solver demo 2.5 permanent 1']);
+  const d = await spawnDaemon(site, ['--heartbeat', '1']);
+  const { cred } = creds(site, d.port);
+  const co = floatlm(['checkout', 'solver'], site.dir, { FLOATLM_CREDENTIAL: cred });
+  await until(() => /granted/.test(co.out()), co);
+  d.child.kill('SIGKILL');
+  await new Promise((r) => d.child.once('exit', r));
+  await until(() => /lost contact with 127\.0\.0\.1:\d+; still holding solver/.test(co.err()), co);
+  co.child.kill('SIGINT');
+  const done = await co.done;
+  t.equal(done.code, 3, 'exit 3: the release went unanswered');
+  t.match(
+    done.err,
+    /did not confirm the release within a second/,
+    'says the release is unconfirmed',
+  );
+});

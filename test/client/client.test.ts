@@ -408,8 +408,9 @@ t.test('close() with the server gone gives up within its own short budget', asyn
   await c.close();
   const checkins = relay.fromClient.filter((b) => b[3] === MsgType.CHECKIN);
   // A 30 s budget would send 7 copies of the CHECKIN and then 7 of the session's end; within
-  // the close budget (1 s) there is room for the first send and one retransmission of each.
-  t.ok(checkins.length >= 1 && checkins.length <= 4, `${checkins.length} CHECKIN datagrams`);
+  // the close budget (1 s) there is room for the first send and a retransmission or two of
+  // each (a loaded machine fires timers late, never more of them): far fewer than 14.
+  t.ok(checkins.length >= 1 && checkins.length <= 6, `${checkins.length} CHECKIN datagrams`);
 });
 
 t.test('an aborted wait with the server gone does not wait out the budget', async (t) => {

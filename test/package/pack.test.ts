@@ -42,11 +42,18 @@ t.test('npm pack, install the tarball, run README’s client example', async (t)
     'package/dist/bin/floatlm.js',
     'package/dist/bin/floatlmd.js',
     'package/README.md',
+    'package/lib/server/web/index.html',
+    'package/contrib/systemd/floatlmd.service',
   ])
     t.ok(listing.includes(f), `the tarball ships ${f}`);
   t.notOk(
-    listing.some((f) => f.startsWith('package/dist/test/') || f.startsWith('package/lib/')),
-    'no tests or TypeScript sources in the tarball',
+    listing.some(
+      (f) =>
+        f.startsWith('package/dist/test/') ||
+        (f.startsWith('package/lib/') && !f.startsWith('package/lib/server/web/')) ||
+        (f.endsWith('.ts') && !f.endsWith('.d.ts')),
+    ),
+    'no tests or TypeScript sources in the tarball (only the status page assets of lib/)',
   );
 
   const project = join(dir, 'project');

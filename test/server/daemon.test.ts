@@ -465,3 +465,30 @@ t.test(
     t.equal((await c.checkout('demo')).state, 'held', 'the keys already served stay in force');
   },
 );
+
+t.test(
+  'the restart grace counts from when the daemon listens, not from when it started',
+  async (t) => {
+    const site = makeSite(['FEATURE demo demo 1.0 permanent 1']);
+    let d = await startDaemon(site);
+    const port = d.address().port;
+    const c = await client(site, port);
+    await c.checkout('demo');
+    await d.close();
+    await c.destroy();
+    // A clock that jumps 10 s while the state is being restored (as a big state would take).
+    let now = Date.now();
+    const info = (line: string) => {
+      if (/^restart grace/.test(line)) now += 10_000;
+    };
+    d = await startDaemon(site, {
+      port,
+      graceMs: 60_000,
+      now: () => now,
+      tickMs: 3_600_000,
+      logger: { error: () => {}, warn: () => {}, info, debug: () => {} },
+    });
+    t.teardown(() => d.close());
+    t.equal(d.graceLeft(), 60_000, 'the whole grace is left once the daemon listens');
+  },
+);

@@ -515,10 +515,19 @@ t.test('a schema-1 state file is upgraded in place by a writable open', async (t
   const dir = path.join(tmpDir(), 'state');
   openStore(dir).close();
   const file = path.join(dir, STATE_FILE);
+  // Back to schema 1: no triggers, checksums, replies table or schema-2 columns.
   const db = new Database(file);
+  const triggers = db
+    .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+    .pluck()
+    .all();
+  for (const name of triggers) db.exec(`DROP TRIGGER ${name}`);
+  for (const t of ['sessions', 'leases', 'queue', 'revoked', 'reclaimed', 'meta'])
+    db.exec(`ALTER TABLE ${t} DROP COLUMN sum`);
   db.exec(
     'DROP TABLE replies; ALTER TABLE sessions DROP COLUMN seq_floor; ' +
-      'ALTER TABLE sessions DROP COLUMN credential; PRAGMA user_version = 1',
+      'ALTER TABLE sessions DROP COLUMN credential; ALTER TABLE reclaimed DROP COLUMN why; ' +
+      "INSERT INTO meta (key, value) VALUES ('old', 'row'); PRAGMA user_version = 1",
   );
   db.close();
   tt.throws(() => openStore(dir, { readonly: true }), { code: 'OLD_SCHEMA' }, 'read-only refuses');
@@ -528,4 +537,7 @@ t.test('a schema-1 state file is upgraded in place by a writable open', async (t
   s.commit();
   tt.equal([...s.eachSession()][0]?.seqFloor, 10);
   s.close();
+  const again = openStore(dir);
+  tt.equal(again.load().meta.get('old'), 'row', 'rows from schema 1 got checksums: the file opens');
+  again.close();
 });

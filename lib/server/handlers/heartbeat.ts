@@ -32,5 +32,5 @@ export function heartbeat(
     core.opts.heartbeatMs,
     ctx.key,
   );
-  core.outbox.heartbeatAck(s, h.requestId, reply, ctx.from);
+  core.outbox.heartbeatAck(s, h.requestId, reply, ctx.from, ctx.floorWait === true);
 }

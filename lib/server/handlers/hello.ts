@@ -8,6 +8,7 @@ import { makeToken, returnToken, sessionKeyFor } from '../../token/index.ts';
 import { AuthMode, ErrorCode, type MsgType } from '../../wire/index.ts';
 import type { Bodies } from '../../wire/messages.ts';
 import { type Core, hexId } from '../core.ts';
+import { SEQ_RESERVE } from '../defaults.ts';
 import type { Ctx } from '../outbox.ts';
 
 export function hello(core: Core, ctx: Ctx, b: Bodies[typeof MsgType.HELLO]): void {
@@ -64,6 +65,10 @@ export function hello(core: Core, ctx: Ctx, b: Bodies[typeof MsgType.HELLO]): vo
   );
   sessionKey.fill(0);
   core.fresh.add(session);
+  // The session's first replay floor is written with it (HELLO_OK waits for that commit),
+  // so its first SEQ_RESERVE datagrams are answered without waiting for the disk.
+  session.reservedSeq = SEQ_RESERVE;
+  core.floorWrites.push({ s: session, floor: SEQ_RESERVE });
   core.store.putSession(core.sessions.record(session, now));
   core.report.write('session', now, {
     session: hexId(token.tokenId),

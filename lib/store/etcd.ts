@@ -1,0 +1,1582 @@
+/**
+ * The site ledger over etcd: seats, sessions, queue, revocations, idempotency records and
+ * replay floors shared by every floatlmd of a site. etcd's Raft gives the agreement; this
+ * module only ever changes the ledger with etcd transactions whose compares make them
+ * succeed on the state they were planned on, never read-then-write.
+ *
+ * Never over-grant, by construction: a grant is ONE transaction that compares the feature's
+ * held counter by mod_revision (and value), creates the lease key with `create_revision == 0`,
+ * writes counter + lease together, and also compares that this server's own key (attached to
+ * its etcd lease) still exists, so a server whose etcd lease expired cannot grant even if its
+ * clock or its beliefs are wrong. A conflict re-plans from the values the failed
+ * transaction's else-branch read (one round trip per attempt), a bounded number of times.
+ * The grants and releases of one event-loop tick (and every one queued while a transaction
+ * is in flight) go out as one transaction: group commit.
+ *
+ * Liveness without a write per heartbeat: every server holds one etcd lease (TTL
+ * `leaseTtlSec`) kept alive by the etcd3 client's keepalive stream; a session's liveness
+ * key is attached to the lease of the server that last heard it (`attachSession` moves it
+ * by a put), so etcd deletes the liveness keys of a dead or frozen server's sessions when its
+ * lease expires. `canGrant()` turns false once the last acknowledged keepalive was *sent*
+ * more than TTL minus a margin ago, i.e. before etcd itself can have expired the lease.
+ *
+ * Records that expire (idempotency records, revocations, burned lease ids, sessions) are
+ * attached to shared, never-renewed etcd leases, one per 10 s bucket of expiry time, so
+ * etcd deletes them itself; readers also check the expiry inside the value.
+ *
+ * This backend owns its gRPC connections and timers (all unref'ed): unlike the SQLite store it
+ * is not a pure function of its calls, because etcd leases are.
+ *
+ * Key layout, every key under `floatlm/<site>/` (ids are 16 lower-case hex digits, feature
+ * names are encodeURIComponent'ed, JSON values carry u64 as hex and bytes as base64):
+ *
+ * | key                                   | value                         | etcd lease        |
+ * | ------------------------------------- | ----------------------------- | ----------------- |
+ * | `server/<serverId>`                   | JSON {serverId, startedAt}    | the server's      |
+ * | `feature/<feature>/held`              | seats held site-wide, decimal | none              |
+ * | `lease/<leaseId>`                     | JSON lease record             | none              |
+ * | `bysession/<tokenId>/<leaseId>`       | same JSON (index)             | none              |
+ * | `burned/<leaseId>`                    | JSON {why, until}             | expiry bucket     |
+ * | `session/<tokenId>`                   | JSON session record           | expiry bucket     |
+ * | `alive/<tokenId>`                     | serverId of the owner         | the owner's       |
+ * | `floor/<tokenId>`                     | replay floor, 10 digits       | none / bucket     |
+ * | `queue/seq`                           | last queue seq, decimal       | none              |
+ * | `queue/entry/<feature>/<seq 16 dec>`  | JSON queue record             | none              |
+ * | `queue/by/<tokenId>/<feature>`        | the entry's key               | none              |
+ * | `revoked/<tokenId>`                   | expiry, ms decimal            | expiry bucket     |
+ * | `reply/<idempotency key hex>`         | JSON {reply, ip, port, exp}   | expiry bucket     |
+ *
+ * The session id of the wire header is the tokenId: records name it `tokenId` as in
+ * lib/store/sqlite.ts, whose record types this backend shares.
+ */
+import { EventEmitter } from 'node:events';
+import {
+  Etcd3,
+  EtcdLeaseInvalidError,
+  GRPCDeadlineExceededError,
+  GRPCUnavailableError,
+  type ICompare,
+  type IKeyValue,
+  type IOptions,
+  type IRequestOp,
+  type ITxnRequest,
+  type ITxnResponse,
+  isRecoverableError,
+  type Lease,
+  type Watcher,
+} from 'etcd3';
+import type { LeaseRecord, QueueRecord, ReplyRecord, SessionRecord } from './sqlite.ts';
+
+/** Stable codes of every way the etcd ledger can refuse or fail. */
+export const EtcdStoreErrorCode = {
+  /** No etcd member could be reached (connection refused, every circuit open). */
+  UNREACHABLE: 'UNREACHABLE',
+  /** etcd answered without a leader, or nothing committed within the deadline. */
+  NO_MAJORITY: 'NO_MAJORITY',
+  /** This server's etcd lease is lost or about to expire: it must not grant. */
+  NO_LEASE: 'NO_LEASE',
+  /** Revision conflicts past the retry bound, or an id already used by someone else. */
+  CONFLICT: 'CONFLICT',
+  /** A value in etcd under our prefix that is not a record of ours. */
+  BAD_RECORD: 'BAD_RECORD',
+  /** Any other error etcd reported (permissions, too many ops, ...). */
+  ETCD: 'ETCD',
+  /** A method called after close(). */
+  CLOSED: 'CLOSED',
+} as const;
+
+export type EtcdStoreErrorCode = (typeof EtcdStoreErrorCode)[keyof typeof EtcdStoreErrorCode];
+
+/** The one error type of the etcd ledger; `message` is one line starting with the code. */
+export class EtcdStoreError extends Error {
+  readonly code: EtcdStoreErrorCode;
+
+  constructor(code: EtcdStoreErrorCode, message: string, options?: { cause?: unknown }) {
+    super(`${code}: ${message.replace(/\s+/g, ' ').trim()}`, options);
+    this.name = 'EtcdStoreError';
+    this.code = code;
+  }
+}
+
+/** A grant to make: the lease record plus the feature's licensed seat count. */
+export interface GrantRequest extends LeaseRecord {
+  /** Seats the license allows for the feature, site-wide. */
+  licensed: number;
+}
+
+/** What `grant` decided: the seats are held, or the feature has no room for them. */
+export type GrantResult = 'granted' | 'full';
+
+/** How a released lease id is burned (never granted again) and why. */
+export interface ReleaseOptions {
+  /** 0 released or reaped (default), 1 removed by an admin. */
+  why?: 0 | 1;
+  /** ms UTC until which the lease id stays burned (default now + 24 h): the ticket's life. */
+  burnUntil?: number;
+}
+
+/** What `state()` reports, for the log and for PONG. */
+export interface EtcdState {
+  /** Whether etcd answered this server within the last lease TTL. */
+  reachable: boolean;
+  /** Member id (hex) of the etcd leader at the last probe(), if one was seen. */
+  leader?: string;
+  /** ms UTC of the last successful etcd call or keepalive (0: never). */
+  lastOkAt: number;
+  /** Whether this server may grant now (see canGrant). */
+  canGrant: boolean;
+  /** This server's etcd lease id (decimal), while it has one. */
+  leaseId?: string;
+}
+
+export interface EtcdLedgerOptions {
+  /** etcd client URLs, `http://host:2379`. */
+  endpoints: string[];
+  /** Site name: every floatlmd of a site uses the same one. Default 'default'. */
+  site?: string;
+  /** This server's name, unique in the site (e.g. host name + port). */
+  serverId: string;
+  /** TTL of this server's etcd lease, s (default 10, at least 2). */
+  leaseTtlSec?: number;
+  /** Deadline of each etcd operation, ms (default 2000). */
+  opTimeoutMs?: number;
+  /** Attempts of one transaction on revision conflicts (default 16). */
+  maxAttempts?: number;
+  /** Clock, ms UTC (default Date.now): record expiries are compared to it. */
+  now?: () => number;
+}
+
+/** Most grants + releases in one transaction: keeps every op list under etcd's 128. */
+const MAX_BATCH = 30;
+/** Width of the expiry buckets that share one etcd lease, ms. */
+const BUCKET_MS = 10_000;
+/** Default time a released lease id stays burned. */
+const BURN_MS = 24 * 3600_000;
+const U64_MAX = 0xffff_ffff_ffff_ffffn;
+
+type Pending =
+  | {
+      kind: 'grant';
+      rec: GrantRequest;
+      resolve: (r: GrantResult) => void;
+      reject: (e: unknown) => void;
+    }
+  | {
+      kind: 'release';
+      leaseId: bigint;
+      why: 0 | 1;
+      burnUntil: number;
+      resolve: (r: boolean) => void;
+      reject: (e: unknown) => void;
+    };
+
+interface Counter {
+  value: number;
+  /** '0' while the key does not exist. */
+  mod: string;
+}
+
+const enc = (s: string) => Buffer.from(s, 'utf8');
+const hex16 = (v: bigint) => v.toString(16).padStart(16, '0');
+
+function u64(name: string, v: unknown): bigint {
+  if (typeof v !== 'bigint') throw new TypeError(`${name} must be a bigint`);
+  if (v < 0n || v > U64_MAX) throw new RangeError(`${name} must be a u64`);
+  return v;
+}
+
+function int(name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number') throw new TypeError(`${name} must be a number`);
+  if (!Number.isSafeInteger(v) || v < min || v > max) {
+    throw new RangeError(`${name} must be an integer in [${min}, ${max}]`);
+  }
+  return v;
+}
+
+function name(what: string, v: unknown): string {
+  if (typeof v !== 'string') throw new TypeError(`${what} must be a string`);
+  if (v.length === 0 || v.length > 255) throw new RangeError(`${what} must be 1-255 characters`);
+  return v;
+}
+
+function bytes(what: string, v: unknown): Uint8Array {
+  if (!(v instanceof Uint8Array)) throw new TypeError(`${what} must be a Uint8Array`);
+  return v;
+}
+
+/** The key just past every key starting with `prefix` (etcd's range_end for a prefix). */
+function prefixEnd(prefix: Buffer): Buffer {
+  const end = Buffer.from(prefix);
+  for (let i = end.length - 1; i >= 0; i--) {
+    if (end[i]! < 0xff) {
+      end[i]!++;
+      return end.subarray(0, i + 1);
+    }
+  }
+  return Buffer.from([0]);
+}
+
+const put = (key: Buffer, value: string, lease?: string): IRequestOp => ({
+  request_put: lease === undefined ? { key, value: enc(value) } : { key, value: enc(value), lease },
+});
+const del = (key: Buffer): IRequestOp => ({ request_delete_range: { key } });
+const get = (key: Buffer): IRequestOp => ({ request_range: { key } });
+const modIs = (key: Buffer, rev: string): ICompare => ({
+  key,
+  target: 'Mod',
+  result: 'Equal',
+  mod_revision: rev,
+});
+const valueIs = (key: Buffer, value: string): ICompare => ({
+  key,
+  target: 'Value',
+  result: 'Equal',
+  value: enc(value),
+});
+const absent = (key: Buffer): ICompare => ({
+  key,
+  target: 'Create',
+  result: 'Equal',
+  create_revision: '0',
+});
+const createdAt = (key: Buffer, rev: string): ICompare => ({
+  key,
+  target: 'Create',
+  result: 'Equal',
+  create_revision: rev,
+});
+
+/** The first key-value of range response `i` of a transaction, if the key existed. */
+function rangeKv(r: ITxnResponse, i: number): IKeyValue | undefined {
+  return r.responses[i]?.response_range?.kvs[0];
+}
+
+function encodeLease(l: LeaseRecord, server: string): string {
+  return JSON.stringify({
+    leaseId: hex16(l.leaseId),
+    tokenId: hex16(l.tokenId),
+    feature: l.feature,
+    version: l.version,
+    count: l.count,
+    groupKey: l.groupKey,
+    grantedAt: l.grantedAt,
+    ticket: Buffer.from(l.ticket).toString('base64'),
+    server,
+  });
+}
+
+function bad(what: string, key: Buffer | string, cause?: unknown): EtcdStoreError {
+  return new EtcdStoreError('BAD_RECORD', `${what} at ${String(key)} is not a floatlm record`, {
+    cause,
+  });
+}
+
+function parseJson(kv: IKeyValue, what: string): Record<string, unknown> {
+  try {
+    const v = JSON.parse(kv.value.toString('utf8')) as unknown;
+    if (typeof v !== 'object' || v === null) throw new Error('not an object');
+    return v as Record<string, unknown>;
+  } catch (e) {
+    throw bad(what, kv.key, e);
+  }
+}
+
+/** Builds a record from `kv`'s JSON; anything missing or mistyped is BAD_RECORD. */
+function decode<T>(kv: IKeyValue, what: string, build: (o: Record<string, unknown>) => T): T {
+  const o = parseJson(kv, what);
+  try {
+    return build(o);
+  } catch (e) {
+    throw bad(what, kv.key, e);
+  }
+}
+
+const b64 = (o: Record<string, unknown>, k: string) =>
+  new Uint8Array(Buffer.from(field<string>(o, k, 'string'), 'base64'));
+
+function hexId(v: unknown): bigint {
+  if (typeof v !== 'string' || !/^[0-9a-f]{16}$/.test(v)) throw new Error('bad id');
+  return BigInt(`0x${v}`);
+}
+
+function field<T>(o: Record<string, unknown>, k: string, type: string): T {
+  if (typeof o[k] !== type) throw new Error(`bad ${k}`);
+  return o[k] as T;
+}
+
+function decodeLease(kv: IKeyValue): LeaseRecord & { server: string } {
+  return decode(kv, 'lease', (o) => ({
+    leaseId: hexId(o.leaseId),
+    tokenId: hexId(o.tokenId),
+    feature: field(o, 'feature', 'string'),
+    version: field(o, 'version', 'string'),
+    count: field(o, 'count', 'number'),
+    groupKey: field(o, 'groupKey', 'string'),
+    grantedAt: field(o, 'grantedAt', 'number'),
+    ticket: b64(o, 'ticket'),
+    server: field(o, 'server', 'string'),
+  }));
+}
+
+function decodeSession(kv: IKeyValue): SessionRecord {
+  return decode(kv, 'session', (o) => ({
+    tokenId: hexId(o.tokenId),
+    token: b64(o, 'token'),
+    user: field(o, 'user', 'string'),
+    host: field(o, 'host', 'string'),
+    vendor: field(o, 'vendor', 'string'),
+    created: field(o, 'created', 'number'),
+    expires: field(o, 'expires', 'number'),
+    ip: field(o, 'ip', 'string'),
+    port: field(o, 'port', 'number'),
+    credential: field(o, 'credential', 'string'),
+  }));
+}
+
+function decodeQueue(kv: IKeyValue): QueueRecord {
+  return decode(kv, 'queue entry', (o) => ({
+    tokenId: hexId(o.tokenId),
+    feature: field(o, 'feature', 'string'),
+    version: field(o, 'version', 'string'),
+    count: field(o, 'count', 'number'),
+    since: field(o, 'since', 'number'),
+    seq: field(o, 'seq', 'number'),
+  }));
+}
+
+function decimal(kv: IKeyValue | undefined, what: string): number {
+  if (kv === undefined) return 0;
+  const s = kv.value.toString('utf8');
+  if (!/^\d{1,16}$/.test(s)) throw bad(what, kv.key);
+  return Number(s);
+}
+
+type Policy = NonNullable<NonNullable<IOptions['faultHandling']>['global']>;
+
+/** A fault-handling policy that only runs the call: no retry, no circuit breaker. */
+function passThrough(): Policy {
+  const noEvent = () => ({ dispose: () => undefined });
+  const policy = {
+    onSuccess: noEvent,
+    onFailure: noEvent,
+    execute: async <T>(fn: (c: { signal: AbortSignal }) => PromiseLike<T> | T) =>
+      fn({ signal: new AbortController().signal }),
+  };
+  return policy as unknown as Policy;
+}
+
+/** Errors after which the same call may succeed on another member or a moment later. */
+function retryable(e: unknown): boolean {
+  if (typeof e === 'object' && e !== null && isRecoverableError(e as Error)) return true;
+  const msg = e instanceof Error ? e.message : String(e);
+  return /etcdserver: (leader changed|no leader|request timed out|too many requests)/.test(msg);
+}
+
+/** Maps whatever the etcd3 client threw to an EtcdStoreError with a stable code. */
+export function classifyEtcdError(e: unknown, what: string): EtcdStoreError {
+  if (e instanceof EtcdStoreError) return e;
+  const msg = e instanceof Error ? e.message : String(e);
+  const cause = { cause: e };
+  if (e instanceof EtcdLeaseInvalidError || /lease not found/i.test(msg)) {
+    return new EtcdStoreError('NO_LEASE', `${what}: etcd lease not found (expired)`, cause);
+  }
+  if (
+    e instanceof GRPCDeadlineExceededError ||
+    /no leader|request timed out|leader changed|deadline exceeded/i.test(msg)
+  ) {
+    return new EtcdStoreError(
+      'NO_MAJORITY',
+      `${what}: etcd committed nothing in time (no majority of members, or overloaded): ${msg}`,
+      cause,
+    );
+  }
+  if (e instanceof GRPCUnavailableError || /circuit breaker|ECONNREFUSED|unavailable/i.test(msg)) {
+    return new EtcdStoreError('UNREACHABLE', `${what}: no etcd member reachable: ${msg}`, cause);
+  }
+  if (/client was already closed/i.test(msg)) {
+    return new EtcdStoreError('CLOSED', `${what}: the ledger is closed`, cause);
+  }
+  return new EtcdStoreError('ETCD', `${what}: ${msg}`, cause);
+}
+
+/**
+ * Opens this server's view of the site ledger: connects, takes an etcd lease, registers
+ * `server/<serverId>` on it and starts the keepalive.
+ * @throws {TypeError|RangeError} on bad options; {EtcdStoreError} UNREACHABLE, NO_MAJORITY,
+ * CONFLICT (another live server uses `serverId`: wait one TTL after a crash, or rename)
+ */
+export async function openEtcdLedger(o: EtcdLedgerOptions): Promise<EtcdLedger> {
+  if (typeof o !== 'object' || o === null) throw new TypeError('options must be an object');
+  if (!Array.isArray(o.endpoints) || o.endpoints.length === 0) {
+    throw new TypeError('options.endpoints must be a non-empty array of URLs');
+  }
+  for (const e of o.endpoints) {
+    if (typeof e !== 'string' || !/^https?:\/\/[^/\s]+\/?$/.test(e)) {
+      throw new RangeError(`options.endpoints: not an etcd client URL: ${String(e)}`);
+    }
+  }
+  const site = o.site ?? 'default';
+  if (typeof site !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(site)) {
+    throw new RangeError('options.site must be 1-64 characters of A-Z a-z 0-9 . _ -');
+  }
+  if (typeof o.serverId !== 'string' || !/^[A-Za-z0-9._:@-]{1,128}$/.test(o.serverId)) {
+    throw new RangeError('options.serverId must be 1-128 characters of A-Z a-z 0-9 . _ : @ -');
+  }
+  const ledger = new EtcdLedger({
+    endpoints: o.endpoints,
+    site,
+    serverId: o.serverId,
+    leaseTtlSec: int('options.leaseTtlSec', o.leaseTtlSec ?? 10, 2, 3600),
+    opTimeoutMs: int('options.opTimeoutMs', o.opTimeoutMs ?? 2000, 50, 60_000),
+    maxAttempts: int('options.maxAttempts', o.maxAttempts ?? 16, 1, 1000),
+    now: o.now ?? Date.now,
+  });
+  try {
+    await ledger.acquireLease();
+  } catch (e) {
+    await ledger.close({ revoke: false });
+    throw e;
+  }
+  return ledger;
+}
+
+/**
+ * One server's handle on the site ledger. Events: `grantable` (boolean, when canGrant()
+ * flips), `lease-lost` (the server's etcd lease expired: its sessions' liveness keys are
+ * gone and must be attached again), `lease-acquired` (lease id, decimal).
+ */
+export class EtcdLedger extends EventEmitter {
+  readonly site: string;
+  readonly serverId: string;
+  readonly leaseTtlSec: number;
+  private readonly client: Etcd3;
+  private readonly root: string;
+  private readonly opTimeoutMs: number;
+  private readonly maxAttempts: number;
+  private readonly now: () => number;
+
+  private lease: Lease | undefined;
+  private leaseId: string | undefined;
+  private serverCreateRev = '0';
+  /** Send time of the newest keepalive (or grant) etcd acknowledged. */
+  private okSentAt = 0;
+  private lastOkAt = 0;
+  private leader: string | undefined;
+  private grantable = false;
+  private grantTimer: NodeJS.Timeout | undefined;
+  private reacquireTimer: NodeJS.Timeout | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  private renewing = false;
+  private closed = false;
+
+  private pending: Pending[] = [];
+  private scheduled = false;
+  /** The batch transaction in flight, if any: one at a time, so batches never race. */
+  private inflight: Promise<void> | undefined;
+  private readonly counters = new Map<string, Counter>();
+  private readonly leaseCache = new Map<bigint, { rec: LeaseRecord; mod: string }>();
+  private readonly buckets = new Map<number, Promise<string>>();
+  private queueSeq: Counter = { value: 0, mod: '0' };
+  private readonly watchers = new Set<Watcher>();
+
+  /** @internal use openEtcdLedger */
+  constructor(o: Required<EtcdLedgerOptions>) {
+    super();
+    this.site = o.site;
+    this.serverId = o.serverId;
+    this.leaseTtlSec = o.leaseTtlSec;
+    this.opTimeoutMs = o.opTimeoutMs;
+    this.maxAttempts = o.maxAttempts;
+    this.now = o.now;
+    this.root = `floatlm/${o.site}/`;
+    this.client = new Etcd3({
+      hosts: o.endpoints,
+      dialTimeout: o.opTimeoutMs,
+      defaultCallOptions: (ctx) =>
+        ctx.isStream ? {} : { deadline: Date.now() + this.opTimeoutMs },
+      // The client's defaults (3 retries on one shared deadline, a 5 s circuit breaker per
+      // member) turn one election into seconds of "unreachable"; call() retries instead.
+      faultHandling: { host: () => passThrough(), global: passThrough() },
+    });
+  }
+
+  private key(rest: string): Buffer {
+    return enc(this.root + rest);
+  }
+
+  private featureKey(feature: string): Buffer {
+    return this.key(`feature/${encodeURIComponent(feature)}/held`);
+  }
+
+  private live(): void {
+    if (this.closed) throw new EtcdStoreError('CLOSED', 'the etcd ledger is closed');
+  }
+
+  private ok(): void {
+    this.lastOkAt = this.now();
+  }
+
+  /**
+   * Runs one etcd call, retried on transient errors (a dead, frozen or leaderless member,
+   * an election) until `until`, each attempt bounded by a third of the operation's budget so
+   * that one frozen member cannot eat it all. Retrying is safe: every write of this module is
+   * compare-guarded or idempotent, so an attempt that committed unanswered is recognized.
+   */
+  private async call<T>(
+    what: string,
+    run: (o: { deadline: number }) => Promise<T>,
+    until = Date.now() + this.opTimeoutMs,
+  ): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      this.live();
+      const start = Date.now();
+      const attemptMs = Math.max(100, Math.ceil(this.opTimeoutMs / 3));
+      try {
+        const r = await run({ deadline: Math.min(until, start + attemptMs) });
+        this.ok();
+        return r;
+      } catch (e) {
+        if (this.closed) throw new EtcdStoreError('CLOSED', `${what}: the ledger is closed`);
+        if (!retryable(e) || Date.now() + 50 > until) throw classifyEtcdError(e, what);
+        // A refused connection fails at once: pause a little rather than spin.
+        const wait = Math.min(200, 20 * attempt) - (Date.now() - start);
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait).unref());
+      }
+    }
+  }
+
+  private txn(req: ITxnRequest, what: string, until?: number): Promise<ITxnResponse> {
+    return this.call(what, (o) => this.client.kv.txn(req, o), until);
+  }
+
+  // ---------------------------------------------------------------- server lease
+
+  /** A new etcd3 Lease (granted in the background) wired to this ledger's lease state. */
+  private newLease(deadline: number): Lease {
+    const lease = this.client.lease(this.leaseTtlSec, { deadline });
+    // The client emits 'lost' for a failed grant too; acquireLease reports that itself.
+    lease.on('lost', () => this.onLeaseLost(lease));
+    // Send times of this lease's keepalives not answered yet, oldest first. Listening from
+    // the start: the stream may fire before the registration returns.
+    let fired: number[] = [];
+    lease.on('keepaliveEstablished', () => {
+      fired = [];
+    });
+    lease.on('keepaliveFired', () => {
+      fired.push(Date.now());
+    });
+    lease.on('keepaliveSucceeded', () => {
+      const t = fired.shift();
+      if (lease !== this.lease) return;
+      // etcd counts the TTL from when it received the keepalive, later than we sent it.
+      if (t !== undefined && t > this.okSentAt) this.okSentAt = t;
+      this.ok();
+      this.updateGrantable();
+    });
+    return lease;
+  }
+
+  /** @internal Takes a new etcd lease and registers this server on it. */
+  async acquireLease(): Promise<void> {
+    const until = Date.now() + this.opTimeoutMs;
+    let lease: Lease;
+    let id: string;
+    let sentAt: number;
+    for (let attempt = 1; ; attempt++) {
+      this.live();
+      sentAt = Date.now();
+      lease = this.newLease(Math.min(until, sentAt + Math.max(100, this.opTimeoutMs / 3)));
+      try {
+        id = await lease.grant();
+        break;
+      } catch (e) {
+        lease.release();
+        if (!retryable(e) || Date.now() + 50 > until) {
+          throw classifyEtcdError(e, 'taking the server etcd lease');
+        }
+        await new Promise((r) => setTimeout(r, Math.min(200, 20 * attempt)).unref());
+      }
+    }
+    const sk = this.key(`server/${this.serverId}`);
+    let r: ITxnResponse;
+    try {
+      r = await this.txn(
+        {
+          compare: [absent(sk)],
+          success: [
+            put(sk, JSON.stringify({ serverId: this.serverId, startedAt: this.now() }), id),
+          ],
+          failure: [get(sk)],
+        },
+        'registering the server',
+      );
+    } catch (e) {
+      await lease.revoke().catch(() => undefined);
+      throw e;
+    }
+    // Ours already: an earlier attempt committed unanswered.
+    const mine = !r.succeeded && rangeKv(r, 0)?.lease === id;
+    if (mine) r.header.revision = rangeKv(r, 0)!.create_revision;
+    if (!r.succeeded && !mine) {
+      await lease.revoke().catch(() => undefined);
+      throw new EtcdStoreError(
+        'CONFLICT',
+        `server id ${this.serverId} is in use in site ${this.site} (another live floatlmd, or ` +
+          `the previous one died less than ${this.leaseTtlSec} s ago)`,
+      );
+    }
+    this.serverCreateRev = r.header.revision;
+    this.lease = lease;
+    this.leaseId = id;
+    this.okSentAt = sentAt;
+    this.updateGrantable();
+    this.startWatchdog(lease);
+    this.emit('lease-acquired', id);
+  }
+
+  /**
+   * A second path for the keepalive: the etcd3 client's stream sticks to one member and only
+   * gives up on it after a whole TTL without answers, past the point where this server stops
+   * granting. When no keepalive was acknowledged for half the TTL, renew() sends one on a
+   * fresh stream (to any member) so that a frozen member cannot stop a healthy server.
+   */
+  private startWatchdog(lease: Lease): void {
+    if (this.watchdog) clearInterval(this.watchdog);
+    const period = (this.leaseTtlSec * 1000) / 6;
+    this.watchdog = setInterval(() => {
+      if (lease !== this.lease || this.renewing) return;
+      if (Date.now() - this.okSentAt < (this.leaseTtlSec * 1000) / 2) return;
+      this.renewing = true;
+      this.renew()
+        .catch(() => undefined)
+        .finally(() => {
+          this.renewing = false;
+        });
+    }, period);
+    this.watchdog.unref();
+  }
+
+  private onLeaseLost(lease: Lease): void {
+    if (lease !== this.lease) return;
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog = undefined;
+    this.lease = undefined;
+    this.leaseId = undefined;
+    this.serverCreateRev = '0';
+    this.updateGrantable();
+    this.emit('lease-lost');
+    this.scheduleReacquire(100);
+  }
+
+  private scheduleReacquire(delayMs: number): void {
+    if (this.closed || this.reacquireTimer) return;
+    this.reacquireTimer = setTimeout(() => {
+      this.reacquireTimer = undefined;
+      if (this.closed || this.lease) return;
+      this.acquireLease().catch(() => this.scheduleReacquire(Math.min(delayMs * 2, 2000)));
+    }, delayMs);
+    this.reacquireTimer.unref();
+  }
+
+  /** Margin before etcd's lease expiry at which this server stops granting, ms. */
+  private get marginMs(): number {
+    return Math.min(1000, (this.leaseTtlSec * 1000) / 4);
+  }
+
+  /** Until when (Date.now() ms) this server may grant. */
+  private grantUntil(): number {
+    if (this.lease === undefined) return 0;
+    return this.okSentAt + this.leaseTtlSec * 1000 - this.marginMs;
+  }
+
+  private updateGrantable(): void {
+    const now = Date.now();
+    const until = this.grantUntil();
+    const g = !this.closed && now < until;
+    if (this.grantTimer) clearTimeout(this.grantTimer);
+    this.grantTimer = undefined;
+    if (g) {
+      this.grantTimer = setTimeout(() => this.updateGrantable(), until - now + 1);
+      this.grantTimer.unref();
+    }
+    if (g !== this.grantable) {
+      this.grantable = g;
+      this.emit('grantable', g);
+    }
+  }
+
+  /**
+   * Whether this server may grant: it holds an etcd lease whose last acknowledged keepalive
+   * was sent less than TTL minus a margin ago. False from before etcd can have expired the
+   * lease (a server cut off from the majority stops granting within its TTL).
+   */
+  canGrant(): boolean {
+    return !this.closed && this.lease !== undefined && Date.now() < this.grantUntil();
+  }
+
+  /** The etcd state, for the log and PONG; `leader` is as of the last probe(). */
+  state(): EtcdState {
+    const s: EtcdState = {
+      reachable: this.lastOkAt > 0 && this.now() - this.lastOkAt < this.leaseTtlSec * 1000,
+      lastOkAt: this.lastOkAt,
+      canGrant: this.canGrant(),
+    };
+    if (this.leader !== undefined) s.leader = this.leader;
+    if (this.leaseId !== undefined) s.leaseId = this.leaseId;
+    return s;
+  }
+
+  /**
+   * Asks one etcd member for its status, refreshing state().leader and reachability.
+   * @throws {EtcdStoreError} UNREACHABLE, NO_MAJORITY, CLOSED
+   */
+  async probe(): Promise<EtcdState> {
+    const s = await this.call('probing etcd', (o) => this.client.maintenance.status(o));
+    this.leader = s.leader === '0' ? undefined : BigInt(s.leader).toString(16);
+    return this.state();
+  }
+
+  /**
+   * Sends one keepalive of the server lease now (the keepalive stream does it every TTL/3).
+   * @throws {EtcdStoreError} NO_LEASE, UNREACHABLE, NO_MAJORITY, CLOSED
+   */
+  async renew(): Promise<void> {
+    this.live();
+    const lease = this.lease;
+    if (!lease) throw new EtcdStoreError('NO_LEASE', 'this server holds no etcd lease');
+    let sentAt = 0;
+    await this.call('renewing the server lease', (o) => {
+      sentAt = Date.now();
+      return lease.keepaliveOnce(o);
+    });
+    if (lease === this.lease && sentAt > this.okSentAt) this.okSentAt = sentAt;
+    this.updateGrantable();
+  }
+
+  /** The live servers of the site: serverId → JSON record. */
+  async servers(): Promise<Map<string, { serverId: string; startedAt: number }>> {
+    const out = new Map<string, { serverId: string; startedAt: number }>();
+    for (const kv of await this.range('server/', 'listing servers')) {
+      const o = parseJson(kv, 'server');
+      out.set(String(o.serverId), o as { serverId: string; startedAt: number });
+    }
+    return out;
+  }
+
+  // ---------------------------------------------------------------- seats
+
+  /**
+   * Grants `req.count` seats of `req.feature` as lease `req.leaseId` if the site holds at
+   * most `req.licensed - req.count` seats of it at the moment of the transaction. Batched
+   * with the other grants and releases of this tick. Idempotent for the same lease: retrying
+   * after an error with the same leaseId answers 'granted' if an earlier attempt committed.
+   * @throws {TypeError|RangeError} on a malformed request; {EtcdStoreError} NO_LEASE or
+   * NO_MAJORITY when this server may not grant, CONFLICT when the lease id is held by another
+   * session or burned, or on too many revision conflicts; UNREACHABLE; CLOSED
+   */
+  grant(req: GrantRequest): Promise<GrantResult> {
+    this.live();
+    if (typeof req !== 'object' || req === null) throw new TypeError('req must be an object');
+    u64('req.leaseId', req.leaseId);
+    u64('req.tokenId', req.tokenId);
+    name('req.feature', req.feature);
+    if (typeof req.version !== 'string') throw new TypeError('req.version must be a string');
+    if (typeof req.groupKey !== 'string') throw new TypeError('req.groupKey must be a string');
+    int('req.count', req.count, 1, 65535);
+    int('req.licensed', req.licensed, 0, 0x7fff_ffff);
+    int('req.grantedAt', req.grantedAt, 0, Number.MAX_SAFE_INTEGER);
+    bytes('req.ticket', req.ticket);
+    if (!this.canGrant()) return Promise.reject(this.refusal());
+    return new Promise((resolve, reject) => {
+      this.pending.push({ kind: 'grant', rec: { ...req }, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  private refusal(): EtcdStoreError {
+    if (this.lease === undefined) {
+      return new EtcdStoreError('NO_LEASE', 'this server holds no etcd lease: not granting');
+    }
+    const since = new Date(this.okSentAt).toISOString();
+    return new EtcdStoreError(
+      'NO_MAJORITY',
+      `no etcd majority has renewed this server's lease since ${since}: not granting`,
+    );
+  }
+
+  /**
+   * Releases lease `leaseId` (whoever granted it) and burns its id until `burnUntil`.
+   * Resolves true when this call released it, false when it was not held.
+   * @throws {TypeError|RangeError} on bad arguments; {EtcdStoreError} on etcd failure
+   */
+  release(leaseId: bigint, o: ReleaseOptions = {}): Promise<boolean> {
+    this.live();
+    u64('leaseId', leaseId);
+    const why = o.why ?? 0;
+    if (why !== 0 && why !== 1) throw new RangeError('why must be 0 or 1');
+    const burnUntil = int(
+      'burnUntil',
+      o.burnUntil ?? this.now() + BURN_MS,
+      0,
+      Number.MAX_SAFE_INTEGER,
+    );
+    return new Promise((resolve, reject) => {
+      this.pending.push({ kind: 'release', leaseId, why, burnUntil, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.inflight) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.flush();
+    });
+  }
+
+  private flush(): Promise<void> {
+    if (this.inflight) return this.inflight;
+    if (this.pending.length === 0) return Promise.resolve();
+    const batch = this.pending.splice(0, MAX_BATCH);
+    this.inflight = this.commitBatch(batch)
+      .catch((e) => {
+        const err = classifyEtcdError(e, 'committing grants');
+        for (const p of batch) p.reject(err);
+      })
+      .finally(() => {
+        this.inflight = undefined;
+        if (this.pending.length > 0) this.schedule();
+      });
+    return this.inflight;
+  }
+
+  /** Reads the lease keys of releases this server has not seen, in one transaction. */
+  private async loadLeases(ids: bigint[], deadline: number): Promise<void> {
+    const r = await this.txn(
+      { compare: [], success: ids.map((id) => get(this.key(`lease/${hex16(id)}`))), failure: [] },
+      'reading leases',
+      deadline,
+    );
+    ids.forEach((id, i) => {
+      const kv = rangeKv(r, i);
+      if (kv) this.leaseCache.set(id, { rec: decodeLease(kv), mod: kv.mod_revision });
+    });
+  }
+
+  private async commitBatch(batch: Pending[]): Promise<void> {
+    let ops = batch;
+    const deadline = Date.now() + this.opTimeoutMs;
+    for (let attempt = 0; attempt < this.maxAttempts && ops.length > 0; attempt++) {
+      const unknown = ops.flatMap((p) =>
+        p.kind === 'release' && !this.leaseCache.has(p.leaseId) ? [p.leaseId] : [],
+      );
+      if (unknown.length > 0) await this.loadLeases(unknown, deadline);
+      const grantDeadline = Math.min(deadline, this.grantUntil());
+      ops = ops.filter((p) => {
+        if (p.kind === 'release' && !this.leaseCache.has(p.leaseId)) {
+          p.resolve(false);
+          return false;
+        }
+        if (p.kind === 'grant' && !this.canGrant()) {
+          p.reject(this.refusal());
+          return false;
+        }
+        return true;
+      });
+      if (ops.length === 0) return;
+      const hasGrant = ops.some((p) => p.kind === 'grant');
+
+      // Plan on the values we believe: releases first, then grants in arrival order.
+      const plan = new Map<string, number>();
+      const at = (f: string) => plan.get(f) ?? this.counters.get(f)?.value ?? 0;
+      const features = new Set<string>();
+      const accepted = new Set<Pending>();
+      for (const p of ops) {
+        if (p.kind !== 'release') continue;
+        const l = this.leaseCache.get(p.leaseId)!.rec;
+        features.add(l.feature);
+        plan.set(l.feature, at(l.feature) - l.count);
+      }
+      for (const p of ops) {
+        if (p.kind !== 'grant') continue;
+        features.add(p.rec.feature);
+        const v = at(p.rec.feature);
+        if (v + p.rec.count <= p.rec.licensed) {
+          plan.set(p.rec.feature, v + p.rec.count);
+          accepted.add(p);
+        } else {
+          plan.set(p.rec.feature, v);
+        }
+      }
+
+      const compare: ICompare[] = [];
+      const success: IRequestOp[] = [];
+      const failure: IRequestOp[] = [];
+      const sk = this.key(`server/${this.serverId}`);
+      if (hasGrant) {
+        compare.push(createdAt(sk, this.serverCreateRev));
+        failure.push(get(sk));
+      }
+      const featureList = [...features];
+      for (const f of featureList) {
+        const k = this.featureKey(f);
+        const c = this.counters.get(f) ?? { value: 0, mod: '0' };
+        compare.push(modIs(k, c.mod));
+        if (c.mod !== '0') compare.push(valueIs(k, String(c.value)));
+        const next = plan.get(f)!;
+        if (next !== c.value) success.push(put(k, String(Math.max(0, next))));
+        failure.push(get(k));
+      }
+      const burnLeases = new Map<number, string>();
+      for (const p of ops) {
+        if (p.kind === 'release' && !burnLeases.has(p.burnUntil)) {
+          const id = await this.expiringLease(p.burnUntil, deadline);
+          if (id !== undefined) burnLeases.set(p.burnUntil, id);
+        }
+      }
+      for (const p of ops) {
+        if (p.kind === 'grant') {
+          const lk = this.key(`lease/${hex16(p.rec.leaseId)}`);
+          const bk = this.key(`burned/${hex16(p.rec.leaseId)}`);
+          compare.push(absent(lk), absent(bk));
+          failure.push(get(lk), get(bk));
+          if (accepted.has(p)) {
+            const v = encodeLease(p.rec, this.serverId);
+            success.push(
+              put(lk, v),
+              put(this.key(`bysession/${hex16(p.rec.tokenId)}/${hex16(p.rec.leaseId)}`), v),
+            );
+          }
+        } else {
+          const c = this.leaseCache.get(p.leaseId)!;
+          const lk = this.key(`lease/${hex16(p.leaseId)}`);
+          compare.push(modIs(lk, c.mod));
+          failure.push(get(lk));
+          success.push(
+            del(lk),
+            del(this.key(`bysession/${hex16(c.rec.tokenId)}/${hex16(p.leaseId)}`)),
+          );
+          const burn = burnLeases.get(p.burnUntil);
+          if (burn !== undefined) {
+            success.push(
+              put(
+                this.key(`burned/${hex16(p.leaseId)}`),
+                JSON.stringify({ why: p.why, until: p.burnUntil }),
+                burn,
+              ),
+            );
+          }
+        }
+      }
+
+      const r = await this.txn(
+        { compare, success, failure },
+        hasGrant ? 'granting' : 'releasing',
+        hasGrant ? grantDeadline : deadline,
+      );
+      if (r.succeeded) {
+        const rev = r.header.revision;
+        for (const f of featureList) {
+          const v = Math.max(0, plan.get(f)!);
+          const c = this.counters.get(f) ?? { value: 0, mod: '0' };
+          // An unchanged counter keeps its revision: it was not written.
+          this.counters.set(f, c.value === v ? c : { value: v, mod: rev });
+        }
+        for (const p of ops) {
+          if (p.kind === 'grant') {
+            if (accepted.has(p)) {
+              this.leaseCache.set(p.rec.leaseId, { rec: p.rec, mod: rev });
+              p.resolve('granted');
+            } else {
+              p.resolve('full');
+            }
+          } else {
+            this.leaseCache.delete(p.leaseId);
+            p.resolve(true);
+          }
+        }
+        return;
+      }
+
+      // Conflict: learn the current values from the else-branch and settle what is settled.
+      let i = 0;
+      if (hasGrant) {
+        const kv = rangeKv(r, i++);
+        if (kv === undefined || kv.create_revision !== this.serverCreateRev) {
+          const lost = this.lease;
+          if (lost) this.onLeaseLost(lost);
+        }
+      }
+      for (const f of featureList) {
+        const kv = rangeKv(r, i++);
+        this.counters.set(f, { value: decimal(kv, 'held counter'), mod: kv?.mod_revision ?? '0' });
+      }
+      const rest: Pending[] = [];
+      for (const p of ops) {
+        if (p.kind === 'grant') {
+          const lkv = rangeKv(r, i++);
+          const bkv = rangeKv(r, i++);
+          if (lkv) {
+            const l = decodeLease(lkv);
+            if (
+              l.tokenId === p.rec.tokenId &&
+              l.feature === p.rec.feature &&
+              l.count === p.rec.count
+            ) {
+              // An earlier attempt of this very grant committed (its answer was lost).
+              this.leaseCache.set(l.leaseId, { rec: l, mod: lkv.mod_revision });
+              p.resolve('granted');
+            } else {
+              p.reject(
+                new EtcdStoreError(
+                  'CONFLICT',
+                  `lease id ${hex16(p.rec.leaseId)} is held by another session`,
+                ),
+              );
+            }
+          } else if (bkv) {
+            p.reject(
+              new EtcdStoreError(
+                'CONFLICT',
+                `lease id ${hex16(p.rec.leaseId)} was released before and is burned`,
+              ),
+            );
+          } else {
+            rest.push(p);
+          }
+        } else {
+          const kv = rangeKv(r, i++);
+          if (kv === undefined) {
+            this.leaseCache.delete(p.leaseId);
+            p.resolve(false);
+          } else {
+            this.leaseCache.set(p.leaseId, { rec: decodeLease(kv), mod: kv.mod_revision });
+            rest.push(p);
+          }
+        }
+      }
+      ops = rest;
+    }
+    const err = new EtcdStoreError(
+      'CONFLICT',
+      `gave up after ${this.maxAttempts} revision conflicts (heavy contention on a feature)`,
+    );
+    for (const p of ops) p.reject(err);
+  }
+
+  /** Seats of `feature` held site-wide, read linearizably. */
+  async held(feature: string): Promise<number> {
+    name('feature', feature);
+    const r = await this.txn(
+      { compare: [], success: [get(this.featureKey(feature))], failure: [] },
+      'reading held',
+    );
+    const kv = rangeKv(r, 0);
+    return decimal(kv, 'held counter');
+  }
+
+  /** The leases of session `tokenId`, whichever server granted them. */
+  async leasesOf(tokenId: bigint): Promise<(LeaseRecord & { server: string })[]> {
+    u64('tokenId', tokenId);
+    return (await this.range(`bysession/${hex16(tokenId)}/`, 'listing leases')).map(decodeLease);
+  }
+
+  /** One lease, if held. */
+  async getLease(leaseId: bigint): Promise<(LeaseRecord & { server: string }) | undefined> {
+    u64('leaseId', leaseId);
+    const kv = await this.getKv(`lease/${hex16(leaseId)}`, 'reading a lease');
+    return kv && decodeLease(kv);
+  }
+
+  /** Every lease of the site (for status and audits; O(leases)). */
+  async allLeases(): Promise<(LeaseRecord & { server: string })[]> {
+    return (await this.range('lease/', 'listing leases')).map(decodeLease);
+  }
+
+  /** Why lease id `leaseId` is burned, if it is (a released or removed lease). */
+  async burnedWhy(leaseId: bigint): Promise<0 | 1 | undefined> {
+    u64('leaseId', leaseId);
+    const kv = await this.getKv(`burned/${hex16(leaseId)}`, 'reading a burned lease');
+    if (!kv) return undefined;
+    const o = parseJson(kv, 'burned lease');
+    if (typeof o.until === 'number' && o.until <= this.now()) return undefined;
+    return o.why === 1 ? 1 : 0;
+  }
+
+  private async range(prefix: string, what: string): Promise<IKeyValue[]> {
+    const key = this.key(prefix);
+    const r = await this.txn(
+      {
+        compare: [],
+        success: [{ request_range: { key, range_end: prefixEnd(key) } }],
+        failure: [],
+      },
+      what,
+    );
+    return r.responses[0]?.response_range?.kvs ?? [];
+  }
+
+  private async getKv(rest: string, what: string): Promise<IKeyValue | undefined> {
+    const r = await this.txn({ compare: [], success: [get(this.key(rest))], failure: [] }, what);
+    return rangeKv(r, 0);
+  }
+
+  // ---------------------------------------------------------------- expiring records
+
+  /**
+   * An etcd lease (decimal id) that expires within BUCKET_MS after `expiresAt`, shared by
+   * every record of that bucket and never renewed; undefined when `expiresAt` is past.
+   */
+  private async expiringLease(expiresAt: number, deadline?: number): Promise<string | undefined> {
+    const now = this.now();
+    if (expiresAt <= now) return undefined;
+    for (const b of this.buckets.keys()) if (b * BUCKET_MS < now + 1000) this.buckets.delete(b);
+    let b = Math.ceil(expiresAt / BUCKET_MS);
+    // Too close to its end: a put could race the lease's expiry.
+    if (b * BUCKET_MS - now < 2000) b++;
+    let p = this.buckets.get(b);
+    if (p === undefined) {
+      const ttl = Math.ceil((b * BUCKET_MS - now) / 1000) + 1;
+      p = this.call(
+        'taking an expiry lease',
+        (o) => this.client.leaseClient.leaseGrant({ TTL: ttl }, o),
+        deadline,
+      ).then((r) => r.ID);
+      this.buckets.set(b, p);
+      p.catch(() => this.buckets.delete(b));
+    }
+    return p;
+  }
+
+  // ---------------------------------------------------------------- sessions
+
+  /**
+   * Makes this server the owner of session `tokenId`: its liveness key moves to this
+   * server's etcd lease (and `record`, when given, is stored), in one transaction. Returns
+   * the server that owned it before, if any.
+   * @throws {TypeError|RangeError} on bad arguments; {EtcdStoreError} NO_LEASE, ...
+   */
+  async attachSession(tokenId: bigint, record?: SessionRecord): Promise<string | undefined> {
+    this.live();
+    u64('tokenId', tokenId);
+    const lease = this.leaseId;
+    if (lease === undefined)
+      throw new EtcdStoreError('NO_LEASE', 'this server holds no etcd lease');
+    const id = hex16(tokenId);
+    const ops: IRequestOp[] = [
+      {
+        request_put: {
+          key: this.key(`alive/${id}`),
+          value: enc(this.serverId),
+          lease,
+          prev_kv: true,
+        },
+      },
+    ];
+    if (record !== undefined) {
+      if (typeof record !== 'object' || record === null)
+        throw new TypeError('record must be an object');
+      if (record.tokenId !== tokenId) throw new RangeError('record.tokenId must equal tokenId');
+      bytes('record.token', record.token);
+      int('record.expires', record.expires, 0, Number.MAX_SAFE_INTEGER);
+      const v = JSON.stringify({
+        tokenId: id,
+        token: Buffer.from(record.token).toString('base64'),
+        user: record.user,
+        host: record.host,
+        vendor: record.vendor,
+        created: record.created,
+        expires: record.expires,
+        ip: record.ip,
+        port: record.port,
+        credential: record.credential ?? '',
+      });
+      const exp = await this.expiringLease(record.expires);
+      if (exp !== undefined) ops.push(put(this.key(`session/${id}`), v, exp));
+    }
+    const r = await this.txn({ compare: [], success: ops, failure: [] }, 'attaching a session');
+    const prev = r.responses[0]?.response_put?.prev_kv;
+    return prev ? prev.value.toString('utf8') : undefined;
+  }
+
+  /** The server whose lease holds session `tokenId`'s liveness key, if any. */
+  async sessionOwner(tokenId: bigint): Promise<string | undefined> {
+    u64('tokenId', tokenId);
+    const kv = await this.getKv(`alive/${hex16(tokenId)}`, 'reading a session owner');
+    return kv?.value.toString('utf8');
+  }
+
+  /** Every live session of the site: tokenId → owning serverId. */
+  async liveSessions(): Promise<Map<bigint, string>> {
+    const out = new Map<bigint, string>();
+    const skip = this.key('alive/').length;
+    for (const kv of await this.range('alive/', 'listing live sessions')) {
+      out.set(BigInt(`0x${kv.key.subarray(skip).toString('utf8')}`), kv.value.toString('utf8'));
+    }
+    return out;
+  }
+
+  /** The stored session record, if present and not expired. */
+  async getSession(tokenId: bigint): Promise<SessionRecord | undefined> {
+    u64('tokenId', tokenId);
+    const kv = await this.getKv(`session/${hex16(tokenId)}`, 'reading a session');
+    if (!kv) return undefined;
+    const s = decodeSession(kv);
+    const floor = await this.getSeqFloor(tokenId);
+    s.seqFloor = floor;
+    return s.expires > this.now() ? s : undefined;
+  }
+
+  /**
+   * Removes session `tokenId`'s record, liveness key and replay floor (its leases and queue
+   * entries are the caller's to release, as in the SQLite store).
+   */
+  async deleteSession(tokenId: bigint): Promise<void> {
+    u64('tokenId', tokenId);
+    const id = hex16(tokenId);
+    await this.txn(
+      {
+        compare: [],
+        success: [
+          del(this.key(`session/${id}`)),
+          del(this.key(`alive/${id}`)),
+          del(this.key(`floor/${id}`)),
+        ],
+        failure: [],
+      },
+      'deleting a session',
+    );
+  }
+
+  /**
+   * Calls `onGone(tokenId)` whenever a session's liveness key disappears (its server's lease
+   * expired, or the session was deleted). Resolves to a function that stops watching.
+   */
+  async watchSessions(onGone: (tokenId: bigint) => void): Promise<() => Promise<void>> {
+    const prefix = this.key('alive/');
+    return this.watch(prefix, 'delete', (kv) =>
+      onGone(BigInt(`0x${kv.key.subarray(prefix.length).toString('utf8')}`)),
+    );
+  }
+
+  private async watch(
+    prefix: Buffer,
+    event: 'put' | 'delete',
+    handler: (kv: IKeyValue) => void,
+  ): Promise<() => Promise<void>> {
+    this.live();
+    let w: Watcher;
+    try {
+      w = await this.client.watch().prefix(prefix).create();
+    } catch (e) {
+      throw classifyEtcdError(e, 'watching');
+    }
+    this.watchers.add(w);
+    if (event === 'put') w.on('put', handler);
+    else w.on('delete', handler);
+    // The client reconnects watch streams itself; errors would otherwise be unhandled.
+    w.on('error', () => undefined);
+    return async () => {
+      this.watchers.delete(w);
+      await w.cancel();
+    };
+  }
+
+  // ---------------------------------------------------------------- replay floors
+
+  /**
+   * Raises session `tokenId`'s replay floor to `floor` if it is lower (never lowers it), in
+   * one transaction. Resolves to the floor now stored.
+   */
+  async setSeqFloor(tokenId: bigint, floor: number): Promise<number> {
+    u64('tokenId', tokenId);
+    int('floor', floor, 0, 0xffff_ffff);
+    const k = this.key(`floor/${hex16(tokenId)}`);
+    const v = String(floor).padStart(10, '0');
+    // Fixed-width decimal: etcd compares values as bytes, so byte order is numeric order.
+    const r = await this.txn(
+      {
+        compare: [absent(k)],
+        success: [put(k, v)],
+        failure: [
+          {
+            request_txn: {
+              compare: [{ key: k, target: 'Value', result: 'Less', value: enc(v) }],
+              success: [put(k, v)],
+              failure: [get(k)],
+            },
+          },
+        ],
+      },
+      'raising a replay floor',
+    );
+    if (r.succeeded) return floor;
+    const inner = r.responses[0]?.response_txn;
+    if (!inner || inner.succeeded) return floor;
+    return decimal(inner.responses[0]?.response_range?.kvs[0], 'replay floor');
+  }
+
+  /** Session `tokenId`'s replay floor, -1 when none was set. */
+  async getSeqFloor(tokenId: bigint): Promise<number> {
+    u64('tokenId', tokenId);
+    const kv = await this.getKv(`floor/${hex16(tokenId)}`, 'reading a replay floor');
+    return kv === undefined ? -1 : decimal(kv, 'replay floor');
+  }
+
+  // ---------------------------------------------------------------- idempotency records
+
+  /**
+   * Keeps the reply for the request `key` names, site-wide, until `r.expires`. The first
+   * record written for a key wins: resolves to the record now stored (another server's, if
+   * it answered the same request first; send that one).
+   */
+  async putReply(key: Uint8Array, r: ReplyRecord): Promise<ReplyRecord> {
+    bytes('key', key);
+    if (typeof r !== 'object' || r === null) throw new TypeError('record must be an object');
+    bytes('record.reply', r.reply);
+    int('record.port', r.port, 0, 65535);
+    int('record.expires', r.expires, 0, Number.MAX_SAFE_INTEGER);
+    if (typeof r.ip !== 'string') throw new TypeError('record.ip must be a string');
+    const lease = await this.expiringLease(r.expires);
+    if (lease === undefined) return r;
+    const k = this.key(`reply/${Buffer.from(key).toString('hex')}`);
+    const v = JSON.stringify({
+      reply: Buffer.from(r.reply).toString('base64'),
+      ip: r.ip,
+      port: r.port,
+      expires: r.expires,
+    });
+    const t = await this.txn(
+      { compare: [absent(k)], success: [put(k, v, lease)], failure: [get(k)] },
+      'storing a reply',
+    );
+    if (t.succeeded) return r;
+    const kv = rangeKv(t, 0);
+    return kv ? decodeReply(kv) : r;
+  }
+
+  /** The reply kept for `key` by any server of the site, if not expired at `now`. */
+  async getReply(key: Uint8Array, now = this.now()): Promise<ReplyRecord | undefined> {
+    bytes('key', key);
+    const kv = await this.getKv(`reply/${Buffer.from(key).toString('hex')}`, 'reading a reply');
+    if (!kv) return undefined;
+    const r = decodeReply(kv);
+    return r.expires > now ? r : undefined;
+  }
+
+  // ---------------------------------------------------------------- revocations
+
+  /** Revokes token `tokenId` site-wide until `expires` (ms; the token's own expiry). */
+  async revoke(tokenId: bigint, expires: number): Promise<void> {
+    u64('tokenId', tokenId);
+    int('expires', expires, 0, Number.MAX_SAFE_INTEGER);
+    const lease = await this.expiringLease(expires);
+    if (lease === undefined) return;
+    await this.txn(
+      {
+        compare: [],
+        success: [put(this.key(`revoked/${hex16(tokenId)}`), String(expires), lease)],
+        failure: [],
+      },
+      'revoking a token',
+    );
+  }
+
+  /** Whether token `tokenId` is revoked (and the revocation not expired). */
+  async isRevoked(tokenId: bigint): Promise<boolean> {
+    u64('tokenId', tokenId);
+    const kv = await this.getKv(`revoked/${hex16(tokenId)}`, 'reading a revocation');
+    return kv !== undefined && decimal(kv, 'revocation') > this.now();
+  }
+
+  /** Every unexpired revocation: tokenId → expires (to fill a local cache at start). */
+  async revocations(): Promise<Map<bigint, number>> {
+    const out = new Map<bigint, number>();
+    const skip = this.key('revoked/').length;
+    const now = this.now();
+    for (const kv of await this.range('revoked/', 'listing revocations')) {
+      const exp = decimal(kv, 'revocation');
+      if (exp > now) out.set(BigInt(`0x${kv.key.subarray(skip).toString('utf8')}`), exp);
+    }
+    return out;
+  }
+
+  /** Calls `onRevoked(tokenId, expires)` for every revocation made by any server from now on. */
+  async watchRevocations(
+    onRevoked: (tokenId: bigint, expires: number) => void,
+  ): Promise<() => Promise<void>> {
+    const prefix = this.key('revoked/');
+    return this.watch(prefix, 'put', (kv) => {
+      const exp = Number(kv.value.toString('utf8'));
+      const id = kv.key.subarray(prefix.length).toString('utf8');
+      if (Number.isSafeInteger(exp)) onRevoked(BigInt(`0x${id}`), exp);
+    });
+  }
+
+  // ---------------------------------------------------------------- queue
+
+  /**
+   * Appends (tokenId, feature) to the site-wide FIFO queue with the next seq of the site's
+   * counter, in one transaction; an entry already queued keeps its place and seq and takes
+   * the new version, count and since. Resolves to the entry's seq.
+   */
+  async enqueue(e: Omit<QueueRecord, 'seq'>): Promise<number> {
+    if (typeof e !== 'object' || e === null) throw new TypeError('entry must be an object');
+    u64('entry.tokenId', e.tokenId);
+    name('entry.feature', e.feature);
+    if (typeof e.version !== 'string') throw new TypeError('entry.version must be a string');
+    int('entry.count', e.count, 1, 65535);
+    int('entry.since', e.since, 0, Number.MAX_SAFE_INTEGER);
+    const seqKey = this.key('queue/seq');
+    const byKey = this.key(`queue/by/${hex16(e.tokenId)}/${encodeURIComponent(e.feature)}`);
+    const rec = (seq: number) =>
+      JSON.stringify({
+        tokenId: hex16(e.tokenId),
+        feature: e.feature,
+        version: e.version,
+        count: e.count,
+        since: e.since,
+        seq,
+      });
+    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+      const c = this.queueSeq;
+      const seq = c.value + 1;
+      const entryKey = `queue/entry/${encodeURIComponent(e.feature)}/${String(seq).padStart(16, '0')}`;
+      const compare = [modIs(seqKey, c.mod), absent(byKey)];
+      if (c.mod !== '0') compare.push(valueIs(seqKey, String(c.value)));
+      const r = await this.txn(
+        {
+          compare,
+          success: [
+            put(seqKey, String(seq)),
+            put(this.key(entryKey), rec(seq)),
+            put(byKey, entryKey),
+          ],
+          failure: [get(seqKey), get(byKey)],
+        },
+        'enqueueing',
+      );
+      if (r.succeeded) {
+        this.queueSeq = { value: seq, mod: r.header.revision };
+        return seq;
+      }
+      const skv = rangeKv(r, 0);
+      this.queueSeq = { value: decimal(skv, 'queue seq'), mod: skv?.mod_revision ?? '0' };
+      const bkv = rangeKv(r, 1);
+      if (bkv) {
+        // Already queued: keep the place, refresh the request.
+        const ek = bkv.value.toString('utf8');
+        const old = Number(ek.slice(ek.lastIndexOf('/') + 1));
+        const u = await this.txn(
+          {
+            compare: [modIs(byKey, bkv.mod_revision)],
+            success: [put(this.key(ek), rec(old))],
+            failure: [],
+          },
+          'updating a queue entry',
+        );
+        if (u.succeeded) return old;
+      }
+    }
+    throw new EtcdStoreError('CONFLICT', `gave up enqueueing after ${this.maxAttempts} conflicts`);
+  }
+
+  /** Removes (tokenId, feature) from the queue; resolves false if it was not queued. */
+  async dequeue(tokenId: bigint, feature: string): Promise<boolean> {
+    u64('tokenId', tokenId);
+    name('feature', feature);
+    const byKey = this.key(`queue/by/${hex16(tokenId)}/${encodeURIComponent(feature)}`);
+    for (let attempt = 0; attempt < this.maxAttempts; attempt++) {
+      const r = await this.txn({ compare: [], success: [get(byKey)], failure: [] }, 'dequeueing');
+      const kv = rangeKv(r, 0);
+      if (!kv) return false;
+      const d = await this.txn(
+        {
+          compare: [modIs(byKey, kv.mod_revision)],
+          success: [del(byKey), del(this.key(kv.value.toString('utf8')))],
+          failure: [],
+        },
+        'dequeueing',
+      );
+      if (d.succeeded) return true;
+    }
+    throw new EtcdStoreError('CONFLICT', `gave up dequeueing after ${this.maxAttempts} conflicts`);
+  }
+
+  /** The queue of `feature`, FIFO (ascending seq) site-wide. */
+  async queue(feature: string): Promise<QueueRecord[]> {
+    name('feature', feature);
+    return (await this.range(`queue/entry/${encodeURIComponent(feature)}/`, 'listing a queue')).map(
+      decodeQueue,
+    );
+  }
+
+  /** 1-based place of (tokenId, feature) in its feature's queue, undefined if not queued. */
+  async position(tokenId: bigint, feature: string): Promise<number | undefined> {
+    u64('tokenId', tokenId);
+    name('feature', feature);
+    const byKey = this.key(`queue/by/${hex16(tokenId)}/${encodeURIComponent(feature)}`);
+    const kv = (await this.txn({ compare: [], success: [get(byKey)], failure: [] }, 'position'))
+      .responses[0]?.response_range?.kvs[0];
+    if (!kv) return undefined;
+    const start = this.key(`queue/entry/${encodeURIComponent(feature)}/`);
+    const mine = this.key(kv.value.toString('utf8'));
+    const r = await this.txn(
+      {
+        compare: [],
+        success: [
+          {
+            request_range: {
+              key: start,
+              range_end: Buffer.concat([mine, Buffer.from([0])]),
+              count_only: true,
+            },
+          },
+        ],
+        failure: [],
+      },
+      'position',
+    );
+    return Number(r.responses[0]?.response_range?.count ?? 0);
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  /**
+   * Stops the keepalive and closes the connections. With `revoke` (default true) the
+   * server's etcd lease is revoked first, so its sessions' liveness keys go at once rather
+   * than after the TTL. Pending grants are answered first. Idempotent.
+   */
+  async close(o: { revoke?: boolean } = {}): Promise<void> {
+    if (this.closed) return;
+    while (this.inflight || this.pending.length > 0) await this.flush();
+    const lease = this.lease;
+    this.lease = undefined;
+    this.leaseId = undefined;
+    if (lease) {
+      if (o.revoke ?? true) {
+        await lease.revoke({ deadline: Date.now() + this.opTimeoutMs }).catch(() => undefined);
+      } else {
+        lease.release();
+      }
+    }
+    for (const w of this.watchers) await w.cancel().catch(() => undefined);
+    this.watchers.clear();
+    this.closed = true;
+    if (this.grantTimer) clearTimeout(this.grantTimer);
+    if (this.reacquireTimer) clearTimeout(this.reacquireTimer);
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.updateGrantable();
+    this.client.close();
+  }
+}
+
+function decodeReply(kv: IKeyValue): ReplyRecord {
+  return decode(kv, 'reply', (o) => ({
+    reply: b64(o, 'reply'),
+    ip: field(o, 'ip', 'string'),
+    port: field(o, 'port', 'number'),
+    expires: field(o, 'expires', 'number'),
+  }));
+}
