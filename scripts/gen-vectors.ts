@@ -485,6 +485,8 @@ export function buildVectors(): Vector[] {
           since: k.t0 + 1_002,
           count: 2,
           leaseId: k.leaseId,
+          program: 'cad',
+          version: '2.10',
         },
         {
           kind: StatusRecord.QUEUED,

@@ -332,7 +332,9 @@ static int x_record(io *x, flm_record *r) {
     u16 = (uint16_t)r->count;
     TRY(x_u16(x, &u16, 0, 0xFFFF));
     r->count = u16;
-    return x_u64(x, &r->lease_id);
+    TRY(x_u64(x, &r->lease_id));
+    TRY(X_NAME(x, r->program));
+    return X_VER(x, r->version);
   }
   return x_u16(x, &r->position, 0, 0xFFFF);
 }

@@ -204,10 +204,11 @@ typedef struct { uint16_t page; flm_name feature; } flm_status_body;
 typedef struct {
   uint8_t kind; /* FLM_REC_* */
   /* FEATURE: name(feature) version vendor expires count in_use queued issued denied
-   * HOLDER:  feature user host since count lease_id
+   * HOLDER:  feature user host since count lease_id program version (the holder's HELLO
+   *          program and version; "" when not sent)
    * QUEUED:  feature user host since position
    * RESERVATION: feature res_type name count in_use (count, in_use are u16 on the wire) */
-  flm_name feature; flm_ver version; flm_name vendor, user, host, name;
+  flm_name feature; flm_ver version; flm_name vendor, user, host, name, program;
   uint64_t expires, since, lease_id;
   uint32_t count, in_use, queued, issued, denied;
   uint16_t position;

@@ -158,10 +158,13 @@ static void body_json(const flm_datagram *d) {
         printf(",\"user\":"); JS(r->user);
         printf(",\"host\":"); JS(r->host);
         printf(",\"since\":%llu", (unsigned long long)r->since);
-        if (r->kind == FLM_REC_HOLDER)
-          printf(",\"count\":%lu,\"leaseId\":\"%llu\"}", (unsigned long)r->count,
+        if (r->kind == FLM_REC_HOLDER) {
+          printf(",\"count\":%lu,\"leaseId\":\"%llu\"", (unsigned long)r->count,
                  (unsigned long long)r->lease_id);
-        else
+          printf(",\"program\":"); JS(r->program);
+          printf(",\"version\":"); JS(r->version);
+          putchar('}');
+        } else
           printf(",\"position\":%u}", r->position);
       }
     }

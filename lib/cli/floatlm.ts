@@ -194,6 +194,12 @@ export function fmtDuration(ms: number): string {
   return `${Math.floor(s / 86_400)}d${two(Math.floor(s / 3600) % 24)}h`;
 }
 
+/** A holder's program as `program/version` ('-' when its client sent none). */
+function fmtProgram(h: { program: string; version: string }): string {
+  if (h.program === '') return '-';
+  return h.version === '' ? h.program : `${h.program}/${h.version}`;
+}
+
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
   return rows
@@ -404,9 +410,19 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
         }
         const when = (x: { since: number }) => [fmtTime(x.since), fmtDuration(now - x.since)];
         if (s.holders.length) {
-          const h = [['HOLDER', 'HOST', 'FEATURE', 'SEATS', 'SINCE', 'HELD FOR', 'LEASE']];
+          const h = [
+            ['HOLDER', 'HOST', 'FEATURE', 'PROGRAM', 'SEATS', 'SINCE', 'HELD FOR', 'LEASE'],
+          ];
           for (const x of s.holders)
-            h.push([x.user, x.host, x.feature, `${x.count}`, ...when(x), x.leaseId.toString(16)]);
+            h.push([
+              x.user,
+              x.host,
+              x.feature,
+              fmtProgram(x),
+              `${x.count}`,
+              ...when(x),
+              x.leaseId.toString(16),
+            ]);
           io.out(`\n${table(h)}\n`);
         }
         if (s.queued.length) {
@@ -1158,6 +1174,8 @@ export function statusJson(s: Awaited<ReturnType<Client['status']>>, pong?: Pong
           seats: h.count,
           since: new Date(h.since).toISOString(),
           lease: h.leaseId.toString(16),
+          program: h.program,
+          version: h.version,
         })),
       queue: s.queued
         .filter((q) => q.feature === f.name)

@@ -74,6 +74,7 @@ export interface PongInfo {
 export interface StatusResult {
   server: string;
   features: Extract<StatusRecordValue, { kind: 1 }>[];
+  /** Each with the `program` and `version` its client declared ('' when it sent none). */
   holders: Extract<StatusRecordValue, { kind: 2 }>[];
   queued: Extract<StatusRecordValue, { kind: 3 }>[];
   /** Seats kept for a user or host (RESERVE=), per feature name. */

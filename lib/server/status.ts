@@ -3,6 +3,9 @@
  * first, then reservations, then holders, then queued clients, in a stable order, so a client can page
  * through and stitch the answer back together (the snapshot number tells it when the
  * state changed between pages).
+ *
+ * The pool does not know a holder's program and version: the caller looks them up per
+ * session (from the session's token, so sessions keep no copy of them).
  */
 import type { PoolStatus } from '../license/pool.ts';
 import {
@@ -20,12 +23,40 @@ import {
 
 const BUDGET = MAX_DATAGRAM - HEADER_LENGTH - TAG_LENGTH;
 
-/** The status as STATUS_REPLY bodies; always at least one page. `feature` '' means all. */
+/** A session's program and version as its HELLO declared them. */
+export interface ProgramInfo {
+  program: string;
+  version: string;
+}
+/** The program and version of a session; undefined when the session is not known. */
+export type ProgramLookup = (sessionId: bigint) => ProgramInfo | undefined;
+
+const UNKNOWN: ProgramInfo = { program: '', version: '' };
+
+/**
+ * The status as STATUS_REPLY bodies; always at least one page. `feature` '' means all.
+ * `programOf` names each holder's program and version ('' when it returns undefined).
+ * @throws {TypeError} when programOf is given and is not a function
+ */
 export function buildStatusPages(
   status: PoolStatus,
   feature: string,
   snapshot: number,
+  programOf?: ProgramLookup,
 ): StatusReply[] {
+  if (programOf !== undefined && typeof programOf !== 'function') {
+    throw new TypeError(`programOf must be a function, got ${typeof programOf}`);
+  }
+  // A session often holds several leases: look each session up once per listing.
+  const programs = new Map<bigint, ProgramInfo>();
+  const programFor = (id: bigint): ProgramInfo => {
+    let p = programs.get(id);
+    if (!p) {
+      p = programOf?.(id) ?? UNKNOWN;
+      programs.set(id, p);
+    }
+    return p;
+  };
   const want = (name: string) => feature === '' || name === feature;
   const records: StatusRecordValue[] = [];
   for (const f of status.features) {
@@ -68,6 +99,7 @@ export function buildStatusPages(
   records.push(...reserved.values());
   for (const h of status.holders) {
     if (!want(h.feature)) continue;
+    const { program, version } = programFor(h.sessionId);
     records.push({
       kind: StatusRecord.HOLDER,
       feature: h.feature,
@@ -76,6 +108,8 @@ export function buildStatusPages(
       since: h.since,
       count: h.count,
       leaseId: h.leaseId,
+      program,
+      version,
     });
   }
   for (const q of status.queue) {

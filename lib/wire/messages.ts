@@ -97,6 +97,10 @@ export interface HolderRecord {
   since: number;
   count: number;
   leaseId: bigint;
+  /** The holder's program as its HELLO declared it; '' when unknown or not sent. */
+  program: string;
+  /** The program's version as its HELLO declared it; '' when unknown or not sent. */
+  version: string;
 }
 export interface QueuedRecord {
   kind: typeof StatusRecord.QUEUED;
@@ -199,6 +203,8 @@ const holderRecord: Schema = [
   { name: 'since', kind: 'u53' },
   { name: 'count', kind: 'u16' },
   { name: 'leaseId', kind: 'u64' },
+  str('program'),
+  str('version', Limits.VERSION_STR),
 ];
 const queuedRecord: Schema = [
   str('feature'),

@@ -11,7 +11,15 @@ import { buildProgram, runCli } from '../../lib/cli/floatlm.ts';
 import type { CliIO } from '../../lib/cli/io.ts';
 import { connect } from '../../lib/client/client.ts';
 import { loadClientCredential, saveClientCredential } from '../../lib/crypto/files.ts';
-import { makeSite, ROOT, type Site, spawnDaemon, startDaemon, TSX } from '../helpers/site.ts';
+import {
+  client,
+  makeSite,
+  ROOT,
+  type Site,
+  spawnDaemon,
+  startDaemon,
+  TSX,
+} from '../helpers/site.ts';
 
 const VECTORS = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/vectors.json'), 'utf8')) as {
   name: string;
@@ -248,7 +256,7 @@ t.test('against a real daemon child: ping, status, checkout/run, waiting, admin'
   t.equal(await runCli(['status', '-f', 'solver'], held), 0);
   t.match(
     held.stdout(),
-    /HOLDER +HOST +FEATURE +SEATS +SINCE +HELD FOR +LEASE\n\S+ +\S+ +solver +1 +\S+Z +\d+s +[0-9a-f]+\n/,
+    /HOLDER +HOST +FEATURE +PROGRAM +SEATS +SINCE +HELD FOR +LEASE\n\S+ +\S+ +solver +floatlm\/\S+ +1 +\S+Z +\d+s +[0-9a-f]+\n/,
   );
   t.equal(solver.holders.length, 1);
   t.same(solver.reservations, []);
@@ -689,6 +697,44 @@ t.test('README lists every command, with options that exist', async (t) => {
         `${name}: README's ${option} exists`,
       );
   }
+});
+
+t.test('status shows each holder program/version, "-" where none was sent', async (t) => {
+  const site = makeSite(['FEATURE solver demo 1.0 permanent 5 DUP_GROUP=NONE']);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const port = d.address().port;
+  const { cred, admin } = creds(site, port);
+  const env = { FLOATLM_CREDENTIAL: cred, FLOATLM_ADMIN: admin };
+  const holders = [
+    { user: 'alice', program: 'cad', programVersion: '2.10' },
+    { user: 'bob', program: 'mesher', programVersion: '' },
+    { user: 'carol', program: '', programVersion: '' },
+  ];
+  for (const o of holders) {
+    const c = await client(site, port, o);
+    t.teardown(() => c.close());
+    await c.checkout('solver');
+  }
+  const text = capture(site.dir, env);
+  t.equal(await runCli(['status'], text), 0, text.stderr());
+  t.match(text.stdout(), /HOLDER +HOST +FEATURE +PROGRAM +SEATS +SINCE +HELD FOR +LEASE\n/);
+  t.match(text.stdout(), /\nalice +ws1 +solver +cad\/2\.10 +1 /);
+  t.match(text.stdout(), /\nbob +ws1 +solver +mesher +1 /, 'no version: the program alone');
+  t.match(text.stdout(), /\ncarol +ws1 +solver +- +1 /, 'nothing sent: -');
+  const json = capture(site.dir, env);
+  t.equal(await runCli(['status', '--json'], json), 0, json.stderr());
+  const solver = JSON.parse(json.stdout()).features[0];
+  t.match(
+    [...solver.holders].sort((a: { user: string }, b: { user: string }) =>
+      a.user < b.user ? -1 : 1,
+    ),
+    [
+      { user: 'alice', program: 'cad', version: '2.10' },
+      { user: 'bob', program: 'mesher', version: '' },
+      { user: 'carol', program: '', version: '' },
+    ],
+  );
 });
 
 t.test('keys add-credential: a per-user credential that may only declare its user', async (t) => {

@@ -154,6 +154,8 @@ export const SAMPLES: { [K in MsgType]: Bodies[K][] } = {
           since: 1_780_000_000_000,
           count: 2,
           leaseId: 42n,
+          program: 'cad',
+          version: '2.10',
         },
         {
           kind: StatusRecord.QUEUED,
