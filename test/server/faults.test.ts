@@ -133,3 +133,47 @@ t.test(
     writeFileSync(join(mnt, 'x'), 'ok');
   },
 );
+
+t.test(
+  'a read-only state dir (a real read-only mount): refused at start in one line, nothing changed',
+  { skip: root ? false : 'needs root (mount -t tmpfs); CI runs as root' },
+  async (t) => {
+    const mnt = mkdtempSync(join(tmpdir(), 'floatlm-ro-'));
+    try {
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mnt]);
+    } catch (e) {
+      if (process.env.CI === 'true') throw e;
+      t.comment(`skipped: cannot mount a tmpfs here (${(e as Error).message.split('\n')[0]})`);
+      return;
+    }
+    t.teardown(() => {
+      try {
+        execFileSync('umount', ['-l', mnt]);
+      } catch {
+        // already gone
+      }
+    });
+    const site = makeSite(['FEATURE demo demo 1.0 permanent 1']);
+    const stateDir = join(mnt, 'state');
+    mkdirSync(stateDir);
+    const d = await startDaemon(site, { stateDir, reportLog: false });
+    const c = await client(site, d.address().port);
+    await c.checkout('demo');
+    await c.destroy();
+    await d.close();
+    // With nothing open on it the mount can go read-only (while a daemon writes it cannot).
+    execFileSync('mount', ['-o', 'remount,ro', mnt]);
+    const err = await startDaemon(site, { stateDir, reportLog: false }).catch((e: unknown) => e);
+    t.type(err, Error, 'the daemon does not start on a state it cannot write');
+    t.match(String((err as Error).message), /floatlm\.db/, 'the message names the state file');
+    t.notMatch(String((err as Error).message), /\n/, 'one line');
+    execFileSync('mount', ['-o', 'remount,rw', mnt]);
+    const again = await startDaemon(site, { stateDir, reportLog: false, graceMs: 0 });
+    t.teardown(() => again.close());
+    t.equal(
+      again.pool.status().features.find((f) => f.name === 'demo')?.inUse,
+      1,
+      'writable again, the acknowledged seat is all there',
+    );
+  },
+);
