@@ -37,7 +37,10 @@ export function heartbeatAckFor(
   heartbeatMs: number,
   key: KeyedHmac,
 ): Uint8Array {
-  const b = new Uint8Array(HEARTBEAT_ACK_LENGTH);
+  // From Node's buffer pool (every byte is written below): a fresh Uint8Array costs its own
+  // zeroed ArrayBuffer, and dgram converts a non-Buffer before sending.
+  const b = Buffer.allocUnsafe(HEARTBEAT_ACK_LENGTH);
+  b[6] = 0;
   b[0] = MAGIC >> 8;
   b[1] = MAGIC & 0xff;
   b[2] = VERSION;
