@@ -145,17 +145,19 @@ export const COMMITS_FILE = 'floatlm.commits';
  * below the file's has lost acknowledged commits and is refused.
  */
 function checkCommits(path: string, db: Db): void {
-  const file = join(dirname(path), COMMITS_FILE);
-  let outside: number;
-  try {
-    outside = Number(readFileSync(file, 'latin1').trim());
-  } catch {
-    return; // no count kept yet (a new state, or from before it was kept)
+  const counted = readCommits(join(dirname(path), COMMITS_FILE));
+  if (!counted) return; // no count kept yet (a new state, or from before it was kept)
+  const meta = db.prepare('SELECT value FROM meta WHERE key = ?').pluck();
+  const storeId = String(meta.get('store_id') ?? '');
+  if (counted.storeId !== storeId) {
+    throw new StoreError(
+      'ROLLED_BACK',
+      path,
+      `${COMMITS_FILE} counts the commits of another state (store ${counted.storeId}, this file is ${storeId}): a state file from elsewhere was put here; refusing it (remove ${COMMITS_FILE} only if you mean to serve this state)`,
+    );
   }
-  if (!Number.isSafeInteger(outside)) return;
-  const inside = Number(
-    (db.prepare("SELECT value FROM meta WHERE key = 'commits'").pluck().get() as string) ?? 0,
-  );
+  const outside = counted.count;
+  const inside = Number((meta.get('commits') as string) ?? 0);
   if (inside < outside) {
     throw new StoreError(
       'ROLLED_BACK',
@@ -163,6 +165,22 @@ function checkCommits(path: string, db: Db): void {
       `the state holds ${inside} commit(s) but ${outside} were acknowledged (${COMMITS_FILE}): its -wal file was cut or deleted, or an older copy was put back; refusing it (remove ${COMMITS_FILE} only if you mean to serve this older state)`,
     );
   }
+}
+
+/**
+ * The count kept in floatlm.commits (`<store id> <count>`), or undefined when there is none
+ * or it cannot be read (a garbled count is ignored: it must never refuse a good state).
+ */
+function readCommits(file: string): { storeId: string; count: number } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'latin1');
+  } catch {
+    return undefined;
+  }
+  const m = /^(\S+) (\d{1,16})\n?$/.exec(text.replace(/ +$/, ''));
+  if (!m) return undefined;
+  return { storeId: m[1]!, count: Number(m[2]) };
 }
 
 /** Rows whose checksum does not match their contents, per table (empty: all match). */
@@ -622,6 +640,15 @@ export function openStore(dir: string, options: OpenOptions = {}): Store {
   let created = false;
   if (!existsSync(path)) {
     if (readonly) throw new StoreError('MISSING', path, 'no state file here');
+    const counted = readCommits(join(dir, COMMITS_FILE));
+    if (counted && counted.count > 0) {
+      // Never start afresh over a state that acknowledged commits: refuse before creating.
+      throw new StoreError(
+        'ROLLED_BACK',
+        path,
+        `the state file is missing but ${counted.count} commit(s) were acknowledged (${COMMITS_FILE}); refusing to start empty (remove ${COMMITS_FILE} only if you mean to start a new state)`,
+      );
+    }
     try {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
     } catch (e) {
@@ -756,7 +783,8 @@ export class Store {
         for (;;) {
           const want = Math.min(FLUSH_CHUNK, batch - n);
           if (want <= 0) return n;
-          const got = st.run(now, want).changes;
+          // The row's own expiry is checked again: a damaged index entry deletes nothing live.
+          const got = st.run(now, want, now).changes;
           n += got;
           if (got < want) break; // this table has nothing more to flush
           if (performance.now() >= deadline) return n;
@@ -779,7 +807,7 @@ export class Store {
     p(
       'flushReplies',
       'DELETE FROM replies WHERE key IN ' +
-        '(SELECT key FROM replies WHERE expires <= ? ORDER BY expires LIMIT ?)',
+        '(SELECT key FROM replies WHERE expires <= ? ORDER BY expires LIMIT ?) AND expires <= ?',
     );
     p('deleteSession', 'DELETE FROM sessions WHERE token_id = ?');
     p(
@@ -809,12 +837,12 @@ export class Store {
     p(
       'flushRevoked',
       'DELETE FROM revoked WHERE token_id IN ' +
-        '(SELECT token_id FROM revoked WHERE expires <= ? ORDER BY expires LIMIT ?)',
+        '(SELECT token_id FROM revoked WHERE expires <= ? ORDER BY expires LIMIT ?) AND expires <= ?',
     );
     p(
       'flushReclaimed',
       'DELETE FROM reclaimed WHERE lease_id IN ' +
-        '(SELECT lease_id FROM reclaimed WHERE expires <= ? ORDER BY expires LIMIT ?)',
+        '(SELECT lease_id FROM reclaimed WHERE expires <= ? ORDER BY expires LIMIT ?) AND expires <= ?',
     );
     const level = db.pragma('synchronous', { simple: true }) as number;
     this.#sync = db.prepare(`PRAGMA synchronous = ${level}`);
@@ -1083,8 +1111,17 @@ export class Store {
   /** Writes the commit count to floatlm.commits (best effort: a lagging count is harmless). */
   #countOutside(): void {
     try {
-      this.#commitsFd ??= openSync(join(dirname(this.path), COMMITS_FILE), 'w', 0o600);
-      const b = Buffer.from(`${String(this.#commits).padStart(16, '0')}\n`, 'latin1');
+      const file = join(dirname(this.path), COMMITS_FILE);
+      // Opened without truncating: an emptied file after a crash would hide a rollback.
+      if (this.#commitsFd === undefined) {
+        if (!existsSync(file)) closeSync(openSync(file, 'wx', 0o600));
+        this.#commitsFd = openSync(file, 'r+');
+      }
+      // Fixed width, written in place: the file is never shorter or half old, half new.
+      const b = Buffer.from(
+        `${this.storeId} ${String(this.#commits).padStart(16, '0')}\n`,
+        'latin1',
+      );
       writeSync(this.#commitsFd, b, 0, b.length, 0);
     } catch {
       // A full disk or the like: the count lags, which never refuses a good state.

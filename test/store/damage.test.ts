@@ -180,3 +180,26 @@ t.test(
     refusedAs(tt, dir, 'ROLLED_BACK', 'WAL cut', `${STATE_FILE}-shm`);
   },
 );
+
+t.test(
+  'floatlm.commits: another state put in place, or the state deleted, is refused',
+  async (tt) => {
+    const dir = tmpDir();
+    fill(dir);
+    const other = path.join(path.dirname(dir), 'other');
+    fill(other);
+    // Another state's database (its own store id) beside this state's count.
+    fs.copyFileSync(path.join(other, STATE_FILE), path.join(dir, STATE_FILE));
+    refusedAs(tt, dir, 'ROLLED_BACK', 'another state');
+    // The database deleted, the count left: refused before anything is created.
+    fs.rmSync(path.join(dir, STATE_FILE));
+    for (const f of [`${STATE_FILE}-wal`, `${STATE_FILE}-shm`])
+      fs.rmSync(path.join(dir, f), { force: true });
+    refusedAs(tt, dir, 'ROLLED_BACK', 'state deleted');
+    tt.notOk(fs.existsSync(path.join(dir, STATE_FILE)), 'no empty state was made');
+    // Its own count is accepted, open after open.
+    const s = openStore(other);
+    s.close();
+    tt.match(fs.readFileSync(path.join(other, COMMITS_FILE), 'latin1'), /^\S+ \d{16}\n$/);
+  },
+);
