@@ -424,7 +424,9 @@ t.test('an aborted wait with the server gone does not wait out the budget', asyn
   ac.abort();
   await t.rejects(pending, { name: 'AbortError' });
   const leave = relay.fromClient.filter((b) => b[3] === MsgType.CHECKIN);
-  t.ok(leave.length >= 1 && leave.length <= 2, `${leave.length} CHECKIN datagrams to leave`);
+  // The 0.5 s leave budget holds the first send and a retransmission or two (a loaded
+  // machine fires timers late): far fewer than the 7 a 30 s budget would send.
+  t.ok(leave.length >= 1 && leave.length <= 4, `${leave.length} CHECKIN datagrams to leave`);
 });
 
 /** Two floatlmd child processes: A, and B started with --takeover (its own empty state). */
