@@ -367,36 +367,14 @@ t.test('refused first contacts are logged, a line per source a minute', async (t
   });
   t.teardown(() => d.close());
   const port = d.address().port;
-  const hello = (credId: string, key: Uint8Array, n: number) =>
-    signDatagram(
-      {
-        type: MsgType.HELLO,
-        flags: 0,
-        auth: { mode: AuthMode.CREDENTIAL, credId, nonce: new Uint8Array(16).fill(n) },
-        requestId: n,
-        sessionId: 0n,
-        seq: 0,
-        timestamp: Date.now(),
-        body: {
-          vendor: 'demo',
-          user: 'alice',
-          host: 'ws1',
-          program: 'p',
-          version: '1',
-          padding: new Uint8Array(500),
-        },
-        tag: new Uint8Array(TAG_LENGTH),
-      } as AnyDatagram,
-      key,
-    );
   const a = await udp(port, '127.0.0.4');
   const b = await udp(port, '127.0.0.5');
   t.teardown(() => {
     a.close();
     b.close();
   });
-  for (let i = 1; i <= 5; i++) a.send(hello('nosuch', site.credKey, i));
-  for (let i = 1; i <= 5; i++) b.send(hello('demo', new Uint8Array(32).fill(1), i));
+  for (let i = 1; i <= 5; i++) a.send(helloDatagram(site.credKey, i, 'alice', 'nosuch'));
+  for (let i = 1; i <= 5; i++) b.send(helloDatagram(new Uint8Array(32).fill(1), i));
   t.ok(await until(() => d.counters.received >= 10), 'all arrived');
   t.equal(a.got.length + b.got.length, 0, 'nothing answered');
   const fromA = lines.filter((l) => l.includes('127.0.0.4'));
@@ -407,12 +385,18 @@ t.test('refused first contacts are logged, a line per source a minute', async (t
   t.match(fromB[0], /refused: bad tag for credential "demo" \(wrong key\?\)/);
 });
 
-function helloDatagram(credKey: Uint8Array, n: number, user = 'alice'): Uint8Array {
+/** A padded HELLO signed with `credKey` under credential id `credId`, nonce all `n`. */
+function helloDatagram(
+  credKey: Uint8Array,
+  n: number,
+  user = 'alice',
+  credId = 'demo',
+): Uint8Array {
   return signDatagram(
     {
       type: MsgType.HELLO,
       flags: 0,
-      auth: { mode: AuthMode.CREDENTIAL, credId: 'demo', nonce: new Uint8Array(16).fill(n) },
+      auth: { mode: AuthMode.CREDENTIAL, credId, nonce: new Uint8Array(16).fill(n) },
       requestId: n,
       sessionId: 0n,
       seq: 0,
