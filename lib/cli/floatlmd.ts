@@ -114,7 +114,22 @@ export function buildDaemonProgram(io: CliIO, started: (d: Daemon) => void = () 
       intOption('--token-lifetime', 60, 30 * 86_400),
       DEFAULTS.tokenLifetimeS,
     )
-    .option('--takeover', 'start in grace even with an empty state dir (replacing a dead server)')
+    .option(
+      '--takeover',
+      'single server only: start in grace with an empty state dir (replacing a dead server)',
+    )
+    .option(
+      '--etcd <urls>',
+      'serve a site: comma-separated etcd client URLs (docs/site.md); leases live there',
+    )
+    .option('--site <name>', 'site name, the same on every server of the site', DEFAULTS.site)
+    .option('--server-id <id>', "this server's id in the site (default <hostname>:<port>)")
+    .option(
+      '--etcd-lease-ttl <seconds>',
+      'TTL of the etcd lease: cut off from etcd, the server stops granting within it',
+      intOption('--etcd-lease-ttl', 2, 3600),
+      DEFAULTS.etcdLeaseTtlS,
+    )
     .option(
       '--rate-limit <n>',
       'datagrams per second per source address (0: off)',
@@ -134,6 +149,8 @@ Examples:
   floatlmd --demo
   floatlmd --license site.lic --keys /etc/floatlm/keys.json --state /var/lib/floatlm
   floatlmd --license site.lic --keys keys.json --state state --host 0.0.0.0 --grace 120
+  floatlmd --license site.lic --keys keys.json --state state \\
+           --etcd http://lic1:2379,http://lic2:2379,http://lic3:2379 --site lab
 
 Signals: SIGINT/SIGTERM stop cleanly; SIGHUP rereads the license and keys files.
 Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/keys/state file
@@ -162,6 +179,23 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
     } catch (e) {
       throw new CliError(`floatlmd: ${(e as Error).message}`, ExitCode.USAGE);
     }
+    const etcd = o.etcd
+      ? String(o.etcd)
+          .split(',')
+          .map((u) => u.trim())
+          .filter((u) => u !== '')
+      : [];
+    for (const u of etcd) {
+      if (!/^https?:\/\/[^/\s]+\/?$/.test(u)) {
+        throw new CliError(`floatlmd: --etcd: not an etcd client URL: ${u}`, ExitCode.USAGE);
+      }
+    }
+    if (o.takeover && etcd.length > 0) {
+      throw new CliError(
+        'floatlmd: --takeover is for a single server; a site needs no takeover (every server knows every lease)',
+        ExitCode.USAGE,
+      );
+    }
     if (o.httpToken && !o.http) {
       throw new CliError('floatlmd: --http-token needs --http', ExitCode.USAGE);
     }
@@ -182,6 +216,10 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
       testConnTries: o.testConnTries as number,
       graceMs: (o.grace as number) * 1000,
       takeover: !!o.takeover,
+      etcd,
+      site: o.site as string,
+      ...(o.serverId ? { serverId: o.serverId as string } : {}),
+      etcdLeaseTtlS: o.etcdLeaseTtl as number,
       tokenLifetimeS: o.tokenLifetime as number,
       rateLimit: { rate: o.rateLimit as number, burst: Math.max(1, (o.rateLimit as number) * 2) },
       ...(o.report ? { reportLog: resolve(io.cwd, o.report as string) } : {}),

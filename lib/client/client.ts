@@ -27,6 +27,10 @@ import {
 import { AbortError, ClosedError, DeniedError, FloatlmError, TimeoutError } from './errors.ts';
 import { nextDelay, type RetryPolicy, retryPolicy, serverWindow } from './retry.ts';
 
+/** A checkout answered BUSY with a short retry hint is tried again, this many times at most. */
+const BUSY_RETRIES = 5;
+const BUSY_RETRY_MAX_MS = 1000;
+
 export interface ConnectOptions {
   /** `host[:port]` of each server, tried in order. */
   servers: readonly string[];
@@ -329,6 +333,7 @@ export class Client extends EventEmitter<ClientEvents> {
     if (!Number.isInteger(count) || count < 1 || count > 0xffff)
       throw new RangeError('options.count must be an integer in [1, 65535]');
     let lastPosition = -1;
+    let busy = 0;
     for (;;) {
       this.#checkOpen('checkout');
       if (o.signal?.aborted) throw await this.#abandon(feature, !!o.wait);
@@ -344,6 +349,18 @@ export class Client extends EventEmitter<ClientEvents> {
         // Aborted with the CHECKOUT in flight: the server may have queued us all the same.
         if (e instanceof AbortError) throw await this.#abandon(feature, !!o.wait);
         throw e;
+      }
+      if (
+        d.type === MsgType.ERROR &&
+        d.body.code === ErrorCode.BUSY &&
+        d.body.retryAfterMs > 0 &&
+        d.body.retryAfterMs <= BUSY_RETRY_MAX_MS &&
+        busy++ < BUSY_RETRIES
+      ) {
+        // Not processed, retry soon (a site server whose grant another server beat to the
+        // last seat: its next answer is the site's).
+        await sleep(d.body.retryAfterMs, o.signal);
+        continue;
       }
       if (d.type === MsgType.ERROR)
         throw new DeniedError(

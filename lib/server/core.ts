@@ -7,15 +7,16 @@
 import type { ServerAuth } from '../auth/server.ts';
 import type { Keyring } from '../crypto/index.ts';
 import type { LicensePool } from '../license/pool.ts';
-import type { Store } from '../store/index.ts';
+import type { StateStore } from '../store/index.ts';
 import { makeTicket, type TokenStore } from '../token/index.ts';
 import { ServerState } from '../wire/index.ts';
 import type { LoadedConfig } from './config.ts';
 import type { ResolvedOptions } from './defaults.ts';
 import type { Logger, ReportLog } from './log.ts';
-import type { Outbox } from './outbox.ts';
+import type { Ctx, Outbox } from './outbox.ts';
 import type { Session } from './session.ts';
 import type { SessionTable } from './sessions.ts';
+import type { SiteState } from './site.ts';
 
 export const SERVER_VERSION = '0.1.0';
 
@@ -98,13 +99,15 @@ export class Core {
   talliesWritten = '';
   /** Leases loaded from disk that have not been reclaimed yet (grace ends early at zero). */
   readonly unclaimed = new Set<bigint>();
+  /** Set when the daemon serves a site (lib/server/site.ts); undefined for one server. */
+  site: SiteState | undefined;
 
   constructor(
     readonly opts: ResolvedOptions,
     readonly now: () => number,
     readonly log: Logger,
     readonly report: ReportLog,
-    readonly store: Store,
+    readonly store: StateStore,
     readonly tokens: TokenStore,
     readonly sessions: SessionTable,
     readonly outbox: Outbox,
@@ -158,8 +161,12 @@ export class Core {
     }
   }
 
-  /** Signs a lease ticket and writes the lease to the store (pending commit). */
-  leaseTicket(s: Session, lease: GrantedLease, now: number): Uint8Array {
+  /**
+   * Signs a lease ticket and writes the lease to the store (pending commit); with `ctx`, the
+   * grant is that request's (its reply stands or falls with it at a site's commit).
+   */
+  leaseTicket(s: Session, lease: GrantedLease, now: number, ctx?: Ctx): Uint8Array {
+    if (ctx) (ctx.grants ??= []).push(lease.leaseId);
     const ticket = makeTicket(
       {
         leaseId: lease.leaseId,

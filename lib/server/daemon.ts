@@ -8,7 +8,8 @@ import dgram from 'node:dgram';
 import { ServerAuth } from '../auth/server.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { LicensePool } from '../license/pool.ts';
-import { openStore, type Store } from '../store/index.ts';
+import { openStore, type StateStore, type Store } from '../store/index.ts';
+import type { SiteStore } from '../store/site.ts';
 import { decodeToken, sessionKeyOfBytes, TokenStore } from '../token/index.ts';
 import { ConfigError, type DaemonConfig, type LoadedConfig, loadConfig } from './config.ts';
 import { Core, type Counters, newCounters, SERVER_VERSION } from './core.ts';
@@ -22,6 +23,7 @@ import { RateLimiter } from './ratelimit.ts';
 import { Reaper } from './reaper.ts';
 import { restore } from './restore.ts';
 import { SessionTable } from './sessions.ts';
+import { attachSite, openSite, refused, seatRule } from './site.ts';
 
 export type { DaemonConfig, DaemonOptions };
 export { type Counters, SERVER_VERSION };
@@ -63,7 +65,14 @@ export class Daemon implements OperatorSource {
     const now = opts.now();
     const config = loadConfig(opts.licenseFile, opts.keysFile, now, opts.optionsFile);
     checkLifetime(opts.tokenLifetimeS, config.keys.keyring, opts.keysFile);
-    const store = openStore(opts.stateDir);
+    let current = config;
+    const site = opts.etcd.length > 0;
+    const store: StateStore = site
+      ? await openSite(
+          opts,
+          seatRule(() => current, opts.now),
+        )
+      : openStore(opts.stateDir);
     let socket: dgram.Socket | undefined;
     try {
       socket = dgram.createSocket({ type: opts.host.includes(':') ? 'udp6' : 'udp4' });
@@ -87,7 +96,12 @@ export class Daemon implements OperatorSource {
       const core = new Core(opts, opts.now, log, report, store, tokens, sessions, outbox, counters);
       outbox.degraded = () => core.degraded !== undefined;
       outbox.onCommitFailed = (e) => degrade(core, e, opts.now());
-      core.config = config;
+      Object.defineProperty(core, 'config', {
+        get: () => current,
+        set: (c: LoadedConfig) => {
+          current = c;
+        },
+      });
       Object.defineProperty(core, 'keyring', {
         get: () => keyring,
         set: (k: Keyring) => {
@@ -112,7 +126,10 @@ export class Daemon implements OperatorSource {
       });
       const d = new Daemon(core, socket);
       core.lifecycle = { reread: () => d.reread(), close: () => d.close() };
-      restore(core, now);
+      if (site) {
+        const st = attachSite(core, store as SiteStore, now);
+        outbox.onRefused = (ids) => refused(core, st, ids);
+      } else restore(core, now);
       const s = socket;
       await new Promise<void>((resolve, reject) => {
         s.once('error', reject);
@@ -141,7 +158,7 @@ export class Daemon implements OperatorSource {
       return d;
     } catch (e) {
       socket?.close();
-      store.close();
+      await store.close();
       throw e;
     }
   }
@@ -187,7 +204,8 @@ export class Daemon implements OperatorSource {
   /** Whether the state store answers (OperatorSource: /readyz and metrics). */
   storeState(): StoreState {
     const c = this.#core;
-    return { backend: 'sqlite', reachable: c.state !== 'CLOSED' && c.outbox.lastCommitOk };
+    const up = c.state !== 'CLOSED' && c.outbox.lastCommitOk && c.degraded === undefined;
+    return { backend: c.store.backend, reachable: up };
   }
 
   /** Starts a new report log file (SIGHUP); returns the rotated file's name, if any. */
@@ -199,7 +217,12 @@ export class Daemon implements OperatorSource {
 
   /** The state store (read-only use: tests and diagnostics). */
   get store(): Store {
-    return this.#core.store;
+    return this.#core.store as Store;
+  }
+
+  /** The site store when serving a site (tests and diagnostics), else undefined. */
+  get siteStore(): SiteStore | undefined {
+    return this.#core.site?.store;
   }
 
   /** Sizes of every table that grows with traffic (abuse tests, diagnostics). */
@@ -308,8 +331,9 @@ export class Daemon implements OperatorSource {
       c.report.flush();
       await drained;
       c.outbox.closed = true;
+      await c.outbox.settled();
       await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
-      c.store.close();
+      await c.store.close();
       c.state = 'CLOSED';
       c.log.info('floatlmd closed');
       c.opts.onClosed?.();

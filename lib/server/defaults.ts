@@ -55,6 +55,18 @@ export interface DaemonOptions {
   tickMs?: number;
   /** Called once the daemon has closed (after an admin shutdown, for example). */
   onClosed?: () => void;
+  /**
+   * etcd client URLs of a site (docs/site.md): leases, sessions, queue, revocations and
+   * kept replies live there, shared with every floatlmd of the site. Empty: the embedded
+   * SQLite state in `stateDir`, one server.
+   */
+  etcd?: string[];
+  /** Site name (every floatlmd of a site uses the same). */
+  site?: string;
+  /** This server's id in the site; default `<hostname>:<port>`. */
+  serverId?: string;
+  /** TTL of this server's etcd lease, s: a server cut off from etcd stops granting within it. */
+  etcdLeaseTtlS?: number;
 }
 
 /** The defaults of every optional option (floatlmd's CLI reads them from here). */
@@ -76,6 +88,10 @@ export const DEFAULTS = {
   tickMs: 1000,
   reportRotation: {},
   processMetrics: false,
+  etcd: [] as string[],
+  site: 'default',
+  serverId: '',
+  etcdLeaseTtlS: 5,
 } as const;
 
 /** How long a reply answers retransmissions from memory (protocol.md section 11). */

@@ -8,7 +8,7 @@
 import type dgram from 'node:dgram';
 import { signDatagram } from '../auth/sign.ts';
 import type { KeyedHmac } from '../crypto/index.ts';
-import type { Store } from '../store/index.ts';
+import type { CommitOutcome, StateStore } from '../store/index.ts';
 import {
   type AnyDatagram,
   type AuthMode,
@@ -53,6 +53,8 @@ export interface Ctx {
   capped: boolean;
   credId?: string;
   adminId?: string;
+  /** Lease ids this request granted: a site may refuse them at the commit. */
+  grants?: bigint[];
 }
 
 interface Outgoing {
@@ -64,8 +66,15 @@ interface Outgoing {
   /** A HEARTBEAT_ACK: kept in its session's slot (for `requestId`), not in the cache. */
   keep?: Session | undefined;
   requestId?: number;
+  /** Lease ids the reply acknowledges; if the commit refuses one, `refusal` is sent instead. */
+  leases?: readonly bigint[] | undefined;
+  refusal?: (() => Uint8Array) | undefined;
 }
 
+const NONE: ReadonlySet<bigint> = new Set();
+
+/** Retry hint of a grant the site refused at the commit: the mirror is current by then. */
+const REFUSED_RETRY_MS = 50;
 /** How often one kept reply may be sent again (a client retransmits ~7 times in 30 s). */
 const MAX_RESENDS = 8;
 /** Bytes of an ERROR with an empty message: header, code, retryAfterMs, length, tag. */
@@ -86,7 +95,7 @@ export class Outbox {
   #counting = false;
   #drained: (() => void) | undefined;
   readonly #socket: dgram.Socket;
-  readonly #store: Store;
+  readonly #store: StateStore;
   readonly #now: () => number;
   readonly #log: Logger;
   readonly #afterCommit: () => void;
@@ -100,7 +109,7 @@ export class Outbox {
   constructor(
     counters: { answered: number; errors: number; retransmits: number },
     socket: dgram.Socket,
-    store: Store,
+    store: StateStore,
     now: () => number,
     log: Logger,
     cacheSize: number,
@@ -121,8 +130,16 @@ export class Outbox {
    */
   get busy(): boolean {
     if (this.degraded?.()) return this.#outgoing.length > 0;
-    return this.#store.pendingForeground() > 0 || this.#outgoing.length > 0;
+    return this.#committing || this.#store.pendingForeground() > 0 || this.#outgoing.length > 0;
   }
+
+  /** An asynchronous commit (a site's) is in flight; the next waits for it. */
+  #committing = false;
+  /**
+   * Called with the lease ids a commit refused (a site ran out of seats first elsewhere):
+   * the daemon takes them back out of its pools. Their replies become BUSY refusals.
+   */
+  onRefused: ((ids: ReadonlySet<bigint>) => void) | undefined;
 
   /** Whether the daemon is degraded (set by the daemon). */
   degraded: (() => boolean) | undefined;
@@ -248,17 +265,35 @@ export class Outbox {
 
   #deliver(ctx: Ctx, bytes: Uint8Array, durable: boolean): void {
     if (ctx.recordKey) {
-      this.#store.putReply(ctx.recordKey, {
-        reply: bytes,
-        ip: ctx.from.address,
-        port: ctx.from.port,
-        expires: ctx.now + RECORD_TTL_MS,
-      });
+      this.#store.putReply(
+        ctx.recordKey,
+        {
+          reply: bytes,
+          ip: ctx.from.address,
+          port: ctx.from.port,
+          expires: ctx.now + RECORD_TTL_MS,
+        },
+        ctx.grants,
+      );
     }
-    this.#queue(
-      { bytes, to: ctx.from, cacheKey: ctx.cacheKey, arrived: ctx.arrived },
-      durable || ctx.recordKey !== undefined || ctx.floorWait === true || this.busy,
-    );
+    const o: Outgoing = { bytes, to: ctx.from, cacheKey: ctx.cacheKey, arrived: ctx.arrived };
+    if (ctx.grants?.length) {
+      o.leases = ctx.grants;
+      // Not processed after all, as far as the client can tell: a refusal, neither kept
+      // nor durable, that it retries (the pools then know the site is full).
+      o.refusal = () =>
+        this.#errorBytes(
+          ctx.head,
+          ctx.mode,
+          ctx.key,
+          ErrorCode.BUSY,
+          REFUSED_RETRY_MS,
+          'another server of the site took the last seat first; retry',
+          ctx.head.seq,
+          ctx.capped,
+        );
+    }
+    this.#queue(o, durable || ctx.recordKey !== undefined || ctx.floorWait === true || this.busy);
   }
 
   #sign<T extends MsgType>(
@@ -347,32 +382,83 @@ export class Outbox {
     });
   }
 
-  /** Group commit: everything pending in one transaction, then the replies it covers. */
+  /**
+   * Group commit: everything pending in one transaction, then the replies it covers. A
+   * site's commit is asynchronous: replies of later turns wait for the next one, which
+   * starts when this one has settled.
+   */
   commitAndSend(): void {
+    if (this.#committing) return;
     const out = this.#outgoing;
     this.#outgoing = [];
+    let r: number | Promise<CommitOutcome> = 0;
+    const t0 = process.hrtime.bigint();
     try {
-      if (this.#store.pending() > 0) {
-        const t0 = process.hrtime.bigint();
-        this.#store.commit();
-        this.onCommit?.(Number(process.hrtime.bigint() - t0) / 1e9);
-      }
-      this.lastCommitOk = true;
+      if (this.#store.pending() > 0) r = this.#store.commit();
     } catch (e) {
-      // Nothing covered by the failed commit is acknowledged; clients retransmit.
-      this.lastCommitOk = false;
-      for (const o of out) if (o.cacheKey) this.inflight.delete(o.cacheKey);
-      if (this.onCommitFailed) {
-        this.onCommitFailed(e as Error);
-        return;
-      }
-      throw e;
+      this.#failed(out, e as Error);
+      return;
     }
+    if (typeof r === 'number') {
+      if (r > 0) this.onCommit?.(Number(process.hrtime.bigint() - t0) / 1e9);
+      this.#finish(out, NONE);
+      return;
+    }
+    this.#committing = true;
+    this.#settling = r
+      .then(
+        (c) => {
+          this.#committing = false;
+          this.onCommit?.(Number(process.hrtime.bigint() - t0) / 1e9);
+          this.#finish(out, c.refused);
+        },
+        (e: unknown) => {
+          this.#committing = false;
+          // Replies queued meanwhile may depend on changes the failure discards: drop them
+          // too (their clients retransmit), so nothing uncommitted is acknowledged.
+          const later = this.#outgoing;
+          this.#outgoing = [];
+          this.#failed([...out, ...later], e instanceof Error ? e : new Error(String(e)));
+        },
+      )
+      .finally(() => {
+        this.#settling = undefined;
+        if (this.#outgoing.length > 0 || this.#store.pending() > 0) this.schedule();
+      });
+  }
+
+  #settling: Promise<void> | undefined;
+
+  /** Resolves when no commit is in flight (close waits for a site's last one). */
+  async settled(): Promise<void> {
+    while (this.#settling) await this.#settling;
+  }
+
+  #failed(out: Outgoing[], e: Error): void {
+    // Nothing covered by the failed commit is acknowledged; clients retransmit.
+    this.lastCommitOk = false;
+    for (const o of out) if (o.cacheKey) this.inflight.delete(o.cacheKey);
+    if (this.onCommitFailed) {
+      this.onCommitFailed(e);
+      return;
+    }
+    throw e;
+  }
+
+  #finish(out: Outgoing[], refused: ReadonlySet<bigint>): void {
+    this.lastCommitOk = true;
+    if (refused.size > 0) this.onRefused?.(refused);
     this.#afterCommit();
     const now = this.#now();
     for (const o of out) {
-      this.#keep(o, now);
       if (o.cacheKey) this.inflight.delete(o.cacheKey);
+      if (o.leases?.some((id) => refused.has(id)) && o.refusal) {
+        this.counters.answered--;
+        this.counters.errors++;
+        if (!this.closed) this.sendRaw(o.refusal(), o.to);
+        continue;
+      }
+      this.#keep(o, now);
       if (!this.closed) this.sendRaw(o.bytes, o.to);
       if (o.arrived !== undefined) this.#observe(o.arrived);
     }

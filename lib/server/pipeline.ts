@@ -27,6 +27,7 @@ import { cacheKeyOf, changesState, recordKey } from './keys.ts';
 import type { Ctx, Peer } from './outbox.ts';
 import type { RateLimiter } from './ratelimit.ts';
 import type { Session } from './session.ts';
+import { claim } from './site.ts';
 
 const EMPTY = Object.freeze({});
 
@@ -218,6 +219,7 @@ export class Pipeline {
         );
       }
       if (!session) return;
+      if (core.site) claim(core, core.site, session);
       if (head.type === MsgType.TEST_CONN_ACK) {
         dispatch.testConnAck(core, session, head, d.moved === true, from, now);
         return;

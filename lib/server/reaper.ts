@@ -9,6 +9,7 @@ import { AuthMode, Flags, MsgType } from '../wire/index.ts';
 import { type Core, hexId } from './core.ts';
 import { degrade, tryRecover } from './faults.ts';
 import type { Session } from './session.ts';
+import { siteTick } from './site.ts';
 
 /** Sessions looked at per tick: a host with a million sweeps them over several ticks. */
 const SWEEP_BUDGET = 20_000;
@@ -29,7 +30,9 @@ export class Reaper {
       core.outbox.replies.sweep(now);
       this.#sweep(now);
       core.graceLeft(now);
-      this.#expireIdle(now);
+      // A site's seats idle by options TIMEOUT are not returned yet (docs/site.md).
+      if (!core.site) this.#expireIdle(now);
+      else siteTick(core, core.site);
       core.tokens.flushTokens(now, 5000);
       // A degraded daemon writes nothing until a probe write succeeds (then it commits).
       if (!tryRecover(core, now)) return;
@@ -82,6 +85,17 @@ export class Reaper {
         return;
       }
       const s = next.value;
+      const site = core.site;
+      if (site && (site.remote.has(s.id) || site.orphans.has(s.id))) {
+        // Another server looks after it; an orphan is reaped by the site's first server once
+        // nobody has heard from it for the test_conn time.
+        const since = site.orphans.get(s.id);
+        const wait = o.quietMs + o.testConnTries * o.testConnIntervalMs;
+        if (since !== undefined && now - since >= wait && site.reapsOrphans()) {
+          core.reap(s, now, 'its server left the site and no server heard from it since');
+        }
+        continue;
+      }
       if (now >= s.expires) {
         core.reap(s, now, 'token expired');
         continue;

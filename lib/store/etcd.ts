@@ -102,7 +102,15 @@ export class EtcdStoreError extends Error {
 export interface GrantRequest extends LeaseRecord {
   /** Seats the license allows for the feature, site-wide. */
   licensed: number;
+  /**
+   * Name of the site-wide counter the seats are counted in (default: the feature name). A
+   * daemon counts each feature pool (name, vendor, version) on its own, as its license does.
+   */
+  counter?: string;
 }
+
+/** A lease as the site ledger stores it: who granted it and which counter holds its seats. */
+export type SiteLease = LeaseRecord & { server: string; counter: string };
 
 /** What `grant` decided: the seats are held, or the feature has no room for them. */
 export type GrantResult = 'granted' | 'full';
@@ -177,6 +185,7 @@ interface Counter {
 }
 
 const enc = (s: string) => Buffer.from(s, 'utf8');
+const counterOf = (l: LeaseRecord & { counter?: string }) => l.counter ?? l.feature;
 const hex16 = (v: bigint) => v.toString(16).padStart(16, '0');
 
 function u64(name: string, v: unknown): bigint {
@@ -251,8 +260,9 @@ function rangeKv(r: ITxnResponse, i: number): IKeyValue | undefined {
   return r.responses[i]?.response_range?.kvs[0];
 }
 
-function encodeLease(l: LeaseRecord, server: string): string {
+function encodeLease(l: LeaseRecord & { counter?: string }, server: string): string {
   return JSON.stringify({
+    counter: l.counter ?? l.feature,
     leaseId: hex16(l.leaseId),
     tokenId: hex16(l.tokenId),
     feature: l.feature,
@@ -304,8 +314,10 @@ function field<T>(o: Record<string, unknown>, k: string, type: string): T {
   return o[k] as T;
 }
 
-function decodeLease(kv: IKeyValue): LeaseRecord & { server: string } {
+/** @internal decodes a stored record (BAD_RECORD when it is not one of ours). */
+export function decodeLease(kv: IKeyValue): SiteLease {
   return decode(kv, 'lease', (o) => ({
+    counter: typeof o.counter === 'string' ? o.counter : field(o, 'feature', 'string'),
     leaseId: hexId(o.leaseId),
     tokenId: hexId(o.tokenId),
     feature: field(o, 'feature', 'string'),
@@ -318,7 +330,8 @@ function decodeLease(kv: IKeyValue): LeaseRecord & { server: string } {
   }));
 }
 
-function decodeSession(kv: IKeyValue): SessionRecord {
+/** @internal decodes a stored record (BAD_RECORD when it is not one of ours). */
+export function decodeSession(kv: IKeyValue): SessionRecord {
   return decode(kv, 'session', (o) => ({
     tokenId: hexId(o.tokenId),
     token: b64(o, 'token'),
@@ -333,7 +346,8 @@ function decodeSession(kv: IKeyValue): SessionRecord {
   }));
 }
 
-function decodeQueue(kv: IKeyValue): QueueRecord {
+/** @internal decodes a stored record (BAD_RECORD when it is not one of ours). */
+export function decodeQueue(kv: IKeyValue): QueueRecord {
   return decode(kv, 'queue entry', (o) => ({
     tokenId: hexId(o.tokenId),
     feature: field(o, 'feature', 'string'),
@@ -474,7 +488,10 @@ export class EtcdLedger extends EventEmitter {
   /** The batch transaction in flight, if any: one at a time, so batches never race. */
   private inflight: Promise<void> | undefined;
   private readonly counters = new Map<string, Counter>();
-  private readonly leaseCache = new Map<bigint, { rec: LeaseRecord; mod: string }>();
+  private readonly leaseCache = new Map<
+    bigint,
+    { rec: LeaseRecord & { counter?: string }; mod: string }
+  >();
   private readonly buckets = new Map<number, Promise<string>>();
   private queueSeq: Counter = { value: 0, mod: '0' };
   private readonly watchers = new Set<Watcher>();
@@ -784,6 +801,7 @@ export class EtcdLedger extends EventEmitter {
     if (typeof req.groupKey !== 'string') throw new TypeError('req.groupKey must be a string');
     int('req.count', req.count, 1, 65535);
     int('req.licensed', req.licensed, 0, 0x7fff_ffff);
+    if (req.counter !== undefined) name('req.counter', req.counter);
     int('req.grantedAt', req.grantedAt, 0, Number.MAX_SAFE_INTEGER);
     bytes('req.ticket', req.ticket);
     if (!this.canGrant()) return Promise.reject(this.refusal());
@@ -912,18 +930,20 @@ export class EtcdLedger extends EventEmitter {
       for (const p of ops) {
         if (p.kind !== 'release') continue;
         const l = this.leaseCache.get(p.leaseId)!.rec;
-        features.add(l.feature);
-        plan.set(l.feature, at(l.feature) - l.count);
+        const f = counterOf(l);
+        features.add(f);
+        plan.set(f, at(f) - l.count);
       }
       for (const p of ops) {
         if (p.kind !== 'grant') continue;
-        features.add(p.rec.feature);
-        const v = at(p.rec.feature);
+        const f = counterOf(p.rec);
+        features.add(f);
+        const v = at(f);
         if (v + p.rec.count <= p.rec.licensed) {
-          plan.set(p.rec.feature, v + p.rec.count);
+          plan.set(f, v + p.rec.count);
           accepted.add(p);
         } else {
-          plan.set(p.rec.feature, v);
+          plan.set(f, v);
         }
       }
 
@@ -1038,7 +1058,7 @@ export class EtcdLedger extends EventEmitter {
             const l = decodeLease(lkv);
             if (
               l.tokenId === p.rec.tokenId &&
-              l.feature === p.rec.feature &&
+              l.counter === counterOf(p.rec) &&
               l.count === p.rec.count
             ) {
               // An earlier attempt of this very grant committed (its answer was lost).
@@ -1094,20 +1114,20 @@ export class EtcdLedger extends EventEmitter {
   }
 
   /** The leases of session `tokenId`, whichever server granted them. */
-  async leasesOf(tokenId: bigint): Promise<(LeaseRecord & { server: string })[]> {
+  async leasesOf(tokenId: bigint): Promise<SiteLease[]> {
     u64('tokenId', tokenId);
     return (await this.range(`bysession/${hex16(tokenId)}/`, 'listing leases')).map(decodeLease);
   }
 
   /** One lease, if held. */
-  async getLease(leaseId: bigint): Promise<(LeaseRecord & { server: string }) | undefined> {
+  async getLease(leaseId: bigint): Promise<SiteLease | undefined> {
     u64('leaseId', leaseId);
     const kv = await this.getKv(`lease/${hex16(leaseId)}`, 'reading a lease');
     return kv && decodeLease(kv);
   }
 
   /** Every lease of the site (for status and audits; O(leases)). */
-  async allLeases(): Promise<(LeaseRecord & { server: string })[]> {
+  async allLeases(): Promise<SiteLease[]> {
     return (await this.range('lease/', 'listing leases')).map(decodeLease);
   }
 
@@ -1293,6 +1313,44 @@ export class EtcdLedger extends EventEmitter {
     if (event === 'put') w.on('put', handler);
     else w.on('delete', handler);
     // The client reconnects watch streams itself; errors would otherwise be unhandled.
+    w.on('error', () => undefined);
+    return async () => {
+      this.watchers.delete(w);
+      await w.cancel();
+    };
+  }
+
+  /**
+   * The whole site as of one revision, then every change after it, in revision order:
+   * resolves once `onChange` has been called for every key that exists (as a put), and
+   * goes on calling it for each put and delete (the etcd3 client resumes a broken watch
+   * stream from its last revision). `rest` is the key below `floatlm/<site>/`.
+   * Resolves to a function that stops watching.
+   * @throws {EtcdStoreError} UNREACHABLE, NO_MAJORITY, CLOSED
+   */
+  async watchSite(
+    onChange: (kind: 'put' | 'delete', rest: string, kv: IKeyValue) => void,
+  ): Promise<() => Promise<void>> {
+    this.live();
+    const prefix = this.key('');
+    const r = await this.call('reading the site', (o) =>
+      this.client.kv.range({ key: prefix, range_end: prefixEnd(prefix) }, o),
+    );
+    const skip = prefix.length;
+    for (const kv of r.kvs) onChange('put', kv.key.subarray(skip).toString('utf8'), kv);
+    let w: Watcher;
+    try {
+      w = await this.client
+        .watch()
+        .prefix(prefix)
+        .startRevision(String(BigInt(r.header.revision) + 1n))
+        .create();
+    } catch (e) {
+      throw classifyEtcdError(e, 'watching the site');
+    }
+    this.watchers.add(w);
+    w.on('put', (kv) => onChange('put', kv.key.subarray(skip).toString('utf8'), kv));
+    w.on('delete', (kv) => onChange('delete', kv.key.subarray(skip).toString('utf8'), kv));
     w.on('error', () => undefined);
     return async () => {
       this.watchers.delete(w);
@@ -1589,7 +1647,8 @@ export class EtcdLedger extends EventEmitter {
   }
 }
 
-function decodeReply(kv: IKeyValue): ReplyRecord {
+/** @internal decodes a stored record (BAD_RECORD when it is not one of ours). */
+export function decodeReply(kv: IKeyValue): ReplyRecord {
   return decode(kv, 'reply', (o) => ({
     reply: b64(o, 'reply'),
     ip: field(o, 'ip', 'string'),

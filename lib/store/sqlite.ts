@@ -31,6 +31,7 @@ import {
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError, type StoreErrorCode } from './errors.ts';
+import type { StateStore } from './state.ts';
 
 /** File name of the state database inside the state dir. */
 export const STATE_FILE = 'floatlm.db';
@@ -704,8 +705,10 @@ export function openStore(dir: string, options: OpenOptions = {}): Store {
 }
 
 /** The state store; obtain one with `openStore`. */
-export class Store {
+export class Store implements StateStore {
   /** Full path of the state file. */
+  /** The StateStore backend name. */
+  readonly backend = 'sqlite' as const;
   readonly path: string;
   readonly readonly: boolean;
   /** True when this open created the file. */

@@ -74,7 +74,7 @@ export function checkout(
       core.store.dequeue(s.id, b.feature);
       ticket = core.leaseTicket(s, lease, now);
     } else {
-      ticket = core.leaseTicket(s, lease, now);
+      ticket = core.leaseTicket(s, lease, now, ctx);
       core.report.write('grant', now, {
         ...who,
         lease: hexId(lease.leaseId),

@@ -50,6 +50,7 @@ export function reclaim(core: Core, ctx: Ctx, b: Bodies[typeof MsgType.RECLAIM],
         ...core.holder(s),
       });
       if (r.ok) {
+        (ctx.grants ??= []).push(t.leaseId);
         core.store.putLease({
           leaseId: t.leaseId,
           tokenId: s.id,

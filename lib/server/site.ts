@@ -1,0 +1,295 @@
+/**
+ * A daemon that serves a site (several floatlmd over one etcd ledger, docs/site.md): opening
+ * the site store, loading the whole site into the session table and the pools (no restart
+ * grace: nothing needs reclaiming, every lease is known), and keeping them current from the
+ * site store's events, so that a client that fails over to this server is answered at once.
+ *
+ * Who looks after a session: the server that last heard it holds its liveness key (on its
+ * own etcd lease). A session another server holds is "remote" here: not pinged, not reaped,
+ * not forgotten by this server; a datagram from it makes it this server's (one etcd put).
+ * A session whose server's lease expired is an "orphan": if no server hears from it for
+ * the test_conn time, the first server of the site (lowest id) reaps it.
+ */
+import { hostname } from 'node:os';
+import type { LicensePool } from '../license/pool.ts';
+import { versionKey } from '../license/version.ts';
+import type { SiteLease } from '../store/etcd.ts';
+import type { SeatRule, SiteStore } from '../store/site.ts';
+import type { QueueRecord, SessionRecord, StoreSnapshot } from '../store/sqlite.ts';
+import type { LoadedConfig } from './config.ts';
+import { type Core, hexId } from './core.ts';
+import type { ResolvedOptions } from './defaults.ts';
+import { degrade } from './faults.ts';
+import { poolSnapshot } from './restore.ts';
+import type { Session } from './session.ts';
+
+/** What a site daemon knows beyond a single server's state. */
+export class SiteState {
+  /** Sessions another server of the site holds. */
+  readonly remote = new Set<bigint>();
+  /** Sessions no server holds (their server left the site), since when (ms). */
+  readonly orphans = new Map<bigint, number>();
+  /** This server's sessions to attach again once it holds an etcd lease again. */
+  readonly reattach = new Set<bigint>();
+
+  constructor(readonly store: SiteStore) {}
+
+  get serverId(): string {
+    return this.store.serverId;
+  }
+
+  /** Whether this server reaps the site's orphans: the first live server by id. */
+  reapsOrphans(): boolean {
+    let first: string | undefined;
+    for (const id of this.store.servers.keys()) if (first === undefined || id < first) first = id;
+    return first === undefined || first === this.serverId;
+  }
+}
+
+/**
+ * Connects to the site's etcd, registers this server and reads the whole site. etcd3 is
+ * loaded only here: a single server never pays for it.
+ * @throws {Error} a one-line message when etcd cannot be reached or the id is in use
+ */
+export async function openSite(opts: ResolvedOptions, seats: SeatRule): Promise<SiteStore> {
+  const { openEtcdLedger } = await import('../store/etcd.ts');
+  const { openSiteStore } = await import('../store/site.ts');
+  const serverId = opts.serverId || `${hostname()}:${opts.port}`;
+  const ledger = await openEtcdLedger({
+    endpoints: opts.etcd,
+    site: opts.site,
+    serverId,
+    leaseTtlSec: opts.etcdLeaseTtlS,
+    now: opts.now,
+  });
+  try {
+    return await openSiteStore(ledger, { now: opts.now, seats });
+  } catch (e) {
+    await ledger.close({ revoke: true });
+    throw e;
+  }
+}
+
+/**
+ * The seat rule of a license: each feature pool (name, version) is counted site-wide on its
+ * own counter, against the seats its lines license (unexpired lines only).
+ */
+export function seatRule(config: () => LoadedConfig, now: () => number): SeatRule {
+  return (l) => {
+    const t = now();
+    let licensed = 0;
+    for (const f of config().license.features) {
+      if (f.name !== l.feature || versionKey(f.version) !== versionKey(l.version)) continue;
+      if (f.expires !== null && f.expires <= t) continue;
+      licensed += f.count;
+    }
+    return { counter: `${l.feature}@${l.version}`, licensed };
+  };
+}
+
+function snapshotOf(leases: SiteLease[], queue: QueueRecord[]): StoreSnapshot {
+  return { sessions: [], leases, queue, revokedCount: 0, reclaimedCount: 0, meta: new Map() };
+}
+
+function fieldsOf(r: SessionRecord, now: number, floor: number) {
+  return {
+    id: r.tokenId,
+    token: r.token,
+    user: r.user,
+    host: r.host,
+    vendor: r.vendor,
+    expires: r.expires,
+    address: r.ip,
+    port: r.port,
+    lastSeen: now,
+    floor,
+    credential: r.credential ?? '',
+  };
+}
+
+/**
+ * Loads the site into the session table and pools (instead of a restart's restore: no
+ * grace, nothing unclaimed) and subscribes the daemon to the site's changes.
+ */
+export function attachSite(core: Core, store: SiteStore, now: number): SiteState {
+  const site = new SiteState(store);
+  core.site = site;
+  const me = store.serverId;
+  for (const r of store.eachSession()) {
+    if (r.expires <= now) continue;
+    core.sessions.add(fieldsOf(r, now, r.seqFloor ?? -1));
+    const owner = store.alive.get(r.tokenId);
+    if (owner === undefined || owner === me) site.orphans.set(r.tokenId, now);
+    else site.remote.add(r.tokenId);
+  }
+  const snap = store.load({ sessions: false });
+  core.pool.restore(poolSnapshot(core, snap));
+  const n = `${core.sessions.size} session(s), ${snap.leases.length} lease(s), ${snap.queue.length} queued`;
+  core.log.info(`site ${store.ledger.site}: this server is ${me}; the site holds ${n}`);
+
+  const guard =
+    <A extends unknown[]>(what: string, f: (...a: A) => void) =>
+    (...a: A) => {
+      if (core.state !== 'RUNNING') return;
+      try {
+        f(...a);
+      } catch (e) {
+        core.counters.internal++;
+        core.log.error(`site: ${what}: ${(e as Error).message}`);
+      }
+    };
+  const changed = () => {
+    core.outbox.generation = (core.outbox.generation + 1) >>> 0;
+  };
+  const holds = (pool: LicensePool, l: { leaseId: bigint; tokenId: bigint }) =>
+    pool.leasesOf(l.tokenId).some((x) => x.leaseId === l.leaseId);
+  const local = (id: bigint) => !site.remote.has(id) && !site.orphans.has(id);
+
+  store.on(
+    'alive',
+    guard('alive', (id: bigint, owner: string) => {
+      site.orphans.delete(id);
+      site.reattach.delete(id);
+      if (owner === me) site.remote.delete(id);
+      else site.remote.add(id);
+    }),
+  );
+  store.on(
+    'alive-gone',
+    guard('alive-gone', (id: bigint) => {
+      if (!core.sessions.get(id)) return;
+      if (site.remote.delete(id)) site.orphans.set(id, core.now());
+      // Ours, and our etcd lease went: attach it again once we hold one.
+      else if (!site.orphans.has(id)) site.reattach.add(id);
+    }),
+  );
+  store.on(
+    'session',
+    guard('session', (r: SessionRecord) => {
+      if (core.sessions.get(r.tokenId) || r.expires <= core.now()) return;
+      core.sessions.add(fieldsOf(r, core.now(), store.floors.get(r.tokenId) ?? -1));
+      const owner = store.alive.get(r.tokenId);
+      if (owner === me) return;
+      if (owner === undefined) site.orphans.set(r.tokenId, core.now());
+      else site.remote.add(r.tokenId);
+    }),
+  );
+  store.on(
+    'session-gone',
+    guard('session-gone', (id: bigint) => {
+      const s = core.sessions.get(id);
+      site.remote.delete(id);
+      site.orphans.delete(id);
+      site.reattach.delete(id);
+      if (s) core.sessions.remove(s);
+    }),
+  );
+  store.on(
+    'floor',
+    guard('floor', (id: bigint, floor: number) => {
+      const s = core.sessions.get(id);
+      if (!s || local(id) || floor <= s.floor) return;
+      // Another server's floor: a fresh window above it the next time it talks here.
+      const r = core.sessions.record(s, core.now());
+      core.sessions.remove(s);
+      core.sessions.add(fieldsOf(r, s.lastSeen, floor));
+    }),
+  );
+  store.on(
+    'lease',
+    guard('lease', (l: SiteLease) => {
+      // Our own grants are in our pools before etcd has them.
+      if (l.server === me || holds(core.pool, l)) return;
+      core.pool.restore(poolSnapshot(core, snapshotOf([l], [])));
+      changed();
+    }),
+  );
+  store.on(
+    'lease-gone',
+    guard('lease-gone', (l: SiteLease) => {
+      if (!holds(core.pool, l)) return;
+      core.pool.removeLease(l.leaseId);
+      core.unclaimed.delete(l.leaseId);
+      core.afterRelease(core.now());
+      if (core.store.pending() > 0) core.outbox.schedule();
+      changed();
+    }),
+  );
+  store.on(
+    'queued',
+    guard('queued', (q: QueueRecord) => {
+      if (local(q.tokenId)) return;
+      core.pool.restore(poolSnapshot(core, snapshotOf([], [q])));
+      changed();
+    }),
+  );
+  store.on(
+    'dequeued',
+    guard('dequeued', (q: QueueRecord) => {
+      if (local(q.tokenId)) return;
+      if (core.pool.leaveQueue(q.tokenId, q.feature)) changed();
+    }),
+  );
+  store.on('servers', changed);
+  store.on('warning', (m: string) => core.log.warn(m));
+
+  const ledger = store.ledger;
+  ledger.on(
+    'grantable',
+    guard('grantable', (ok: boolean) => {
+      if (ok || core.degraded) return;
+      degrade(
+        core,
+        new Error(
+          `etcd: no majority has renewed this server's lease within its ${ledger.leaseTtlSec} s TTL; not granting`,
+        ),
+        core.now(),
+      );
+    }),
+  );
+  ledger.on(
+    'lease-acquired',
+    guard('lease-acquired', () => {
+      for (const s of core.sessions.values()) if (local(s.id)) site.reattach.add(s.id);
+      core.log.info(`site: a new etcd lease; ${site.reattach.size} session(s) attached again`);
+    }),
+  );
+  return site;
+}
+
+/**
+ * A verified datagram from `s`: if another server (or none) held the session, this server
+ * takes it over (its liveness key moves here with the next commit).
+ */
+export function claim(core: Core, site: SiteState, s: Session): void {
+  const remote = site.remote.delete(s.id);
+  const orphan = site.orphans.delete(s.id);
+  if (!remote && !orphan) return;
+  core.store.putSession(core.sessions.record(s, core.now()));
+  core.log.debug(
+    `site: session ${hexId(s.id)} (${s.user}@${s.host}) is now served here (${remote ? 'from another server' : 'its server left'})`,
+  );
+}
+
+/** Per tick: sessions to attach again (after a new etcd lease). */
+export function siteTick(core: Core, site: SiteState): void {
+  if (site.reattach.size === 0 || !site.store.probe(core.now())) return;
+  const now = core.now();
+  for (const id of site.reattach) {
+    const s = core.sessions.get(id);
+    if (s) core.store.putSession(core.sessions.record(s, now));
+  }
+  site.reattach.clear();
+}
+
+/** Grants the site refused at the commit: out of the pools again; a queued client keeps its place. */
+export function refused(core: Core, site: SiteState, ids: ReadonlySet<bigint>): void {
+  for (const id of ids) {
+    const l = core.pool.removeLease(id);
+    if (!l) continue;
+    const q = site.store.queued(l.sessionId, l.feature);
+    if (q) core.pool.restore(poolSnapshot(core, snapshotOf([], [q])));
+    core.log.debug(`site: grant of ${hexId(id)} (${l.feature}) refused: the site is full`);
+  }
+  core.outbox.generation = (core.outbox.generation + 1) >>> 0;
+}
