@@ -13,7 +13,7 @@ import { ServerState } from '../wire/index.ts';
 import type { LoadedConfig } from './config.ts';
 import type { ResolvedOptions } from './defaults.ts';
 import type { Logger, ReportLog } from './log.ts';
-import type { Ctx, Outbox } from './outbox.ts';
+import { type Ctx, granted, type Outbox } from './outbox.ts';
 import type { Session } from './session.ts';
 import type { SessionTable } from './sessions.ts';
 import type { SiteState } from './site.ts';
@@ -166,7 +166,7 @@ export class Core {
    * grant is that request's (its reply stands or falls with it at a site's commit).
    */
   leaseTicket(s: Session, lease: GrantedLease, now: number, ctx?: Ctx): Uint8Array {
-    if (ctx) (ctx.grants ??= []).push(lease.leaseId);
+    if (ctx) granted(ctx, lease.leaseId);
     const ticket = makeTicket(
       {
         leaseId: lease.leaseId,

@@ -73,6 +73,12 @@ interface Outgoing {
 
 const NONE: ReadonlySet<bigint> = new Set();
 
+/** Records that `ctx`'s request granted lease `leaseId` (its reply depends on the grant). */
+export function granted(ctx: Ctx, leaseId: bigint): void {
+  if (ctx.grants) ctx.grants.push(leaseId);
+  else ctx.grants = [leaseId];
+}
+
 /** Retry hint of a grant the site refused at the commit: the mirror is current by then. */
 const REFUSED_RETRY_MS = 50;
 /** How often one kept reply may be sent again (a client retransmits ~7 times in 30 s). */

@@ -7,7 +7,7 @@ import { verifyTicket } from '../../token/index.ts';
 import { ErrorCode, MsgType } from '../../wire/index.ts';
 import type { Bodies } from '../../wire/messages.ts';
 import { type Core, hexId } from '../core.ts';
-import type { Ctx } from '../outbox.ts';
+import { type Ctx, granted } from '../outbox.ts';
 import type { Session } from '../session.ts';
 
 export function reclaim(core: Core, ctx: Ctx, b: Bodies[typeof MsgType.RECLAIM], s: Session): void {
@@ -50,7 +50,7 @@ export function reclaim(core: Core, ctx: Ctx, b: Bodies[typeof MsgType.RECLAIM],
         ...core.holder(s),
       });
       if (r.ok) {
-        (ctx.grants ??= []).push(t.leaseId);
+        granted(ctx, t.leaseId);
         core.store.putLease({
           leaseId: t.leaseId,
           tokenId: s.id,
