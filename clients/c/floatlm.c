@@ -298,7 +298,13 @@ static int x_record(io *x, flm_record *r) {
   uint16_t u16;
   /* An unknown kind fails only after its byte was read (protocol.md order). */
   TRY(x_u8(x, &r->kind, 0, 0xFF));
-  if (r->kind < FLM_REC_FEATURE || r->kind > FLM_REC_RESERVATION) return FLM_E_OUT_OF_RANGE;
+  if (r->kind < FLM_REC_FEATURE || r->kind > FLM_REC_SERVER) return FLM_E_OUT_OF_RANGE;
+  if (r->kind == FLM_REC_SERVER) {
+    TRY(X_NAME(x, r->name));
+    TRY(x_u8(x, &r->state, FLM_SITE_GONE, FLM_SITE_NO_ETCD));
+    TRY(x_ms(x, &r->since));
+    return x_u8(x, &r->self, 0, 1);
+  }
   if (r->kind == FLM_REC_FEATURE) {
     TRY(X_NAME(x, r->feature));
     TRY(X_VER(x, r->version));

@@ -80,7 +80,11 @@ enum { FLM_OPT_WAIT = 0x01 };
 enum { FLM_GRANTED = 0, FLM_QUEUED = 1, FLM_DENIED = 2 };
 enum { FLM_OP_REMOVE = 1, FLM_OP_REREAD = 2, FLM_OP_SHUTDOWN = 3 };
 enum { FLM_STATE_RUNNING = 0, FLM_STATE_GRACE = 1, FLM_STATE_CLOSING = 2, FLM_STATE_DEGRADED = 3 };
-enum { FLM_REC_FEATURE = 1, FLM_REC_HOLDER = 2, FLM_REC_QUEUED = 3, FLM_REC_RESERVATION = 4 };
+enum {
+  FLM_REC_FEATURE = 1, FLM_REC_HOLDER = 2, FLM_REC_QUEUED = 3, FLM_REC_RESERVATION = 4,
+  FLM_REC_SERVER = 5
+};
+enum { FLM_SITE_GONE = 0, FLM_SITE_UP = 1, FLM_SITE_NO_ETCD = 2 }; /* SERVER record state */
 enum { FLM_RES_USER = 1, FLM_RES_HOST = 2 }; /* RESERVATION record type */
 
 /* wire error codes carried in ERROR, CHECKOUT_REPLY.reason, RECLAIM_REPLY code (u16) */
@@ -207,12 +211,14 @@ typedef struct {
    * HOLDER:  feature user host since count lease_id program version (the holder's HELLO
    *          program and version; "" when not sent)
    * QUEUED:  feature user host since position
-   * RESERVATION: feature res_type name count in_use (count, in_use are u16 on the wire) */
+   * RESERVATION: feature res_type name count in_use (count, in_use are u16 on the wire)
+   * SERVER:  name state since self (a site's server: FLM_SITE_*; self 1 = it answered) */
   flm_name feature; flm_ver version; flm_name vendor, user, host, name, program;
   uint64_t expires, since, lease_id;
   uint32_t count, in_use, queued, issued, denied;
   uint16_t position;
   uint8_t res_type; /* FLM_RES_* */
+  uint8_t state, self; /* SERVER */
 } flm_record;
 typedef struct {
   uint16_t page, pages; uint32_t snapshot; uint8_t n_records; flm_record records[FLM_CAP_RECORDS];

@@ -148,6 +148,10 @@ static void body_json(const flm_datagram *d) {
                (unsigned long long)r->expires, (unsigned long)r->count,
                (unsigned long)r->in_use, (unsigned long)r->queued, (unsigned long)r->issued,
                (unsigned long)r->denied);
+      } else if (r->kind == FLM_REC_SERVER) {
+        printf(",\"name\":"); JS(r->name);
+        printf(",\"state\":%u,\"since\":%llu,\"self\":%u}", r->state,
+               (unsigned long long)r->since, r->self);
       } else if (r->kind == FLM_REC_RESERVATION) {
         printf(",\"feature\":"); JS(r->feature);
         printf(",\"type\":%u,\"name\":", r->res_type); JS(r->name);

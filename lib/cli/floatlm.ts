@@ -8,7 +8,14 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { type Client, connect, type Lease, type PongInfo, parseServer } from '../client/client.ts';
+import {
+  type Client,
+  connect,
+  type Lease,
+  type PongInfo,
+  parseServer,
+  type StatusResult,
+} from '../client/client.ts';
 import { DeniedError, FloatlmError, TimeoutError } from '../client/errors.ts';
 import { KeyFileError } from '../crypto/errors.ts';
 import {
@@ -34,6 +41,7 @@ import {
   ErrorCode,
   fromHex,
   ReservationType,
+  SITE_ONLY_FEATURE,
   toHex,
 } from '../wire/index.ts';
 import { decodeAction, readDatagramArg } from './decode.ts';
@@ -285,6 +293,7 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
       ) => {
         const client = await open(io, g(), { hello: false, ...(server ? { server } : {}) });
         const replies: ({ seq: number } & PongInfo)[] = [];
+        let site: StatusResult['servers'] | undefined;
         try {
           for (let i = 0; i < o.count; i++) {
             if (i > 0) await new Promise((r) => setTimeout(r, o.interval * 1000));
@@ -298,6 +307,19 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
             } catch (e) {
               if (!(e instanceof TimeoutError)) throw toCliError(e);
               if (!o.json) io.out(`no reply from ${client.server}: seq=${i + 1}\n`);
+            }
+          }
+          // A site's server also says how it stands with etcd (a single server: nothing).
+          if (replies.length > 0) {
+            site = (await client.status(SITE_ONLY_FEATURE).catch(() => undefined))?.servers;
+            if (site?.length && !o.json) {
+              const self = site.find((x) => x.self === 1);
+              const others = site
+                .filter((x) => x.self !== 1)
+                .map((x) => `${x.name} ${SITE_STATES[x.state] ?? x.state}`);
+              io.out(
+                `site: ${self?.name ?? '?'} etcd=${self?.state === 2 ? 'no majority (not granting)' : 'ok'}; other servers: ${others.join(', ') || 'none'}\n`,
+              );
             }
           }
         } finally {
@@ -322,6 +344,14 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
                   state: r.state,
                   graceLeftMs: r.graceLeftMs,
                 })),
+                site: site?.length
+                  ? site.map((x) => ({
+                      id: x.name,
+                      state: SITE_STATES[x.state] ?? `${x.state}`,
+                      since: new Date(x.since).toISOString(),
+                      answered: x.self === 1,
+                    }))
+                  : null,
               },
               null,
               2,
@@ -363,12 +393,24 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
             ? `server ${s.server}: floatlmd ${pong.serverVersion}, up ${fmtDuration(pong.uptimeMs)}, ${pong.state}${pong.state === 'grace' ? ` (${Math.ceil(pong.graceLeftMs / 1000)} s of grace left)` : ''}\n`
             : `server ${s.server}\n`,
         );
+        // Durations on the server's clock: since times are the server's.
+        const now = Date.now() + (pong?.offsetMs ?? 0);
+        if (s.servers.length) {
+          const v = [['SITE SERVER', 'STATE', 'SINCE', 'FOR', '']];
+          for (const x of s.servers)
+            v.push([
+              x.name,
+              SITE_STATES[x.state] ?? `${x.state}`,
+              fmtTime(x.since),
+              fmtDuration(now - x.since),
+              x.self ? '(answered)' : '',
+            ]);
+          io.out(`${table(v)}\n\n`);
+        }
         if (s.features.length === 0) {
           io.out('no features\n');
           return;
         }
-        // Durations on the server's clock: since times are the server's.
-        const now = Date.now() + (pong?.offsetMs ?? 0);
         const rows = [
           [
             'FEATURE',
@@ -1146,12 +1188,21 @@ async function acquire(
 }
 
 /** The stable `status --json` schema (README documents it). */
+/** SERVER status record states as `floatlm status` names them. */
+const SITE_STATES: Record<number, string> = { 0: 'gone', 1: 'up', 2: 'no etcd majority' };
+
 export function statusJson(s: Awaited<ReturnType<Client['status']>>, pong?: PongInfo) {
   return {
     schema: 'floatlm.status/1',
     server: s.server,
     serverVersion: pong?.serverVersion ?? null,
     uptimeMs: pong?.uptimeMs ?? null,
+    servers: s.servers.map((x) => ({
+      id: x.name,
+      state: SITE_STATES[x.state] ?? `${x.state}`,
+      since: new Date(x.since).toISOString(),
+      answered: x.self === 1,
+    })),
     features: s.features.map((f) => ({
       name: f.name,
       version: f.version,

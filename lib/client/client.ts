@@ -83,6 +83,12 @@ export interface StatusResult {
   queued: Extract<StatusRecordValue, { kind: 3 }>[];
   /** Seats kept for a user or host (RESERVE=), per feature name. */
   reservations: Extract<StatusRecordValue, { kind: 4 }>[];
+  /**
+   * A site's servers as the answering one knows them (empty from a single server):
+   * `state` 1 up, 0 gone (left at `since`), 2 the answering server cut off from etcd;
+   * `self` 1 for the one that answered.
+   */
+  servers: Extract<StatusRecordValue, { kind: 5 }>[];
 }
 
 /** A lease's events and their arguments (`lease.on(name, listener)`). */
@@ -439,6 +445,7 @@ export class Client extends EventEmitter<ClientEvents> {
         holders: [],
         queued: [],
         reservations: [],
+        servers: [],
       };
       let pages = 1;
       let snapshot: number | undefined;
@@ -456,7 +463,8 @@ export class Client extends EventEmitter<ClientEvents> {
           if (r.kind === 1) out.features.push(r);
           else if (r.kind === 2) out.holders.push(r);
           else if (r.kind === 3) out.queued.push(r);
-          else out.reservations.push(r);
+          else if (r.kind === 4) out.reservations.push(r);
+          else out.servers.push(r);
         }
       }
       // The server that answered (a failover may have happened during the first page).

@@ -16,12 +16,16 @@ import { versionKey } from '../license/version.ts';
 import type { SiteLease } from '../store/etcd.ts';
 import type { SeatRule, SiteStore } from '../store/site.ts';
 import type { QueueRecord, SessionRecord, StoreSnapshot } from '../store/sqlite.ts';
+import { type ServerRecord, SiteServerState, StatusRecord } from '../wire/index.ts';
 import type { LoadedConfig } from './config.ts';
 import { type Core, hexId } from './core.ts';
 import type { ResolvedOptions } from './defaults.ts';
 import { degrade } from './faults.ts';
 import { poolSnapshot } from './restore.ts';
 import type { Session } from './session.ts';
+
+/** Servers that left the site that a status listing still names. */
+const GONE_KEPT = 16;
 
 /** What a site daemon knows beyond a single server's state. */
 export class SiteState {
@@ -31,11 +35,51 @@ export class SiteState {
   readonly orphans = new Map<bigint, number>();
   /** This server's sessions to attach again once it holds an etcd lease again. */
   readonly reattach = new Set<bigint>();
+  /** Servers that left the site, when (the last GONE_KEPT of them). */
+  readonly gone = new Map<string, number>();
 
   constructor(readonly store: SiteStore) {}
 
   get serverId(): string {
     return this.store.serverId;
+  }
+
+  /** The site's servers as SERVER status records: live ones, then those that left. */
+  serverRecords(now: number): ServerRecord[] {
+    const out: ServerRecord[] = [];
+    for (const [id, s] of [...this.store.servers].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const self = id === this.serverId;
+      const state =
+        self && !this.store.ledger.canGrant() ? SiteServerState.NO_ETCD : SiteServerState.UP;
+      out.push({
+        kind: StatusRecord.SERVER,
+        name: id,
+        state,
+        since: Number(s.startedAt) || 0,
+        self: self ? 1 : 0,
+      });
+    }
+    if (!this.store.servers.has(this.serverId)) {
+      // Our registration is gone (lease lost): we still answer, but cannot grant.
+      out.unshift({
+        kind: StatusRecord.SERVER,
+        name: this.serverId,
+        state: SiteServerState.NO_ETCD,
+        since: now,
+        self: 1,
+      });
+    }
+    for (const [id, at] of this.gone) {
+      if (this.store.servers.has(id)) continue;
+      out.push({
+        kind: StatusRecord.SERVER,
+        name: id,
+        state: SiteServerState.GONE,
+        since: at,
+        self: 0,
+      });
+    }
+    return out;
   }
 
   /** Whether this server reaps the site's orphans: the first live server by id. */
@@ -231,6 +275,15 @@ export function attachSite(core: Core, store: SiteStore, now: number): SiteState
     }),
   );
   store.on('servers', changed);
+  store.on(
+    'server-gone',
+    guard('server-gone', (id: string) => {
+      site.gone.delete(id);
+      site.gone.set(id, core.now());
+      if (site.gone.size > GONE_KEPT) site.gone.delete(site.gone.keys().next().value!);
+      core.log.warn(`site: server ${id} left the site (its etcd lease ended)`);
+    }),
+  );
   store.on('warning', (m: string) => core.log.warn(m));
 
   const ledger = store.ledger;

@@ -15,6 +15,7 @@ import {
   MAX_DATAGRAM,
   MsgType,
   ReservationType,
+  type ServerRecord,
   StatusRecord,
   type StatusRecordValue,
   type StatusReply,
@@ -35,7 +36,8 @@ const UNKNOWN: ProgramInfo = { program: '', version: '' };
 
 /**
  * The status as STATUS_REPLY bodies; always at least one page. `feature` '' means all.
- * `programOf` names each holder's program and version ('' when it returns undefined).
+ * `programOf` names each holder's program and version ('' when it returns undefined);
+ * `servers` (a site's) come first.
  * @throws {TypeError} when programOf is given and is not a function
  */
 export function buildStatusPages(
@@ -43,6 +45,7 @@ export function buildStatusPages(
   feature: string,
   snapshot: number,
   programOf?: ProgramLookup,
+  servers: readonly ServerRecord[] = [],
 ): StatusReply[] {
   if (programOf !== undefined && typeof programOf !== 'function') {
     throw new TypeError(`programOf must be a function, got ${typeof programOf}`);
@@ -58,7 +61,8 @@ export function buildStatusPages(
     return p;
   };
   const want = (name: string) => feature === '' || name === feature;
-  const records: StatusRecordValue[] = [];
+  // A site's servers first: whichever page a client stops at, it knows who answered.
+  const records: StatusRecordValue[] = [...servers];
   for (const f of status.features) {
     if (!want(f.name)) continue;
     records.push({

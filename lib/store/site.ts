@@ -22,6 +22,7 @@
  * | `queued`       | QueueRecord                     | a queue entry was added            |
  * | `dequeued`     | QueueRecord                     | a queue entry was removed          |
  * | `servers`      | —                               | a server joined or left the site   |
+ * | `server-gone`  | serverId                        | a server left the site             |
  * | `warning`      | message                         | a record under our prefix is bad   |
  */
 import { EventEmitter } from 'node:events';
@@ -139,7 +140,7 @@ export class SiteStore extends EventEmitter implements StateStore {
     switch (type) {
       case 'server': {
         if (put) this.servers.set(tail, JSON.parse(text()));
-        else this.servers.delete(tail);
+        else if (this.servers.delete(tail)) this.emit('server-gone', tail);
         this.emit('servers');
         return;
       }

@@ -90,7 +90,30 @@ export const ServerState = { RUNNING: 0, GRACE: 1, CLOSING: 2, DEGRADED: 3 } as 
 export type ServerState = (typeof ServerState)[keyof typeof ServerState];
 
 /** Record kinds of a STATUS_REPLY. */
-export const StatusRecord = { FEATURE: 1, HOLDER: 2, QUEUED: 3, RESERVATION: 4 } as const;
+export const StatusRecord = {
+  FEATURE: 1,
+  HOLDER: 2,
+  QUEUED: 3,
+  RESERVATION: 4,
+  SERVER: 5,
+} as const;
+
+/**
+ * A STATUS for this feature name (no license feature can be named so) returns only the
+ * SERVER records: the site as the answering server sees it (`floatlm ping` uses it).
+ */
+export const SITE_ONLY_FEATURE = '-';
+
+/** What a SERVER status record says of a server of the site. */
+export const SiteServerState = {
+  /** It left the site (its etcd lease is gone) at `since`. */
+  GONE: 0,
+  /** Serving since `since`. */
+  UP: 1,
+  /** The server that answered, cut off from the etcd majority: not granting. */
+  NO_ETCD: 2,
+} as const;
+export type SiteServerState = (typeof SiteServerState)[keyof typeof SiteServerState];
 
 /** Whom a RESERVATION status record keeps seats for. */
 export const ReservationType = { USER: 1, HOST: 2 } as const;

@@ -9,6 +9,7 @@ import {
   MsgType,
   ReservationType,
   ServerState,
+  SiteServerState,
   StatusRecord,
   WRAPPED_KEY_LENGTH,
 } from './constants.ts';
@@ -122,7 +123,23 @@ export interface ReservationRecord {
   /** Reserved seats the user or host holds now (≤ count). */
   inUse: number;
 }
-export type StatusRecordValue = FeatureRecord | HolderRecord | QueuedRecord | ReservationRecord;
+/** A server of the site (only a site's servers send them; first in the listing). */
+export interface ServerRecord {
+  kind: typeof StatusRecord.SERVER;
+  /** The server's id in the site. */
+  name: string;
+  state: SiteServerState;
+  /** ms UTC: when it started serving (UP, NO_ETCD) or left the site (GONE). */
+  since: number;
+  /** 1 for the server that sent this reply. */
+  self: number;
+}
+export type StatusRecordValue =
+  | FeatureRecord
+  | HolderRecord
+  | QueuedRecord
+  | ReservationRecord
+  | ServerRecord;
 export interface StatusReply {
   page: number;
   pages: number;
@@ -221,6 +238,13 @@ const reservationRecord: Schema = [
   { name: 'inUse', kind: 'u16' },
 ];
 
+const serverRecord: Schema = [
+  str('name'),
+  { name: 'state', kind: 'u8', max: SiteServerState.NO_ETCD },
+  { name: 'since', kind: 'u53' },
+  { name: 'self', kind: 'u8', max: 1 },
+];
+
 /** Field lists of every body, by message type. */
 export const SCHEMAS: Readonly<Record<MsgType, Schema>> = {
   [MsgType.HELLO]: [
@@ -286,6 +310,7 @@ export const SCHEMAS: Readonly<Record<MsgType, Schema>> = {
         [StatusRecord.HOLDER]: holderRecord,
         [StatusRecord.QUEUED]: queuedRecord,
         [StatusRecord.RESERVATION]: reservationRecord,
+        [StatusRecord.SERVER]: serverRecord,
       },
     },
   ],

@@ -156,3 +156,43 @@ t.test(
     t.pass(`seed ${seed}: held ≤ count and every acknowledged grant still held, after every step`);
   },
 );
+
+t.test(
+  'status from any server shows the site: its servers, who answered, every holder',
+  { skip },
+  async (t) => {
+    const site = makeSite(['FEATURE cad demo 1.0 permanent 4']);
+    const a = await server(site, 'alpha', 'view');
+    const b = await server(site, 'beta', 'view');
+    const ca = await client(site, [a.address().port], { user: 'ua', host: 'ha' });
+    const cb = await client(site, [b.address().port], { user: 'ub', host: 'hb' });
+    clients.push(ca, cb);
+    await ca.checkout('cad');
+    await cb.checkout('cad');
+    await until("beta mirrors alpha's holder", () => held(b, 'cad') === 2);
+    const s = await cb.status();
+    t.same(
+      s.servers.map((x) => [x.name, x.state, x.self]),
+      [
+        ['alpha', 1, 0],
+        ['beta', 1, 1],
+      ],
+      'both servers up, beta answered',
+    );
+    t.same(s.holders.map((h) => h.user).sort(), ['ua', 'ub'], "beta lists alpha's holder too");
+    const only = await cb.status('-');
+    t.equal(only.features.length + only.holders.length, 0, 'feature "-": the site view alone');
+    t.equal(only.servers.length, 2, 'with both servers');
+    await a.close();
+    await until('beta sees alpha leave', () => b.siteStore!.servers.size === 1);
+    const after = await cb.status('-');
+    t.same(
+      after.servers.map((x) => [x.name, x.state]),
+      [
+        ['beta', 1],
+        ['alpha', 0],
+      ],
+      'alpha is listed as gone',
+    );
+  },
+);

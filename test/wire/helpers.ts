@@ -173,6 +173,14 @@ export const SAMPLES: { [K in MsgType]: Bodies[K][] } = {
           count: 0xffff,
           inUse: 0,
         },
+        {
+          kind: StatusRecord.SERVER,
+          name: 'lic1:27400',
+          state: 1,
+          since: 1_780_000_002_000,
+          self: 1,
+        },
+        { kind: StatusRecord.SERVER, name: 'lic2:27400', state: 0, since: 0, self: 0 },
       ],
     },
     {

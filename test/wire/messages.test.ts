@@ -150,7 +150,7 @@ t.test('body range rules at their boundaries', async (t) => {
   sr[34] = 0;
   sr[35] = 0;
   throwsDecode(t, () => decodeDatagram(sr), 'OUT_OF_RANGE', /pages 0 not in/, 34);
-  // STATUS_REPLY record kind in [1, 4]; RESERVATION type in [1, 2].
+  // STATUS_REPLY record kind in [1, 5]; RESERVATION type in [1, 2].
   const res = { kind: 4, feature: 'f', type: 1, name: 'w', count: 3, inUse: 1 };
   const rr = body(MsgType.STATUS_REPLY, { page: 0, pages: 1, snapshot: 0, records: [res] });
   // header 32 | page 2 | pages 2 | snapshot 4 | count 1 | kind 1 | feature 1+1 | type 1
@@ -158,7 +158,7 @@ t.test('body range rules at their boundaries', async (t) => {
   const typeAt = kindAt + 3;
   const records = (d: Uint8Array) => (decodeDatagram(d).body as StatusReply).records;
   t.equal(records(rr)[0]!.kind, 4);
-  for (const kind of [0, 5]) {
+  for (const kind of [0, 6]) {
     const z = rr.slice();
     z[kindAt] = kind;
     throwsDecode(t, () => decodeDatagram(z), 'OUT_OF_RANGE', /kind/, kindAt);

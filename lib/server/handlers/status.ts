@@ -8,8 +8,12 @@ import { buildStatusPages, type ProgramInfo } from '../status.ts';
 
 export function status(core: Core, ctx: Ctx, b: Bodies[typeof MsgType.STATUS]): void {
   core.graceLeft(ctx.now);
-  const pages = buildStatusPages(core.pool.status(), b.feature, core.outbox.generation, (id) =>
-    programOf(core, id),
+  const pages = buildStatusPages(
+    core.pool.status(),
+    b.feature,
+    core.outbox.generation,
+    (id) => programOf(core, id),
+    core.site?.serverRecords(ctx.now),
   );
   const page = pages[b.page];
   if (!page) {
