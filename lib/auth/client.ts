@@ -232,7 +232,8 @@ export class ClientAuth {
   /**
    * Verifies a reply to `req` from `server`: framing, REPLY|FROM_SERVER, request id, mode,
    * session id, and the tag under the key of that mode. Null when anything fails (drop it).
-   * On a verified reply to a mode-2 request the server is marked as knowing the session; a
+   * On a verified reply to a mode-2 request the server is marked as knowing the session
+   * (except ERROR BUSY or SHUTTING_DOWN, which may refuse before restoring it); a
    * verified ERROR UNKNOWN_SESSION forgets the server; a verified ERROR REPLAY moves the seq
    * above the floor its header carries (protocol.md section 10); a verified ERROR with a TOKEN_* code
    * ends the session (the next request is a HELLO).
@@ -263,7 +264,12 @@ export class ClientAuth {
       key = s.hmac;
     }
     if (!verifyTag(bytes, key)) return null;
-    if (req.mode === AuthMode.TOKEN) this.knownBy.add(server);
+    // A refusal for want of service (BUSY, SHUTTING_DOWN) may come before the session was
+    // restored there: the server is not known to hold it yet.
+    const refused =
+      d.type === MsgType.ERROR &&
+      (d.body.code === ErrorCode.BUSY || d.body.code === ErrorCode.SHUTTING_DOWN);
+    if (req.mode === AuthMode.TOKEN && !refused) this.knownBy.add(server);
     if (
       d.type === MsgType.ERROR &&
       (req.mode === AuthMode.TOKEN || req.mode === AuthMode.SESSION)

@@ -1,10 +1,12 @@
 /**
  * The client library: `connect()` gives a Client that gets a token (first contact), signs
  * every datagram in the right auth mode by itself, retransmits on the RFC 5080 schedule,
- * moves on to the next server of its list after a short silence (failover), heartbeats its
- * leases, answers the server's test_conn, re-presents its token and lease tickets to a
- * restarted server or to the next server of its list, and reports what happens to each
- * lease, and to its contact with the servers, as events. It owns one UDP socket and its timers (all unref'd).
+ * moves on to the next server of its list after a short silence (1 s: failover) or at once
+ * when a server says it cannot serve (BUSY; DEGRADED in PONG), heartbeats its leases,
+ * answers the server's test_conn, re-presents its token and, when the server counts fewer
+ * leases than it holds, its lease tickets to a restarted server or to the next server of its
+ * list, and reports what happens to each lease, and to its contact with the servers, as
+ * events. It owns one UDP socket and its timers (all unref'd).
  */
 import dgram from 'node:dgram';
 import { EventEmitter } from 'node:events';
@@ -194,12 +196,19 @@ interface CallOptions {
   again?: boolean;
   /** Request id to use (a re-send that must find the first one's outcome). */
   rid?: number;
+  /** Already sent elsewhere after a server answered BUSY or SHUTTING_DOWN: not again. */
+  away?: boolean;
 }
 
 /** close(): the time for checking in and ending the session when the server is silent. */
 const CLOSE_MS = 1000;
 /** Leaving a queue after an abort, when the server is silent. */
 const ABANDON_MS = 500;
+/**
+ * How long a server that said it cannot serve (ERROR BUSY or SHUTTING_DOWN, PONG DEGRADED or
+ * CLOSING) is tried after the other servers of the list, unless it shows it serves again.
+ */
+const UNWELL_MS = 30_000;
 
 /**
  * Connects: first contact with the first server that answers.
@@ -233,7 +242,7 @@ export function parseServer(s: string): { host: string; port: number } {
  * - 'granted' (lease), 'lost' (lease, reason), 'reclaimed' (lease);
  * - 'failover' (server): another server of the list answered and is now the current one;
  * - 'contact-lost' (server): a request to `server` has had no answer for
- *   `retry.failoverMs` (1.5 s by default), once until contact is back; the client goes on
+ *   `retry.failoverMs` (1 s by default), once until contact is back; the client goes on
  *   retransmitting and trying the other servers of its list;
  * - 'contact-restored' (server): the first verified reply after 'contact-lost', from
  *   `server` (the same one, or the one it failed over to).
@@ -263,6 +272,10 @@ export class Client extends EventEmitter<ClientEvents> {
   #bound: Promise<void>;
   #helloing: Promise<void> | undefined;
   #reclaiming: Promise<void> | undefined;
+  /** The lease count check after a failover or a restored session (a HEARTBEAT). */
+  #checking: Promise<void> | undefined;
+  /** Servers (by index) that said they cannot serve, until when (`UNWELL_MS`). */
+  readonly #unwell = new Map<number, number>();
   /** The server named by the last 'contact-lost', until a verified reply comes. */
   #silent: string | undefined;
 
@@ -419,6 +432,11 @@ export class Client extends EventEmitter<ClientEvents> {
     const t1 = this.#now();
     if (d.type !== MsgType.PONG)
       throw new FloatlmError('EPROTO', `ping: unexpected reply type ${d.type}`);
+    // A server that says it cannot serve is tried last from now on; one that serves, as usual.
+    this.#setUnwell(
+      target,
+      d.body.state === ServerState.DEGRADED || d.body.state === ServerState.CLOSING,
+    );
     const states = {
       [ServerState.RUNNING]: 'running',
       [ServerState.GRACE]: 'grace',
@@ -619,10 +637,29 @@ export class Client extends EventEmitter<ClientEvents> {
     return this.#servers.length - 1;
   }
 
-  /** Every server of the list once, starting with `start`. */
+  /**
+   * Every server of the list once, starting with `start`, except that servers which said
+   * they cannot serve (`#unwell`) come after the others.
+   */
   #order(start: number): number[] {
     const n = this.#servers.length;
-    return Array.from({ length: n }, (_, k) => (start + k) % n);
+    const all = Array.from({ length: n }, (_, k) => (start + k) % n);
+    if (this.#unwell.size === 0) return all;
+    const now = this.#now();
+    const sick = (i: number) => {
+      const until = this.#unwell.get(i);
+      if (until === undefined) return false;
+      if (until > now) return true;
+      this.#unwell.delete(i);
+      return false;
+    };
+    return [...all.filter((i) => !sick(i)), ...all.filter(sick)];
+  }
+
+  /** Marks server `index` as unable to serve (for `UNWELL_MS`), or as serving. */
+  #setUnwell(index: number, unwell: boolean): void {
+    if (unwell) this.#unwell.set(index, this.#now() + UNWELL_MS);
+    else this.#unwell.delete(index);
   }
 
   #hello(): Promise<void> {
@@ -632,7 +669,7 @@ export class Client extends EventEmitter<ClientEvents> {
     return this.#helloing;
   }
 
-  async #helloOnce(): Promise<void> {
+  async #helloOnce(away = false): Promise<void> {
     const u = this.#opts.user ?? safeUser();
     const fields = {
       vendor: this.#opts.vendor ?? this.#opts.credential.id.split('/')[0]!,
@@ -655,8 +692,14 @@ export class Client extends EventEmitter<ClientEvents> {
         order.map((i) => this.#servers[i]!.name),
       );
     const { d } = a;
+    if (d.type === MsgType.ERROR && cannotServe(d.body.code)) {
+      // Not processed there (no session was opened): the other servers first, once.
+      this.#setUnwell(a.index, true);
+      if (!away && this.#servers.length > 1) return this.#helloOnce(true);
+    }
     if (d.type === MsgType.ERROR)
       throw new DeniedError('connect', d.body.code, d.body.retryAfterMs, d.body.message);
+    this.#setUnwell(a.index, false);
     this.#current = a.index;
     if (d.type === MsgType.HELLO_OK)
       this.#setHeartbeat(this.#opts.heartbeatMs ?? d.body.heartbeatMs);
@@ -671,8 +714,11 @@ export class Client extends EventEmitter<ClientEvents> {
    * One request, with failover (protocol.md section 11): one request id throughout, sent to
    * the current server, then after `failoverMs` unanswered to the next of the list (in mode
    * 2 where that server does not know the session), round the list until the budget is
-   * spent. A server that answers becomes the current one; when it did not know the session
-   * or is not the one we had, every lease ticket is re-presented there.
+   * spent; servers that said they cannot serve come last. An ERROR BUSY or SHUTTING_DOWN
+   * (not processed) sends the request, same id, to the other servers at once, once. A server
+   * that answers becomes the current one; when it did not know the session or is not the one
+   * we had, a HEARTBEAT asks it how many of our leases it counts, and the tickets are
+   * re-presented when it counts fewer than we hold.
    */
   async #call<T extends MsgType>(
     type: T,
@@ -714,6 +760,19 @@ export class Client extends EventEmitter<ClientEvents> {
       );
     }
     const { d, index } = a;
+    if (d.type === MsgType.ERROR && cannotServe(d.body.code)) {
+      // BUSY (a server that cannot write its state, or shedding load) or SHUTTING_DOWN: the
+      // request was not processed there. With other servers listed, the same request (same
+      // id: exactly once wherever it lands) goes to them first, at once, rather than waiting
+      // out retryAfterMs; this server comes last. Once: a second refusal is the answer.
+      this.#setUnwell(index, true);
+      if (!o.only && !o.away && this.#servers.length > 1) {
+        const next = (index + 1) % this.#servers.length;
+        return this.#call(type, body, what, { ...o, start: next, rid, away: true });
+      }
+      return a;
+    }
+    if (d.type !== MsgType.ERROR && changesState(type)) this.#setUnwell(index, false);
     let moved = false;
     if (!o.only && index !== this.#current) {
       this.#current = index;
@@ -721,13 +780,19 @@ export class Client extends EventEmitter<ClientEvents> {
       this.emit('failover', this.#servers[index]!.name);
     }
     const restored = a.req.mode === AuthMode.TOKEN;
-    if ((restored || moved) && type !== MsgType.RECLAIM && index === this.#current) {
-      // The server did not know the session (restart without state, or a new server):
-      // re-present every lease ticket there, before any new request of ours is processed
-      // (a request answered NEED_PADDING was not processed, and is sent again below).
-      this.#scheduleReclaim(index);
-      if (d.type === MsgType.ERROR && d.body.code === ErrorCode.NEED_PADDING)
-        await this.#reclaiming;
+    if (
+      (restored || moved) &&
+      type !== MsgType.RECLAIM &&
+      type !== MsgType.HEARTBEAT &&
+      index === this.#current
+    ) {
+      // A server that may not know our leases (a new server, a restart, a takeover; or a
+      // server of a site, which does): a HEARTBEAT there says how many it counts, and the
+      // tickets are re-presented if that is fewer than we hold, before any new request of
+      // ours is processed (a request answered NEED_PADDING was not processed, and is sent
+      // again below). A HEARTBEAT's own ACK does that check (#heartbeatOnce).
+      this.#scheduleLeaseCheck();
+      if (d.type === MsgType.ERROR && d.body.code === ErrorCode.NEED_PADDING) await this.#checking;
     }
     if (d.type === MsgType.ERROR) {
       const code = d.body.code;
@@ -740,8 +805,11 @@ export class Client extends EventEmitter<ClientEvents> {
       if (!o.again && (code === ErrorCode.NEED_PADDING || code === ErrorCode.UNKNOWN_SESSION)) {
         // NEED_PADDING answers a mode-2 request unprocessed, but the session is now restored
         // there; UNKNOWN_SESSION made the auth layer forget the server. Either way the auth
-        // layer picks the right mode for a fresh request, to the server that answered.
-        return this.#call(type, body, what, { ...o, start: index, again: true });
+        // layer picks the right mode for a fresh request (a new request id), to the server
+        // that answered.
+        const fresh: CallOptions = { ...o, start: index, again: true };
+        delete fresh.rid;
+        return this.#call(type, body, what, fresh);
       }
       if (!this.auth.session && this.#leases.size > 0 && isTokenError(code)) {
         for (const l of [...this.#leases.values()])
@@ -846,13 +914,17 @@ export class Client extends EventEmitter<ClientEvents> {
             return;
           }
           this.#socket.send(req.bytes, server.port, server.host);
-          const delay = nextDelay(schedule, attempt++, this.#now() - from);
+          const spent = this.#now() - from;
+          const delay = nextDelay(schedule, attempt++, spent);
           if (delay === undefined) {
             nextVisit();
             return;
           }
+          // A wait cut short by the window's end is the last one there: no extra datagram
+          // a millisecond before the window closes (clock granularity).
+          const last = delay >= window - spent;
           timer = setTimeout(() => {
-            if (this.#now() - from >= window) nextVisit();
+            if (last || this.#now() - from >= window) nextVisit();
             else send();
           }, delay);
           timer.unref();
@@ -955,6 +1027,25 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /**
+   * After a failover or a session restored in mode 2: a HEARTBEAT to the current server,
+   * whose ACK re-presents the tickets when the server counts fewer leases than we hold (a
+   * takeover or restarted server), and nothing when it counts them all (a server of a site
+   * that shares the ledger). One at a time; failures are left to the next heartbeat.
+   */
+  #scheduleLeaseCheck(): void {
+    if (this.#checking || this.#leases.size === 0 || this.#closed) return;
+    const check: Promise<void> = this.heartbeat()
+      .then(
+        () => {},
+        () => {},
+      )
+      .finally(() => {
+        if (this.#checking === check) this.#checking = undefined;
+      });
+    this.#checking = check;
+  }
+
+  /**
    * Re-presents every lease's ticket (after a restart or failover) to server `index`, in
    * batches one at a time; a batch goes where the previous one was answered.
    */
@@ -1036,6 +1127,16 @@ export class Client extends EventEmitter<ClientEvents> {
 
 /** Ticket bytes per RECLAIM: 1200 minus header, tag, the largest token and its prefixes. */
 const RECLAIM_TICKET_BUDGET = 1200 - 32 - 32 - 2 - 512 - 1;
+
+/** An ERROR saying the server cannot serve now; the request was not processed. */
+function cannotServe(code: number): boolean {
+  return code === ErrorCode.BUSY || code === ErrorCode.SHUTTING_DOWN;
+}
+
+/** Request types whose success needs the server to write its state. */
+function changesState(type: MsgType): boolean {
+  return type === MsgType.CHECKOUT || type === MsgType.CHECKIN || type === MsgType.RECLAIM;
+}
 
 function isTokenError(code: number): boolean {
   return code >= ErrorCode.TOKEN_BAD_SIGNATURE && code <= ErrorCode.TOKEN_MALFORMED;

@@ -2,8 +2,10 @@
  * The retransmission schedule (RFC 5080 §2.2.1 as the reference): an initial timeout,
  * doubling per retry, randomized by ±jitter, capped per interval and in total, and how long
  * one request stays with one server before the next of the list is tried (protocol.md
- * section 11). Pure: the transport asks it for the next delay and window; tests check the
- * schedule without waiting.
+ * section 11): with the defaults a server gets the first send and one retransmission (1 s)
+ * before the request goes to the next one, so a client whose server stopped answering is
+ * answered by the next server about 1 s after its first unanswered datagram. Pure: the
+ * transport asks it for the next delay and window; tests check the schedule without waiting.
  */
 
 export interface RetryPolicy {
@@ -23,12 +25,17 @@ export interface RetryPolicy {
   failoverMs: number;
 }
 
+/**
+ * The defaults: sends at 0, 0.5, 1.5, 3.5, 7.5 s… (±25 %) to one server; with several, 1 s
+ * per server in the first round of the list (the first send and its retransmission), 2 s in
+ * the second, 4 s in the third…; 30 s in all.
+ */
 export const DEFAULT_RETRY: Readonly<RetryPolicy> = {
   initialMs: 500,
   maxIntervalMs: 8000,
   maxTotalMs: 30_000,
   jitter: 0.25,
-  failoverMs: 1500,
+  failoverMs: 1000,
 };
 
 /**
