@@ -4,9 +4,10 @@
  * Sections: throughput and latency (echo vs floatlmd, C load generator), memory per live
  * session, event-loop stall while flushing 1 000 000 revoked ids, restart recovery, server
  * CPU per bad-tag datagram, RSS and first contact under a mode-1 flood, and client failover
- * (kill -9 of a server; the library's defaults).
+ * (kill -9 of a server; the library's defaults), and a site: floatlmd over a 3-member etcd on
+ * loopback against floatlmd on SQLite in the same run (pairs, heartbeats, failover).
  * `--quick` shrinks every figure (a smoke run, not a measurement). While iterating:
- * `--only=throughput,heartbeat,memory,flush,reclaim,badtag,flood,failover` runs some sections
+ * `--only=throughput,heartbeat,memory,flush,reclaim,badtag,flood,failover,site` runs some sections
  * (`heartbeat`: the echo/heartbeat rounds of `throughput` without CHECKOUT+CHECKIN pairs);
  * whatever a run did not measure, figure or target, prints "not run" (null in --json).
  * `--prof=DIR` writes a `--cpu-prof` profile of a separate daemon under heartbeat load in
@@ -20,6 +21,7 @@ import { type BadTagResult, badTag, type FloodResult, flood } from './abuse.ts';
 import { type FailoverResult, failover } from './failover.ts';
 import { reclaim } from './reclaim.ts';
 import { makeSite, spawnScript, waitExit } from './site.ts';
+import { type SiteResult, siteBench } from './site-daemon.ts';
 import { type LoadResult, median, round, type ThroughputResult, throughput } from './throughput.ts';
 
 const json = process.argv.includes('--json');
@@ -37,6 +39,7 @@ const SECTIONS = [
   'badtag',
   'flood',
   'failover',
+  'site',
 ];
 const runs = (section: string) => !only || only.includes(section);
 const NOT_RUN = 'not run';
@@ -274,6 +277,55 @@ async function main(): Promise<void> {
     );
   } else skipped(title7);
 
+  let st: SiteResult | undefined;
+  const title8 =
+    '8. site: floatlmd on a 3-member etcd (loopback, fsync on) vs floatlmd on SQLite, same run';
+  if (runs('site')) {
+    say(`\n${title8} …`);
+    st = await siteBench(quick);
+    const why = (part: keyof SiteResult['not_run']) => `${NOT_RUN} (${st!.not_run[part]})`;
+    const us = (x: number) => `${(x / 1000).toFixed(1)} ms`;
+    const p = st.pairs;
+    if (p) {
+      say(
+        `   CHECKOUT+CHECKIN, ${p.window} in flight over ${p.sessions} sessions (median of ${p.runs.length} runs each): etcd ${p.etcd_rate} pairs/s p50 ${us(p.etcd_p50_us)} p99 ${us(p.etcd_p99_us)}; SQLite ${p.sqlite_rate} pairs/s p50 ${us(p.sqlite_p50_us)} p99 ${us(p.sqlite_p99_us)}; etcd / SQLite ${p.etcd_vs_sqlite_rate}`,
+      );
+      say(
+        `   server CPU per pair: etcd ${us(p.etcd_server_cpu_us_per_pair)}, SQLite ${us(p.sqlite_server_cpu_us_per_pair)}; ${p.etcd_pairs_per_revision} pairs per etcd revision`,
+      );
+      const bad = p.runs.flatMap((r) => [r.sqlite, r.etcd]).filter((r) => r.lost + r.errors > 0);
+      if (bad.length > 0)
+        say(
+          `   (${bad.map((r) => `lost ${r.lost} errors ${r.errors}`).join('; ')} in ${bad.length} pair run(s))`,
+        );
+    } else say(`   CHECKOUT+CHECKIN pairs on etcd and on SQLite: ${why('pairs')}`);
+    const h = st.heartbeat;
+    if (h) {
+      say(
+        `   HEARTBEAT, ${h.window} in flight (median of ${h.rounds.length} rounds): etcd ${h.etcd_rate}/s ${h.etcd_server_cpu_us_per_req} µs CPU, SQLite ${h.sqlite_rate}/s ${h.sqlite_server_cpu_us_per_req} µs CPU, echo ${h.echo_server_cpu_us_per_req} µs CPU`,
+      );
+      say(
+        `   heartbeat / echo by server CPU: etcd ${h.etcd_cpu_ratio_vs_echo}, SQLite ${h.sqlite_cpu_ratio_vs_echo}; by rate: etcd ${h.etcd_rate_ratio_vs_echo}, SQLite ${h.sqlite_rate_ratio_vs_echo}`,
+      );
+      say(
+        `   etcd / SQLite: by CPU per heartbeat ${h.etcd_vs_sqlite_cpu} (range ${h.etcd_vs_sqlite_cpu_range.join('–')}), by rate ${h.etcd_vs_sqlite_rate} (range ${h.etcd_vs_sqlite_rate_range.join('–')}) (target ≥ 0.95: within 5 %)`,
+      );
+      const hb = h.rounds.flatMap((r) => [r.sqlite, r.etcd]);
+      const lost = hb.reduce((n, r) => n + r.lost + r.errors, 0);
+      const others = Math.round(median(hb.map((r) => r.core0_others_pct)));
+      say(
+        `   (other processes took ${Number.isNaN(others) ? NOT_RUN : `${others}%`} of core 0, median over the daemons' runs; ${lost} heartbeats lost or refused)`,
+      );
+    } else say(`   heartbeat / echo on etcd vs on SQLite: ${why('heartbeat')}`);
+    const f = st.failover;
+    if (f)
+      for (const r of [f.default, f.tuned])
+        say(
+          `   failover, retry policy ${r.policy} (${r.runs} runs): first unanswered datagram → B answers p50 ${r.to_failover_ms.p50} ms, max ${r.to_failover_ms.max} ms; → heartbeat acknowledged p50 ${r.to_ack_ms.p50} ms, max ${r.to_ack_ms.max} ms; kill → acknowledged max ${r.kill_to_ack_ms.max} ms; seat held at B ${r.held}${r.policy === 'default' ? ' (target ≤ 2000 ms)' : ''}`,
+        );
+    else say(`   failover, kill -9 of the holder's server on a 2-server site: ${why('failover')}`);
+  } else skipped(title8);
+
   /** A target: met, missed, or null when this run did not measure it. */
   const target = (value: number | null | undefined, limit: number, ok: (v: number) => boolean) =>
     value === null || value === undefined || Number.isNaN(value)
@@ -311,6 +363,14 @@ async function main(): Promise<void> {
     flood_hello_share: fd?.hello_other.share ?? null,
     failover: fo ?? null,
     failover_ms: fo?.failover_ms.max ?? null,
+    site: st ?? null,
+    site_pair_rate: st?.pairs?.etcd_rate ?? null,
+    site_pair_p50_us: st?.pairs?.etcd_p50_us ?? null,
+    site_pair_p99_us: st?.pairs?.etcd_p99_us ?? null,
+    site_pair_ratio_vs_sqlite: st?.pairs?.etcd_vs_sqlite_rate ?? null,
+    site_heartbeat_cpu_vs_sqlite: st?.heartbeat?.etcd_vs_sqlite_cpu ?? null,
+    site_heartbeat_rate_vs_sqlite: st?.heartbeat?.etcd_vs_sqlite_rate ?? null,
+    site_failover_ms: st?.failover?.default.to_ack_ms.max ?? null,
     targets: {
       heartbeat_cpu_ratio_vs_echo: target(tp?.heartbeat_cpu_ratio_vs_echo, 0.9, (v) => v >= 0.9),
       heartbeat_ratio_vs_echo: target(tp?.heartbeat_ratio_vs_echo, 0.6, (v) => v >= 0.6),
@@ -331,6 +391,17 @@ async function main(): Promise<void> {
       badtag_us_modes_1_3_4: target(bt?.worst_us_modes_1_3_4, 5, (v) => v <= 5),
       badtag_us_mode_2: target(bt?.worst_us_mode_2, 10, (v) => v <= 10),
       flood_hello_share: target(fd?.hello_other.share, 0.99, (v) => v >= 0.99),
+      site_heartbeat_cpu_vs_sqlite: target(
+        st?.heartbeat?.etcd_vs_sqlite_cpu,
+        0.95,
+        (v) => v >= 0.95,
+      ),
+      site_heartbeat_rate_vs_sqlite: target(
+        st?.heartbeat?.etcd_vs_sqlite_rate,
+        0.95,
+        (v) => v >= 0.95,
+      ),
+      site_failover_ms: target(st?.failover?.default.to_ack_ms.max, 2000, (v) => v <= 2000),
     },
     total_s: round((performance.now() - t0) / 1000),
   };

@@ -4,11 +4,13 @@
  * time (the latency floor) and with many in flight (the ledger groups the grants and
  * releases of one tick into one etcd transaction), from one and from two servers, and how
  * many pairs one etcd commit carried. Standalone: `npx tsx bench/site-etcd.ts [--quick]
- * [--json]`; figures it could not measure print as "not run" with the reason.
+ * [--json]`; figures it could not measure print as "not run" with the reason. The daemon on
+ * etcd (pairs, heartbeats against SQLite, failover) is section `site` of `npm run bench`
+ * (bench/site-daemon.ts).
  */
 import { Etcd3 } from 'etcd3';
 import { type EtcdLedger, type GrantRequest, openEtcdLedger } from '../lib/store/etcd.ts';
-import { etcdMissing, startCluster } from '../test/helpers/etcd.ts';
+import { etcdMissing, startCluster } from './etcd.ts';
 
 export interface PairFigure {
   pairs: number;
@@ -99,7 +101,6 @@ async function pairs(
 
 /** Every figure of this section; "not run" ones say why. */
 export async function siteEtcd(): Promise<Record<string, Figure>> {
-  const daemon = { not_run: 'needs the daemon on the etcd store (integration pending)' };
   const out: Record<string, Figure> = {};
   const names = [
     'pairs_1_inflight',
@@ -132,8 +133,6 @@ export async function siteEtcd(): Promise<Record<string, Figure>> {
       await cluster.teardown();
     }
   }
-  out.heartbeat_echo_ratio_vs_sqlite = daemon;
-  out.failover_ms = daemon;
   return out;
 }
 

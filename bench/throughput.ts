@@ -129,12 +129,19 @@ export function buildLoadgen(dir: string): string {
 
 let seqBase = 0;
 
-interface Target {
+/** A server under load: its process (for its CPU clock) and its UDP port on 127.0.0.1. */
+export interface Target {
   child: ChildProcess;
   port: number;
 }
 
-async function runLoad(
+/**
+ * One run of the load generator against `target` (`hb` HEARTBEATs or `pair`
+ * CHECKOUT+CHECKIN pairs); the figures with the server's CPU per request and its core's
+ * contention filled in.
+ * @throws {Error} when the generator fails or cannot read the server's CPU clock
+ */
+export async function runLoad(
   loadgen: string,
   o: {
     mode: 'hb' | 'pair';
@@ -186,7 +193,8 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-async function startEcho(core: { core?: number }): Promise<Target> {
+/** The bare `node:dgram` echo server (bench/server.ts) as a child process. */
+export async function startEcho(core: { core?: number }): Promise<Target> {
   const e = await spawnScript('server.js', ['echo'], core);
   return { child: e.child, port: Number(/port (\d+)/.exec(e.ready)?.[1]) };
 }
@@ -202,14 +210,20 @@ async function startDaemon(site: Site, core: { core?: number }, nodeArgs: string
   return { child: d.child, port: Number(/port (\d+)/.exec(d.ready)?.[1]) };
 }
 
-async function stop(t: Target | undefined): Promise<void> {
+/** SIGTERM, then waits for the exit (SIGKILL after 10 s). */
+export async function stop(t: Target | undefined): Promise<void> {
   if (!t) return;
   t.child.kill('SIGTERM');
   await waitExit(t.child);
 }
 
 /** Opens `n` sessions on the daemon at `port` and writes them in loadgen's format. */
-async function sessionsFor(site: Site, port: number, n: number, file: string): Promise<void> {
+export async function sessionsFor(
+  site: Site,
+  port: number,
+  n: number,
+  file: string,
+): Promise<void> {
   const req = await Requester.open(port);
   try {
     const clients = await openSessions(req, port, site.credKey, n);
