@@ -156,6 +156,8 @@ export interface EtcdLedgerOptions {
 
 /** Most grants + releases in one transaction: keeps every op list under etcd's 128. */
 const MAX_BATCH = 30;
+/** Most operations writeRecords puts in one transaction (etcd's default limit is 128). */
+const MAX_OPS = 120;
 /** Width of the expiry buckets that share one etcd lease, ms. */
 const BUCKET_MS = 10_000;
 /** Default time a released lease id stays burned. */
@@ -1195,6 +1197,14 @@ export class EtcdLedger extends EventEmitter {
    * @throws {TypeError|RangeError} on bad arguments; {EtcdStoreError} NO_LEASE, ...
    */
   async attachSession(tokenId: bigint, record?: SessionRecord): Promise<string | undefined> {
+    const ops = await this.sessionOps(tokenId, record);
+    const r = await this.txn({ compare: [], success: ops, failure: [] }, 'attaching a session');
+    const prev = r.responses[0]?.response_put?.prev_kv;
+    return prev ? prev.value.toString('utf8') : undefined;
+  }
+
+  /** The puts that attach session `tokenId` to this server (and store `record`). */
+  private async sessionOps(tokenId: bigint, record?: SessionRecord): Promise<IRequestOp[]> {
     this.live();
     u64('tokenId', tokenId);
     const lease = this.leaseId;
@@ -1232,9 +1242,68 @@ export class EtcdLedger extends EventEmitter {
       const exp = await this.expiringLease(record.expires);
       if (exp !== undefined) ops.push(put(this.key(`session/${id}`), v, exp));
     }
-    const r = await this.txn({ compare: [], success: ops, failure: [] }, 'attaching a session');
-    const prev = r.responses[0]?.response_put?.prev_kv;
-    return prev ? prev.value.toString('utf8') : undefined;
+    return ops;
+  }
+
+  /**
+   * Writes what one daemon commit carries besides grants and releases, grouped into as few
+   * transactions as etcd takes (each under its op limit): session attachments, kept replies
+   * (the first record for a request wins: a chunk that finds one existing is redone with
+   * those replies one by one) and revocations. Each key at most once per call.
+   * @throws {EtcdStoreError} NO_LEASE (sessions), UNREACHABLE, NO_MAJORITY, CLOSED
+   */
+  async writeRecords(w: {
+    sessions?: SessionRecord[];
+    replies?: { key: Uint8Array; rec: ReplyRecord }[];
+    revokes?: { tokenId: bigint; expires: number }[];
+  }): Promise<void> {
+    this.live();
+    type Item = {
+      ops: IRequestOp[];
+      compare?: ICompare;
+      reply?: { key: Uint8Array; rec: ReplyRecord };
+    };
+    const items: Item[] = [];
+    for (const r of w.sessions ?? []) items.push({ ops: await this.sessionOps(r.tokenId, r) });
+    for (const v of w.revokes ?? []) {
+      u64('tokenId', v.tokenId);
+      const lease = await this.expiringLease(v.expires);
+      if (lease === undefined) continue;
+      items.push({ ops: [put(this.key(`revoked/${hex16(v.tokenId)}`), String(v.expires), lease)] });
+    }
+    for (const x of w.replies ?? []) {
+      const op = await this.replyOp(x.key, x.rec);
+      if (op) items.push({ ops: [op.put], compare: absent(op.key), reply: x });
+    }
+    const chunks: Item[][] = [];
+    let chunk: Item[] = [];
+    let n = 0;
+    for (const it of items) {
+      if (n + it.ops.length > MAX_OPS && chunk.length > 0) {
+        chunks.push(chunk);
+        chunk = [];
+        n = 0;
+      }
+      chunk.push(it);
+      n += it.ops.length;
+    }
+    if (chunk.length > 0) chunks.push(chunk);
+    await Promise.all(
+      chunks.map(async (c) => {
+        const compare = c.flatMap((it) => (it.compare ? [it.compare] : []));
+        const r = await this.txn(
+          { compare, success: c.flatMap((it) => it.ops), failure: [] },
+          'writing records',
+        );
+        if (r.succeeded) return;
+        // Another server kept a reply for one of these requests first: keep its record.
+        const plain = c.filter((it) => !it.reply).flatMap((it) => it.ops);
+        if (plain.length > 0) {
+          await this.txn({ compare: [], success: plain, failure: [] }, 'writing records');
+        }
+        for (const it of c) if (it.reply) await this.putReply(it.reply.key, it.reply.rec);
+      }),
+    );
   }
 
   /** The server whose lease holds session `tokenId`'s liveness key, if any. */
@@ -1407,6 +1476,22 @@ export class EtcdLedger extends EventEmitter {
    * it answered the same request first; send that one).
    */
   async putReply(key: Uint8Array, r: ReplyRecord): Promise<ReplyRecord> {
+    const op = await this.replyOp(key, r);
+    if (op === undefined) return r;
+    const t = await this.txn(
+      { compare: [absent(op.key)], success: [op.put], failure: [get(op.key)] },
+      'storing a reply',
+    );
+    if (t.succeeded) return r;
+    const kv = rangeKv(t, 0);
+    return kv ? decodeReply(kv) : r;
+  }
+
+  /** The put of a kept reply (on its expiry bucket's lease); undefined when already expired. */
+  private async replyOp(
+    key: Uint8Array,
+    r: ReplyRecord,
+  ): Promise<{ key: Buffer; put: IRequestOp } | undefined> {
     bytes('key', key);
     if (typeof r !== 'object' || r === null) throw new TypeError('record must be an object');
     bytes('record.reply', r.reply);
@@ -1414,7 +1499,7 @@ export class EtcdLedger extends EventEmitter {
     int('record.expires', r.expires, 0, Number.MAX_SAFE_INTEGER);
     if (typeof r.ip !== 'string') throw new TypeError('record.ip must be a string');
     const lease = await this.expiringLease(r.expires);
-    if (lease === undefined) return r;
+    if (lease === undefined) return undefined;
     const k = this.key(`reply/${Buffer.from(key).toString('hex')}`);
     const v = JSON.stringify({
       reply: Buffer.from(r.reply).toString('base64'),
@@ -1422,13 +1507,7 @@ export class EtcdLedger extends EventEmitter {
       port: r.port,
       expires: r.expires,
     });
-    const t = await this.txn(
-      { compare: [absent(k)], success: [put(k, v, lease)], failure: [get(k)] },
-      'storing a reply',
-    );
-    if (t.succeeded) return r;
-    const kv = rangeKv(t, 0);
-    return kv ? decodeReply(kv) : r;
+    return { key: k, put: put(k, v, lease) };
   }
 
   /** The reply kept for `key` by any server of the site, if not expired at `now`. */

@@ -346,9 +346,12 @@ export class SiteStore extends EventEmitter implements StateStore {
   }
 
   /**
-   * Sends every pending change to etcd: the grants first (one batched transaction, refused
-   * ones reported), then the rest, each key's changes in the order they were made and
-   * different keys in parallel. Rejects on the first etcd failure (after the others have
+   * Sends every pending change to etcd in as few transactions as it takes: the grants and
+   * releases together (the ledger batches one turn's into one transaction), session
+   * attachments, revocations and kept replies grouped into one (`writeRecords`), the rest
+   * (floors, queue, deletions) one transaction each, each key's changes in the order they
+   * were made. Replies that acknowledge grants go out once the grants are settled, without
+   * those the site refused. Rejects on the first etcd failure (after the others have
    * settled): nothing that depends on this commit may be acknowledged then.
    * @throws {EtcdStoreError}
    */
@@ -364,27 +367,32 @@ export class SiteStore extends EventEmitter implements StateStore {
     this.#pendingReplies.clear();
     this.#pendingBurns.clear();
     const refused = new Set<bigint>();
+    const refusedFor = new Set<string>();
     let failure: unknown;
     const note = (e: unknown) => {
       failure ??= e;
     };
-    const grants = ops.filter((o): o is Extract<Op, { k: 'grant' }> => o.k === 'grant');
-    const refusedFor = new Set<string>();
-    await Promise.all(
-      grants.map(async (g) => {
-        const rule = this.seats(g.rec);
-        try {
-          const r = await this.ledger.grant({ ...g.rec, ...rule });
-          if (r === 'full') {
-            refused.add(g.rec.leaseId);
-            refusedFor.add(`${hex16(g.rec.tokenId)}/${g.rec.feature}`);
-          }
-        } catch (e) {
-          note(e);
-        }
-      }),
-    );
-    if (failure !== undefined) throw failure;
+    // Keys touched more than once in this commit keep their order on a chain of their own.
+    const uses = new Map<string, number>();
+    const keyOf = (o: Op): string | undefined => {
+      switch (o.k) {
+        case 'session':
+          return `s${o.rec.tokenId}`;
+        case 'drop-session':
+          return `s${o.tokenId}`;
+        case 'reply':
+          return `r${Buffer.from(o.key).toString('hex')}`;
+        case 'revoke':
+          return `v${o.tokenId}`;
+        default:
+          return undefined;
+      }
+    };
+    for (const o of ops) {
+      const k = keyOf(o);
+      if (k !== undefined) uses.set(k, (uses.get(k) ?? 0) + 1);
+    }
+    const once = (o: Op) => uses.get(keyOf(o)!) === 1;
     const chains = new Map<string, Promise<void>>();
     const run = (key: string, f: () => Promise<unknown>) => {
       const prev = chains.get(key) ?? Promise.resolve();
@@ -396,48 +404,93 @@ export class SiteStore extends EventEmitter implements StateStore {
         ),
       );
     };
-    let applied = grants.length - refused.size;
+    const sessions: SessionRecord[] = [];
+    const revokes: { tokenId: bigint; expires: number }[] = [];
+    const free: { key: Uint8Array; rec: ReplyRecord }[] = [];
+    const acks: Extract<Op, { k: 'reply' }>[] = [];
+    const dequeues: Extract<Op, { k: 'dequeue' }>[] = [];
+    const settled: Promise<unknown>[] = [];
+    let applied = 0;
     for (const o of ops) {
+      applied++;
       switch (o.k) {
-        case 'grant':
+        case 'grant': {
+          const rule = this.seats(o.rec);
+          settled.push(
+            this.ledger.grant({ ...o.rec, ...rule }).then((r) => {
+              if (r === 'full') {
+                refused.add(o.rec.leaseId);
+                refusedFor.add(`${hex16(o.rec.tokenId)}/${o.rec.feature}`);
+              }
+            }, note),
+          );
           break;
+        }
         case 'release':
-          run(`l${o.leaseId}`, () =>
-            this.ledger.release(o.leaseId, { why: o.why, burnUntil: o.until }),
+          settled.push(
+            this.ledger.release(o.leaseId, { why: o.why, burnUntil: o.until }).catch(note),
           );
           break;
         case 'session':
-          run(`s${o.rec.tokenId}`, () => this.ledger.attachSession(o.rec.tokenId, o.rec));
+          if (once(o)) sessions.push(o.rec);
+          else run(`s${o.rec.tokenId}`, () => this.ledger.attachSession(o.rec.tokenId, o.rec));
           break;
         case 'drop-session':
           run(`s${o.tokenId}`, () => this.ledger.deleteSession(o.tokenId));
           break;
-        case 'floor':
-          run(`f${o.tokenId}`, () => this.ledger.setSeqFloor(o.tokenId, o.floor));
+        case 'revoke':
+          if (once(o)) revokes.push({ tokenId: o.tokenId, expires: o.expires });
+          else run(`v${o.tokenId}`, () => this.ledger.revoke(o.tokenId, o.expires));
           break;
         case 'reply':
-          if (o.deps.some((id) => refused.has(id))) continue;
-          run(`r${Buffer.from(o.key).toString('hex')}`, () => this.ledger.putReply(o.key, o.rec));
+          if (o.deps.length > 0) acks.push(o);
+          else if (once(o)) free.push({ key: o.key, rec: o.rec });
+          else
+            run(`r${Buffer.from(o.key).toString('hex')}`, () => this.ledger.putReply(o.key, o.rec));
+          break;
+        case 'floor':
+          run(`f${o.tokenId}`, () => this.ledger.setSeqFloor(o.tokenId, o.floor));
           break;
         case 'enqueue':
           run(`q${o.e.tokenId}/${o.e.feature}`, () => this.ledger.enqueue(o.e));
           break;
         case 'dequeue':
-          // A queued session whose assigned seat the site refused keeps its place.
-          if (refusedFor.has(`${hex16(o.tokenId)}/${o.feature}`)) continue;
-          run(`q${o.tokenId}/${o.feature}`, () => this.ledger.dequeue(o.tokenId, o.feature));
-          break;
-        case 'revoke':
-          run(`v${o.tokenId}`, () => this.ledger.revoke(o.tokenId, o.expires));
+          dequeues.push(o);
           break;
       }
-      applied++;
     }
-    await Promise.all(chains.values());
+    if (sessions.length + revokes.length + free.length > 0) {
+      settled.push(this.ledger.writeRecords({ sessions, revokes, replies: free }).catch(note));
+    }
+    await Promise.all(settled);
+    // The grants are settled: what depended on them now goes, without the refused ones.
+    const kept = acks.filter((o) => !o.deps.some((id) => refused.has(id)));
+    applied -= acks.length - kept.length;
+    const after: Promise<unknown>[] = [];
+    if (kept.length > 0 && failure === undefined) {
+      after.push(
+        this.ledger
+          .writeRecords({ replies: kept.map((o) => ({ key: o.key, rec: o.rec })) })
+          .catch(note),
+      );
+    }
+    for (const o of dequeues) {
+      // A queued session whose assigned seat the site refused keeps its place.
+      if (refusedFor.has(`${hex16(o.tokenId)}/${o.feature}`)) {
+        applied--;
+        continue;
+      }
+      run(`q${o.tokenId}/${o.feature}`, () => this.ledger.dequeue(o.tokenId, o.feature));
+    }
+    await Promise.all([...after, ...chains.values()]);
     if (failure !== undefined) throw failure;
     // Committed: until the watch brings them, the mirror answers for them.
     for (const id of revoked) this.revoked.set(id, Math.max(this.revoked.get(id) ?? 0, 1));
-    for (const [k, r] of replies) if (!this.replies.has(k)) this.replies.set(k, r);
+    const dropped = new Set(
+      acks.filter((o) => !kept.includes(o)).map((o) => Buffer.from(o.key).toString('hex')),
+    );
+    for (const [k, r] of replies)
+      if (!dropped.has(k) && !this.replies.has(k)) this.replies.set(k, r);
     for (const [id, why] of burns) {
       if (!this.burned.has(id)) this.burned.set(id, { why, until: this.#now() + BURN_MS });
     }
