@@ -136,11 +136,16 @@ export class Outbox {
    */
   get busy(): boolean {
     if (this.degraded?.()) return this.#outgoing.length > 0;
-    return this.#committing || this.#store.pendingForeground() > 0 || this.#outgoing.length > 0;
+    return this.#waiting || this.#store.pendingForeground() > 0 || this.#outgoing.length > 0;
   }
 
   /** An asynchronous commit (a site's) is in flight; the next waits for it. */
   #committing = false;
+  /**
+   * It carries replies or changes they depend on (not only replay floors, which are
+   * reserved ahead): new replies must not overtake it.
+   */
+  #waiting = false;
   /**
    * Called with the lease ids a commit refused (a site ran out of seats first elsewhere):
    * the daemon takes them back out of its pools. Their replies become BUSY refusals.
@@ -399,6 +404,7 @@ export class Outbox {
     this.#outgoing = [];
     let r: number | Promise<CommitOutcome> = 0;
     const t0 = process.hrtime.bigint();
+    const foreground = out.length > 0 || this.#store.pendingForeground() > 0;
     try {
       if (this.#store.pending() > 0) r = this.#store.commit();
     } catch (e) {
@@ -411,15 +417,18 @@ export class Outbox {
       return;
     }
     this.#committing = true;
+    this.#waiting = foreground;
     this.#settling = r
       .then(
         (c) => {
           this.#committing = false;
+          this.#waiting = false;
           this.onCommit?.(Number(process.hrtime.bigint() - t0) / 1e9);
           this.#finish(out, c.refused);
         },
         (e: unknown) => {
           this.#committing = false;
+          this.#waiting = false;
           // Replies queued meanwhile may depend on changes the failure discards: drop them
           // too (their clients retransmit), so nothing uncommitted is acknowledged.
           const later = this.#outgoing;
