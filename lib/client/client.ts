@@ -353,6 +353,8 @@ export class Client extends EventEmitter<ClientEvents> {
       throw new RangeError('options.count must be an integer in [1, 65535]');
     let lastPosition = -1;
     let busy = 0;
+    // A request answered BUSY was not processed: its retry keeps the id.
+    let rid: number | undefined;
     for (;;) {
       this.#checkOpen('checkout');
       if (o.signal?.aborted) throw await this.#abandon(feature, !!o.wait);
@@ -362,7 +364,7 @@ export class Client extends EventEmitter<ClientEvents> {
           MsgType.CHECKOUT,
           { feature, version, count, options: o.wait ? 1 : 0 },
           `checkout ${feature}`,
-          { signal: o.signal },
+          rid === undefined ? { signal: o.signal } : { signal: o.signal, rid },
         ));
       } catch (e) {
         // Aborted with the CHECKOUT in flight: the server may have queued us all the same.
@@ -377,10 +379,12 @@ export class Client extends EventEmitter<ClientEvents> {
         busy++ < BUSY_RETRIES
       ) {
         // Not processed, retry soon (a site server whose grant another server beat to the
-        // last seat: its next answer is the site's).
+        // last seat: its next answer is the site's), as the same request.
+        rid = d.requestId;
         await sleep(d.body.retryAfterMs, o.signal);
         continue;
       }
+      rid = undefined;
       if (d.type === MsgType.ERROR)
         throw new DeniedError(
           `checkout ${feature}`,
@@ -802,11 +806,14 @@ export class Client extends EventEmitter<ClientEvents> {
         // outcome, to the server that answered.
         return this.#call(type, body, what, { ...o, start: index, only: true, again: true, rid });
       }
-      if (!o.again && (code === ErrorCode.NEED_PADDING || code === ErrorCode.UNKNOWN_SESSION)) {
-        // NEED_PADDING answers a mode-2 request unprocessed, but the session is now restored
-        // there; UNKNOWN_SESSION made the auth layer forget the server. Either way the auth
-        // layer picks the right mode for a fresh request (a new request id), to the server
-        // that answered.
+      if (!o.again && code === ErrorCode.NEED_PADDING) {
+        // A mode-2 request answered unprocessed, but the session is now restored there: the
+        // same request (same id: a site server then finds what an attempt elsewhere did) in
+        // the mode the auth layer now picks, to the server that answered.
+        return this.#call(type, body, what, { ...o, start: index, again: true, rid });
+      }
+      if (!o.again && code === ErrorCode.UNKNOWN_SESSION) {
+        // The auth layer forgot the server: a fresh request (a new id, maybe a new session).
         const fresh: CallOptions = { ...o, start: index, again: true };
         delete fresh.rid;
         return this.#call(type, body, what, fresh);

@@ -617,6 +617,11 @@ export class LicensePool {
 
   // ---------------------------------------------------------------- queries
 
+  /** Whether any session holds lease `leaseId`. */
+  holdsLease(leaseId: bigint): boolean {
+    return this.#ledger.leases.has(leaseId);
+  }
+
   /** The leases a session holds (pending ones included). */
   leasesOf(sessionId: bigint): Lease[] {
     return [...(this.#ledger.bySession.get(sessionId) ?? [])].map(publicLease);

@@ -167,18 +167,7 @@ export class Core {
    */
   leaseTicket(s: Session, lease: GrantedLease, now: number, ctx?: Ctx): Uint8Array {
     if (ctx) granted(ctx, lease.leaseId);
-    const ticket = makeTicket(
-      {
-        leaseId: lease.leaseId,
-        tokenId: s.id,
-        feature: lease.feature,
-        version: lease.version,
-        count: lease.count,
-        grantedAt: lease.grantedAt,
-      },
-      this.keyring,
-      now,
-    );
+    const ticket = this.ticketFor(s, lease, now);
     this.store.putLease({
       leaseId: lease.leaseId,
       tokenId: s.id,
@@ -190,6 +179,22 @@ export class Core {
       ticket: ticket.bytes,
     });
     return ticket.bytes;
+  }
+
+  /** A lease ticket for a lease `s` holds, signed now (nothing is written). */
+  ticketFor(s: Session, lease: GrantedLease, now: number) {
+    return makeTicket(
+      {
+        leaseId: lease.leaseId,
+        tokenId: s.id,
+        feature: lease.feature,
+        version: lease.version,
+        count: lease.count,
+        grantedAt: lease.grantedAt,
+      },
+      this.keyring,
+      now,
+    );
   }
 
   /**

@@ -33,6 +33,7 @@ import {
   decodeReply,
   decodeSession,
   type EtcdLedger,
+  EtcdStoreError,
   type SiteLease,
 } from './etcd.ts';
 import type {
@@ -368,6 +369,10 @@ export class SiteStore extends EventEmitter implements StateStore {
     this.#pendingBurns.clear();
     const refused = new Set<bigint>();
     const refusedFor = new Set<string>();
+    const refuse = (l: LeaseRecord) => {
+      refused.add(l.leaseId);
+      refusedFor.add(`${hex16(l.tokenId)}/${l.feature}`);
+    };
     let failure: unknown;
     const note = (e: unknown) => {
       failure ??= e;
@@ -417,12 +422,17 @@ export class SiteStore extends EventEmitter implements StateStore {
         case 'grant': {
           const rule = this.seats(o.rec);
           settled.push(
-            this.ledger.grant({ ...o.rec, ...rule }).then((r) => {
-              if (r === 'full') {
-                refused.add(o.rec.leaseId);
-                refusedFor.add(`${hex16(o.rec.tokenId)}/${o.rec.feature}`);
-              }
-            }, note),
+            this.ledger.grant({ ...o.rec, ...rule }).then(
+              (r) => {
+                if (r === 'full') refuse(o.rec);
+              },
+              (e: unknown) => {
+                // The id is held by another session or burned: this grant, not the
+                // commit, fails.
+                if (e instanceof EtcdStoreError && e.code === 'CONFLICT') refuse(o.rec);
+                else note(e);
+              },
+            ),
           );
           break;
         }

@@ -3,11 +3,20 @@
  * queued, or denied with a reason. Every outcome is kept durably for its (session, request
  * id), so a re-send after a restart or eviction gets this same answer.
  */
+
+import { sha256 } from '../../crypto/index.ts';
 import { CheckoutStatus, ErrorCode, errorName, MsgType } from '../../wire/index.ts';
 import type { Bodies } from '../../wire/messages.ts';
 import { type Core, hexId } from '../core.ts';
 import type { Ctx } from '../outbox.ts';
 import type { Session } from '../session.ts';
+
+/** A lease id (u64, never 0) derived from a request's durable record key. */
+export function leaseIdOf(recordKey: Uint8Array): bigint {
+  const h = sha256(new TextEncoder().encode('floatlm lease id\0'), recordKey);
+  const v = new DataView(h.buffer, h.byteOffset, 8).getBigUint64(0);
+  return v === 0n ? 1n : v;
+}
 
 export function checkout(
   core: Core,
@@ -46,7 +55,28 @@ export function checkout(
     });
     return;
   }
+  // On a site the lease id is the request's: the same CHECKOUT retried at another server,
+  // or after a commit that failed half-way, finds the lease it may already have made.
+  const leaseId = core.site && ctx.recordKey ? leaseIdOf(ctx.recordKey) : undefined;
+  const had =
+    leaseId === undefined ? undefined : core.pool.leasesOf(s.id).find((l) => l.leaseId === leaseId);
+  if (had) {
+    core.outbox.reply(
+      ctx,
+      MsgType.CHECKOUT_REPLY,
+      {
+        ...base,
+        status: CheckoutStatus.GRANTED,
+        leaseId: had.leaseId,
+        count: had.count,
+        ticket: core.ticketFor(s, had, now).bytes,
+      },
+      true,
+    );
+    return;
+  }
   const r = core.pool.checkout({
+    ...(leaseId !== undefined && !core.pool.holdsLease(leaseId) ? { leaseId } : {}),
     sessionId: s.id,
     user: s.user,
     host: s.host,
