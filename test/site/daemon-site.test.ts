@@ -5,11 +5,14 @@
  * its lease still held), a replay to the other server changes nothing, and a server cut
  * off from etcd stops granting. Skips without etcd on PATH (fails under CI=true).
  */
+
+import dgram from 'node:dgram';
 import t from 'tap';
 import type { Client } from '../../lib/client/client.ts';
 import type { Daemon } from '../../lib/server/daemon.ts';
+import { MsgType } from '../../lib/wire/index.ts';
 import { type EtcdCluster, skipWithoutEtcd, startCluster } from '../helpers/etcd.ts';
-import { client, makeSite, type Site, startDaemon } from '../helpers/site.ts';
+import { client, makeSite, type Site, startDaemon, udpRelay } from '../helpers/site.ts';
 
 const skip = skipWithoutEtcd();
 let cluster: EtcdCluster;
@@ -229,5 +232,57 @@ t.test(
     t.ok(await ledger.getLease(lease.leaseId), 'the client holds the lease the first attempt made');
     await lease.checkin();
     t.equal(await ledger.held('cad@1.0'), 0, 'and checking it in frees the seat');
+  },
+);
+
+/** Sends `bytes` to 127.0.0.1:`port` from `from`; resolves with what came back within `ms`. */
+async function replay(bytes: Buffer, port: number, from: string, ms = 300): Promise<Buffer[]> {
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, from, () => r()));
+  const got: Buffer[] = [];
+  sock.on('message', (m) => got.push(m));
+  await new Promise<void>((r) => sock.send(bytes, port, '127.0.0.1', () => r()));
+  await new Promise((r) => setTimeout(r, ms));
+  await new Promise<void>((r) => sock.close(() => r()));
+  return got;
+}
+
+t.test(
+  'captured requests replayed to another server of the site change no seat',
+  { skip },
+  async (t) => {
+    const site = makeSite(['FEATURE cad demo 1.0 permanent 3']);
+    const a = await server(site, 'a', 'replay');
+    const b = await server(site, 'b', 'replay');
+    const relay = await udpRelay(a.address().port);
+    t.teardown(() => relay.close());
+    const c = await client(site, [relay.port], { user: 'victim', host: 'hv' });
+    clients.push(c);
+    const lease = await c.checkout('cad');
+    const ledger = b.siteStore!.ledger;
+    await until('b mirrors the lease', () => held(b, 'cad') === 1);
+    const captured = relay.fromClient.filter((m) => m[3] === MsgType.CHECKOUT);
+    t.ok(captured.length >= 1, 'a CHECKOUT was captured on the wire');
+    const pb = b.address().port;
+    for (const from of ['127.0.0.1', '127.0.0.2']) {
+      for (const m of captured) {
+        const back = await replay(m, pb, from);
+        t.ok(
+          back.every((x) => x.length <= m.length),
+          `from ${from}: nothing larger came back`,
+        );
+      }
+    }
+    // b answers a request only after what it received before is committed: a barrier.
+  const probe = await client(site, [pb], { user: 'probe', host: 'hp' });
+  clients.push(probe);
+  await probe.status();
+  t.equal(await ledger.held('cad@1.0'), 1, 'replays of the CHECKOUT at b: still one seat');
+    await lease.checkin();
+    const checkins = relay.fromClient.filter((m) => m[3] === MsgType.CHECKIN);
+    for (const m of [...captured, ...checkins]) await replay(m, pb, '127.0.0.2');
+    for (const m of [...captured, ...checkins]) await replay(m, pb, '127.0.0.1');
+    t.equal(await ledger.held('cad@1.0'), 0, 'after the checkin, replayed CHECKOUTs grant nothing');
+    t.equal(held(b, 'cad') + held(a, 'cad'), 0, 'neither server holds a seat');
   },
 );
