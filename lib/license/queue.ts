@@ -76,8 +76,14 @@ export class Queues {
   push(e: QueueEntry): boolean {
     if (this.entry(e.sessionId, e.feature)) return false;
     const q = this.#byFeature.get(e.feature);
-    if (q) q.push(e);
-    else this.#byFeature.set(e.feature, [e]);
+    if (!q) this.#byFeature.set(e.feature, [e]);
+    else {
+      // In order of arrival: an entry restored (or mirrored from another server of a site)
+      // takes its place by `since`, not the back of the queue. New entries are the latest.
+      let i = q.length;
+      while (i > 0 && q[i - 1]!.since > e.since) i--;
+      q.splice(i, 0, e);
+    }
     const s = this.#bySession.get(e.sessionId);
     if (s) s.set(e.feature, e);
     else this.#bySession.set(e.sessionId, new Map([[e.feature, e]]));

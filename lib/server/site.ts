@@ -82,6 +82,11 @@ export class SiteState {
     return out;
   }
 
+  /** Takes back a seat the pools assigned to a queued session another server holds. */
+  unassign(core: Core, leaseId: bigint): void {
+    refused(core, this, new Set([leaseId]), 'its server assigns it');
+  }
+
   /** Whether this server reaps the site's orphans: the first live server by id. */
   reapsOrphans(): boolean {
     let first: string | undefined;
@@ -336,13 +341,18 @@ export function siteTick(core: Core, site: SiteState): void {
 }
 
 /** Grants the site refused at the commit: out of the pools again; a queued client keeps its place. */
-export function refused(core: Core, site: SiteState, ids: ReadonlySet<bigint>): void {
+export function refused(
+  core: Core,
+  site: SiteState,
+  ids: ReadonlySet<bigint>,
+  why = 'the site is full',
+): void {
   for (const id of ids) {
     const l = core.pool.removeLease(id);
     if (!l) continue;
     const q = site.store.queued(l.sessionId, l.feature);
     if (q) core.pool.restore(poolSnapshot(core, snapshotOf([], [q])));
-    core.log.debug(`site: grant of ${hexId(id)} (${l.feature}) refused: the site is full`);
+    core.log.debug(`site: grant of ${hexId(id)} (${l.feature}) not made: ${why}`);
   }
   core.outbox.generation = (core.outbox.generation + 1) >>> 0;
 }

@@ -80,6 +80,26 @@ t.test('two servers, one 5-seat feature: never more than 5 held site-wide', { sk
   t.pass('each server shows all 5 holders');
 });
 
+const show = (v: unknown) =>
+  JSON.stringify(v, (_, x) => (typeof x === 'bigint' ? x.toString(16) : x));
+
+/** `p`, or a rejection saying `what()` after `ms` (a wait that would otherwise hang). */
+function within<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timed out: ${what()}`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        resolve(v);
+      },
+      (e) => {
+        clearTimeout(timer);
+        reject(e);
+      },
+    );
+  });
+}
+
 /** xorshift32: a reproducible schedule from a printed seed. */
 function rng(seed: number) {
   let x = seed >>> 0 || 1;
@@ -274,15 +294,60 @@ t.test(
       }
     }
     // b answers a request only after what it received before is committed: a barrier.
-  const probe = await client(site, [pb], { user: 'probe', host: 'hp' });
-  clients.push(probe);
-  await probe.status();
-  t.equal(await ledger.held('cad@1.0'), 1, 'replays of the CHECKOUT at b: still one seat');
+    const probe = await client(site, [pb], { user: 'probe', host: 'hp' });
+    clients.push(probe);
+    await probe.status();
+    t.equal(await ledger.held('cad@1.0'), 1, 'replays of the CHECKOUT at b: still one seat');
     await lease.checkin();
     const checkins = relay.fromClient.filter((m) => m[3] === MsgType.CHECKIN);
     for (const m of [...captured, ...checkins]) await replay(m, pb, '127.0.0.2');
     for (const m of [...captured, ...checkins]) await replay(m, pb, '127.0.0.1');
     t.equal(await ledger.held('cad@1.0'), 0, 'after the checkin, replayed CHECKOUTs grant nothing');
     t.equal(held(b, 'cad') + held(a, 'cad'), 0, 'neither server holds a seat');
+  },
+);
+
+t.test(
+  'the queue is one FIFO for the site, and keeps its order across a failover',
+  { skip },
+  async (t) => {
+    const site = makeSite(['FEATURE cad demo 1.0 permanent 1 QUEUE=yes']);
+    const a = await server(site, 'a', 'fifo');
+    const b = await server(site, 'b', 'fifo');
+    const pa = a.address().port;
+    const pb = b.address().port;
+    const retry = { initialMs: 100, maxIntervalMs: 400, maxTotalMs: 10_000, failoverMs: 600 };
+    const h = await client(site, [pb], { user: 'holder', host: 'h0' });
+    const x = await client(site, [pa, pb], { user: 'x', host: 'hx', retry });
+    const y = await client(site, [pb], { user: 'y', host: 'hy' });
+    clients.push(h, x, y);
+    const first = await h.checkout('cad');
+    const positions: Record<string, number> = {};
+    const xGot = x.checkout('cad', { wait: true, onQueued: (p) => (positions.x = p) });
+    await until('x queued at a', () => positions.x === 1);
+    await until('b mirrors x in its queue', () => b.poolStatus().queue.length === 1);
+    const yGot = y.checkout('cad', { wait: true, onQueued: (p) => (positions.y = p) });
+    await until('y queued at b behind x', () => positions.y === 2);
+    // The seat frees at b; x is a's session: a assigns it, b does not (one grant per request).
+    await first.checkin();
+    const lx = await within(
+      xGot,
+      15_000,
+      () => `x: a ${show(a.poolStatus().queue)} b ${show(b.poolStatus().queue)}`,
+    );
+    t.equal(lx.feature, 'cad', 'x, first in line, got the seat');
+    const ledger = b.siteStore!.ledger;
+    t.equal(await ledger.held('cad@1.0'), 1, 'one seat held: nobody got two');
+    t.equal((await ledger.allLeases()).length, 1, 'one lease in the whole site');
+    // a goes away; x moves to b and keeps its seat; y is still next.
+    await a.close();
+    await lx.checkin();
+    const ly = await within(
+      yGot,
+      15_000,
+      () => `y: b ${show(b.poolStatus().queue)} holders ${b.poolStatus().holders.length}`,
+    );
+    t.equal(ly.feature, 'cad', 'then y');
+    t.equal(await ledger.held('cad@1.0'), 1);
   },
 );

@@ -225,3 +225,53 @@ t.test(
     t.same(lost, [], 'the holder kept its seat');
   },
 );
+
+t.test(
+  'a session no server hears from loses its seat after the test_conn time',
+  { skip },
+  async (t) => {
+    const site = makeSite(['FEATURE cad demo 1.0 permanent 2']);
+    const a = await server(site, 'a', 'orphan');
+    const b = await server(site, 'b', 'orphan');
+    const obs = await observer('orphan');
+    const gone = await client(site, [a.port], { user: 'gone', host: 'h0' });
+    await gone.checkout('cad');
+    const stays = await client(site, [b.port], { user: 'stays', host: 'h1' });
+    clients.push(stays);
+    await stays.checkout('cad');
+    t.equal(await obs.held('cad@1.0'), 2);
+    // Its server and its client both go: nobody will ever hear from that session again.
+    a.child.kill('SIGKILL');
+    gone.destroy();
+    const start = Date.now();
+    // a's etcd lease (2 s), then quiet (2 × 1 s heartbeat) and 3 unanswered test_conn at 1 s.
+    while ((await obs.held('cad@1.0')) !== 1) {
+      if (Date.now() - start > 30_000) break;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    t.equal(await obs.held('cad@1.0'), 1, "the orphan's seat was released by the survivor");
+    t.ok(Date.now() - start >= 4000, "not before its server's lease and the test_conn time");
+    t.match(b.stderr(), /reaped session .*its server left the site/, 'the survivor says why');
+    t.equal((await stays.status()).holders.length, 1, 'the live holder keeps its seat');
+  },
+);
+
+t.test('one etcd member killed: the site goes on granting', { skip }, async (t) => {
+  const site = makeSite(['FEATURE cad demo 1.0 permanent 5']);
+  const a = await server(site, 'a', 'member');
+  const c = await client(site, [a.port], { user: 'u', host: 'h' });
+  clients.push(c);
+  await c.checkout('cad');
+  const leader = (await cluster.leaderIndex()) ?? 0;
+  await cluster.kill(leader);
+  try {
+    const l = await c.checkout('cad');
+    t.ok(l.leaseId > 0n, 'granted with the leader gone');
+    await l.checkin();
+    const obs = await observer('member');
+    t.equal(await obs.held('cad@1.0'), 1, 'the first seat, nothing lost');
+  } finally {
+    cluster.restart(leader);
+    await cluster.waitHealthy();
+  }
+});
