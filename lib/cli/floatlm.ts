@@ -309,9 +309,12 @@ export function buildProgram(io: CliIO): { program: Command; result: { code: num
               if (!o.json) io.out(`no reply from ${client.server}: seq=${i + 1}\n`);
             }
           }
-          // A site's server also says how it stands with etcd (a single server: nothing).
+          // A site's server also says how it stands with etcd (a single server: nothing). A
+          // STATUS answer may be larger than a request without a session: ask in one.
           if (replies.length > 0) {
-            site = (await client.status(SITE_ONLY_FEATURE).catch(() => undefined))?.servers;
+            const viewer = await open(io, g(), { server: client.server }).catch(() => undefined);
+            site = (await viewer?.status(SITE_ONLY_FEATURE).catch(() => undefined))?.servers;
+            await viewer?.close();
             if (site?.length && !o.json) {
               const self = site.find((x) => x.self === 1);
               const others = site
