@@ -230,6 +230,12 @@ export class LicensePool {
   #policy: PoolPolicy = EMPTY_POLICY;
   #assigned: Lease[] = [];
   #dropped: QueueEntry[] = [];
+  /**
+   * A queued session whose seat another server assigns (a site): when a seat frees, such an
+   * entry blocks those behind it as if it lacked seats (nobody overtakes it), and is not
+   * granted here.
+   */
+  heldElsewhere: ((sessionId: bigint) => boolean) | undefined;
 
   /**
    * @param features the served lines of a parsed license (expired lines included)
@@ -870,8 +876,9 @@ export class LicensePool {
       const res = resolve(this.#ledger, name, e.version, undefined, now);
       if ('code' in res || access(this.#policy, name, e) !== undefined) return false;
       const a = attempt(this.#ledger, this.#policy, res.candidates, e, e.count, blocked, now);
-      if ('code' in a) {
-        if (a.code === ErrorCode.NO_SEATS) {
+      const away = !('code' in a) && this.heldElsewhere?.(e.sessionId) === true;
+      if ('code' in a || away) {
+        if (away || ('code' in a && a.code === ErrorCode.NO_SEATS)) {
           for (const p of res.candidates) {
             const keys = blocked.get(p) ?? new Set<string>();
             for (const k of claimKeysOf(p, e, now, this.#policy)) keys.add(k);

@@ -216,11 +216,6 @@ export class Core {
     for (const lease of this.pool.takeAssigned()) {
       const s = this.sessions.get(lease.sessionId);
       if (!s) continue;
-      if (this.site?.remote.has(s.id)) {
-        // Its server assigns it (it sees the same release): one grant per queued request.
-        this.site.unassign(this, lease.leaseId);
-        continue;
-      }
       // Durable now, so the seat stays with the queued client across a crash; it picks the
       // grant up on its next CHECKOUT poll, which reports it (one grant event per lease).
       this.leaseTicket(s, lease, now);

@@ -24,6 +24,7 @@ export function degrade(core: Core, e: Error, now: number): void {
   core.floorWrites.length = 0;
   const tallies = core.pool.tallies();
   const pool = new LicensePool(core.config.license.features, { now: core.now });
+  pool.heldElsewhere = core.pool.heldElsewhere;
   if (core.config.options) pool.setOptions(core.config.options);
   for (const s of core.fresh) core.sessions.remove(s);
   core.fresh.clear();

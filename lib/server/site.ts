@@ -82,11 +82,6 @@ export class SiteState {
     return out;
   }
 
-  /** Takes back a seat the pools assigned to a queued session another server holds. */
-  unassign(core: Core, leaseId: bigint): void {
-    refused(core, this, new Set([leaseId]), 'its server assigns it');
-  }
-
   /** Whether this server reaps the site's orphans: the first live server by id. */
   reapsOrphans(): boolean {
     let first: string | undefined;
@@ -172,6 +167,8 @@ export function attachSite(core: Core, store: SiteStore, now: number): SiteState
     else site.remote.add(r.tokenId);
   }
   const snap = store.load({ sessions: false });
+  // A seat freed for a queued session another server holds is that server's to assign.
+  core.pool.heldElsewhere = (id) => site.remote.has(id);
   core.pool.restore(poolSnapshot(core, snap));
   const n = `${core.sessions.size} session(s), ${snap.leases.length} lease(s), ${snap.queue.length} queued`;
   core.log.info(`site ${store.ledger.site}: this server is ${me}; the site holds ${n}`);
