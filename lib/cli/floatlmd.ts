@@ -241,11 +241,15 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
       mkdirSync(opts.stateDir, { recursive: true, mode: 0o700 });
       daemon = await Daemon.start({ ...opts, onClosed: () => closed() });
     } catch (e) {
-      // A socket that cannot be bound (port in use, address not ours) is not a bad file.
+      // A socket that cannot be bound (port in use, address not ours) is not a bad file,
+      // nor is an etcd that does not answer.
       const socket = SOCKET_SYSCALLS.has((e as NodeJS.ErrnoException).syscall ?? '');
+      const etcd = (e as Error).name === 'EtcdStoreError';
       throw new CliError(
-        `floatlmd: ${(e as Error).message}`,
-        socket ? ExitCode.ERROR : ExitCode.BAD_FILE,
+        etcd
+          ? `floatlmd: etcd ${(opts.etcd ?? []).join(',')}: ${(e as Error).message}`
+          : `floatlmd: ${(e as Error).message}`,
+        socket || etcd ? ExitCode.ERROR : ExitCode.BAD_FILE,
       );
     }
     let http: HttpServer | undefined;

@@ -99,18 +99,25 @@ export async function openSite(opts: ResolvedOptions, seats: SeatRule): Promise<
   const { openEtcdLedger } = await import('../store/etcd.ts');
   const { openSiteStore } = await import('../store/site.ts');
   const serverId = opts.serverId || `${hostname()}:${opts.port}`;
-  const ledger = await openEtcdLedger({
-    endpoints: opts.etcd,
-    site: opts.site,
-    serverId,
-    leaseTtlSec: opts.etcdLeaseTtlS,
-    now: opts.now,
-  });
+  // The ledger's timers are unref'ed (they must not keep a closed daemon alive): while
+  // nothing else is listening yet, this keeps the process up until etcd answers or fails.
+  const alive = setInterval(() => undefined, 60_000);
   try {
-    return await openSiteStore(ledger, { now: opts.now, seats });
-  } catch (e) {
-    await ledger.close({ revoke: true });
-    throw e;
+    const ledger = await openEtcdLedger({
+      endpoints: opts.etcd,
+      site: opts.site,
+      serverId,
+      leaseTtlSec: opts.etcdLeaseTtlS,
+      now: opts.now,
+    });
+    try {
+      return await openSiteStore(ledger, { now: opts.now, seats });
+    } catch (e) {
+      await ledger.close({ revoke: true });
+      throw e;
+    }
+  } finally {
+    clearInterval(alive);
   }
 }
 

@@ -396,6 +396,10 @@ export function classifyEtcdError(e: unknown, what: string): EtcdStoreError {
   if (e instanceof EtcdLeaseInvalidError || /lease not found/i.test(msg)) {
     return new EtcdStoreError('NO_LEASE', `${what}: etcd lease not found (expired)`, cause);
   }
+  if (/waiting for (name resolution|connection)|ECONNREFUSED|failed to connect/i.test(msg)) {
+    // The deadline ran out before any member took the connection: nobody is there.
+    return new EtcdStoreError('UNREACHABLE', `${what}: no etcd member reachable: ${msg}`, cause);
+  }
   if (
     e instanceof GRPCDeadlineExceededError ||
     /no leader|request timed out|leader changed|deadline exceeded/i.test(msg)

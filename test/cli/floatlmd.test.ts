@@ -244,3 +244,35 @@ t.test('--http beyond loopback without a token is a usage error', async (t) => {
   t.equal(await runDaemonCli([...args, '--http', '0.0.0.0:0'], io), 2);
   t.match(io.stderr(), /^floatlmd: --http 0\.0\.0\.0: .*--http-token\n$/);
 });
+
+t.test(
+  '--etcd: bad URLs are usage errors; an etcd nobody answers on is exit 1, one line',
+  async (t) => {
+    const site = makeSite(['FEATURE cad demo 1.0 permanent 1']);
+    const args = [
+      '--license',
+      site.licenseFile,
+      '--keys',
+      site.keysFile,
+      '--state',
+      site.stateDir,
+      '--port',
+      '0',
+    ];
+    const bad = capture(site.dir);
+    t.equal(await runDaemonCli([...args, '--etcd', 'lic1:2379'], bad), 2, 'not a URL: exit 2');
+    t.match(bad.stderr(), /--etcd: not an etcd client URL: lic1:2379/);
+    const both = capture(site.dir);
+    t.equal(await runDaemonCli([...args, '--etcd', 'http://127.0.0.1:1', '--takeover'], both), 2);
+    t.match(both.stderr(), /--takeover is for a single server/);
+    const down = capture(site.dir);
+    t.equal(await runDaemonCli([...args, '--etcd', 'http://127.0.0.1:1'], down), 1, 'exit 1');
+    const lines = down.stderr().trim().split('\n');
+    t.match(
+      lines[lines.length - 1],
+      /^floatlmd: etcd http:\/\/127\.0\.0\.1:1: UNREACHABLE: /,
+      'says etcd is unreachable',
+    );
+    t.notMatch(down.stderr(), /\n\s+at /, 'no stack trace');
+  },
+);
