@@ -8,12 +8,12 @@
  * Skips without etcd on PATH (fails under CI=true).
  */
 import type { ChildProcess } from 'node:child_process';
-import { join } from 'node:path';
 import t from 'tap';
 import type { Client, Lease } from '../../lib/client/client.ts';
-import { type EtcdLedger, openEtcdLedger } from '../../lib/store/etcd.ts';
+import type { EtcdLedger } from '../../lib/store/etcd.ts';
 import { type EtcdCluster, skipWithoutEtcd, startCluster } from '../helpers/etcd.ts';
-import { client, makeSite, type Site, spawnDaemon } from '../helpers/site.ts';
+import { client, makeSite, type Site } from '../helpers/site.ts';
+import { siteObserver, siteServer } from '../helpers/site-servers.ts';
 
 const skip = skipWithoutEtcd();
 let cluster: EtcdCluster;
@@ -37,34 +37,14 @@ t.teardown(async () => {
 });
 
 async function server(site: Site, name: string, siteName: string) {
-  const s = await spawnDaemon(site, [
-    '--etcd',
-    cluster.endpoints.join(','),
-    '--site',
-    siteName,
-    '--server-id',
-    name,
-    '--etcd-lease-ttl',
-    '2',
-    '--heartbeat',
-    '1',
-    '--test-conn-interval',
-    '1',
-    '--state',
-    join(site.dir, `state-${name}`),
-  ]);
+  const s = await siteServer(cluster, site, name, siteName);
   children.push(s.child);
   return s;
 }
 
 /** An observer of the site's ledger: reads the counter as etcd has it. */
 async function observer(siteName: string): Promise<EtcdLedger> {
-  const l = await openEtcdLedger({
-    endpoints: cluster.endpoints,
-    site: siteName,
-    serverId: `observer-${siteName}`,
-    leaseTtlSec: 5,
-  });
+  const l = await siteObserver(cluster, siteName);
   ledgers.push(l);
   return l;
 }
