@@ -143,7 +143,17 @@ export function typeAllowed(mode: AuthMode, type: number): boolean {
   return MODE_TYPES[mode].has(type);
 }
 
-const drop = (reason: DropReason): AuthDecision => ({ action: 'drop', reason });
+/** One frozen decision per drop reason: a flood of bad datagrams allocates none. */
+const DROPS: Readonly<Record<DropReason, AuthDecision>> = Object.freeze({
+  'not-a-request': Object.freeze({ action: 'drop', reason: 'not-a-request' }),
+  'unknown-credential': Object.freeze({ action: 'drop', reason: 'unknown-credential' }),
+  'unknown-admin-key': Object.freeze({ action: 'drop', reason: 'unknown-admin-key' }),
+  'unknown-session': Object.freeze({ action: 'drop', reason: 'unknown-session' }),
+  'bad-token': Object.freeze({ action: 'drop', reason: 'bad-token' }),
+  'bad-mac': Object.freeze({ action: 'drop', reason: 'bad-mac' }),
+  'over-budget': Object.freeze({ action: 'drop', reason: 'over-budget' }),
+});
+const drop = (reason: DropReason): AuthDecision => DROPS[reason];
 
 /**
  * Authenticates datagrams for the daemon; one instance per server. Works on the header and

@@ -3,19 +3,25 @@
  * cryptographic primitives floatlm uses. `KeyedHmac` keys the HMAC once and reuses the keyed
  * state per message, because re-keying per datagram halves server throughput (BRIEF.md).
  *
- * SHA-256 is computed here (FIPS 180-4) rather than by @noble/hashes: a keyed HMAC is then
- * its two 32-byte midstates (about half the memory of noble's keyed objects, and a daemon
- * keeps tens of thousands), and a datagram's tag costs half the time, with no allocation.
+ * SHA-256 is computed here (FIPS 180-4; the compression function, unrolled, is generated into
+ * sha256-compress.ts) rather than by @noble/hashes or node:crypto: a keyed HMAC is then its two
+ * 32-byte midstates and its inner key pad (a fraction of noble's keyed objects, and a daemon
+ * keeps tens of thousands), and a short datagram's tag costs two compressions and one per 64
+ * bytes of it, with no allocation, where node:crypto costs ~2 µs a call whatever the length.
+ * A long datagram (≥ 448 bytes, e.g. a padded first contact) has its inner hash done by
+ * node:crypto's one-shot `hash` when the runtime has it: past ~7 blocks that is cheaper.
  * Every step is data-independent: no branch and no table index depends on a key or message
  * byte. The tests check it against node:crypto over every length around the block
- * boundaries, and against the NIST CAVP and RFC 4231 vectors.
+ * boundaries and the long-message threshold, and against the NIST CAVP and RFC 4231 vectors.
  *
  * The hash state lives in module-level scratch shared by every call (no allocation per
  * datagram). Every exported operation zeroes that scratch before it returns, so no key pad,
  * midstate, message block or expected tag outlives the call that put it there (a heap
  * snapshot or core dump of the daemon shows no key material beyond the keyed objects).
  */
+import * as nodeCrypto from 'node:crypto';
 import { randomFillSync, timingSafeEqual } from 'node:crypto';
+import { compress } from './sha256-compress.ts';
 
 /** Bytes of an HMAC-SHA256 tag and of every floatlm key. */
 export const MAC_LENGTH = 32;
@@ -30,76 +36,19 @@ export function label(s: string): Uint8Array {
 
 // ---------------------------------------------------------------- SHA-256 core
 
-const K = Int32Array.from([
-  0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
-  0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
-  0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
-  0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
-  0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
-  0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
-  0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-  0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
-]);
 const IV = Int32Array.from([
   0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
 ]);
 
 // Scratch shared by every hash: each call runs to the end synchronously, so none overlap.
-const W = new Int32Array(64);
 /** The chaining state of the hash in progress. */
 const S = new Int32Array(8);
-/** Bytes not yet compressed, and how many; bytes hashed so far. */
+/** Bytes not yet compressed (and the padded last blocks), and how many; bytes hashed so far. */
 const BLOCK = new Uint8Array(64);
+/** BLOCK as words, to zero it in 16 stores. */
+const BLOCK32 = new Int32Array(BLOCK.buffer);
 let buffered = 0;
 let hashed = 0;
-
-/** Message schedule words 0..15 from 64 bytes of `src` at `off`, big-endian. */
-function load(src: Uint8Array, off: number): void {
-  for (let i = 0; i < 16; i++, off += 4) {
-    W[i] = (src[off]! << 24) | (src[off + 1]! << 16) | (src[off + 2]! << 8) | src[off + 3]!;
-  }
-}
-
-/** One compression of the block in W[0..15] into S. */
-function compress(): void {
-  for (let i = 16; i < 64; i++) {
-    const x = W[i - 15]!;
-    const y = W[i - 2]!;
-    const s0 = ((x >>> 7) | (x << 25)) ^ ((x >>> 18) | (x << 14)) ^ (x >>> 3);
-    const s1 = ((y >>> 17) | (y << 15)) ^ ((y >>> 19) | (y << 13)) ^ (y >>> 10);
-    W[i] = (s1 + W[i - 7]! + s0 + W[i - 16]!) | 0;
-  }
-  let a = S[0]!;
-  let b = S[1]!;
-  let c = S[2]!;
-  let d = S[3]!;
-  let e = S[4]!;
-  let f = S[5]!;
-  let g = S[6]!;
-  let h = S[7]!;
-  for (let i = 0; i < 64; i++) {
-    const s1 = ((e >>> 6) | (e << 26)) ^ ((e >>> 11) | (e << 21)) ^ ((e >>> 25) | (e << 7));
-    const t1 = (h + s1 + ((e & f) ^ (~e & g)) + K[i]! + W[i]!) | 0;
-    const s0 = ((a >>> 2) | (a << 30)) ^ ((a >>> 13) | (a << 19)) ^ ((a >>> 22) | (a << 10));
-    const t2 = (s0 + ((a & b) ^ (a & c) ^ (b & c))) | 0;
-    h = g;
-    g = f;
-    f = e;
-    e = (d + t1) | 0;
-    d = c;
-    c = b;
-    b = a;
-    a = (t1 + t2) | 0;
-  }
-  S[0] = (S[0]! + a) | 0;
-  S[1] = (S[1]! + b) | 0;
-  S[2] = (S[2]! + c) | 0;
-  S[3] = (S[3]! + d) | 0;
-  S[4] = (S[4]! + e) | 0;
-  S[5] = (S[5]! + f) | 0;
-  S[6] = (S[6]! + g) | 0;
-  S[7] = (S[7]! + h) | 0;
-}
 
 /** Starts a hash from the 8 state words at `at` of `from`, `already` bytes in. */
 function begin(from: Int32Array, at: number, already: number): void {
@@ -115,31 +64,31 @@ function absorb(src: Uint8Array, start: number, end: number): void {
   if (buffered > 0) {
     while (buffered < 64 && p < end) BLOCK[buffered++] = src[p++]!;
     if (buffered < 64) return;
-    load(BLOCK, 0);
-    compress();
+    compress(S, BLOCK, 0);
     buffered = 0;
   }
-  for (; end - p >= 64; p += 64) {
-    load(src, p);
-    compress();
-  }
+  // Whole blocks straight from the message: no copy.
+  for (; end - p >= 64; p += 64) compress(S, src, p);
   while (p < end) BLOCK[buffered++] = src[p++]!;
 }
 
 /** Pads and compresses the last block(s): the digest is then S. */
 function finish(): void {
   BLOCK[buffered] = 0x80;
-  BLOCK.fill(0, buffered + 1);
+  for (let i = buffered + 1; i < 64; i++) BLOCK[i] = 0;
   if (buffered >= 56) {
-    load(BLOCK, 0);
-    compress();
-    BLOCK.fill(0);
+    compress(S, BLOCK, 0);
+    for (let i = 0; i < 16; i++) BLOCK32[i] = 0;
   }
-  load(BLOCK, 0);
+  // The length in bits, big-endian, in the last 8 bytes (bytes 56..58 stay 0: < 2^40 bits).
   const bits = hashed * 8;
-  W[14] = Math.floor(bits / 0x1_0000_0000) | 0;
-  W[15] = bits | 0;
-  compress();
+  const high = Math.floor(bits / 0x1_0000_0000);
+  BLOCK[59] = high;
+  BLOCK[60] = bits >>> 24;
+  BLOCK[61] = bits >>> 16;
+  BLOCK[62] = bits >>> 8;
+  BLOCK[63] = bits;
+  compress(S, BLOCK, 0);
 }
 
 /** Writes S big-endian into `out` at `at`. */
@@ -153,44 +102,79 @@ function digestInto(out: Uint8Array, at: number): void {
   }
 }
 
-/** HMAC of the absorbed message, keyed by `mid`, into `out` at `at` (after `begin`). */
-function outer(mid: Int32Array, out: Uint8Array, at: number): void {
+/** Finishes the inner hash and runs the outer one, keyed by `mid`: the HMAC is then S. */
+function outer(mid: Int32Array): void {
   finish();
   // The outer hash is one block: the inner digest, padding, and its length (64 + 32 bytes).
-  for (let i = 0; i < 8; i++) W[i] = S[i]!;
-  W[8] = 0x8000_0000 | 0;
-  W.fill(0, 9, 15);
-  W[15] = (64 + 32) * 8;
-  for (let i = 0; i < 8; i++) S[i] = mid[8 + i]!;
-  compress();
-  digestInto(out, at);
+  digestInto(BLOCK, 0);
+  outerBlock(mid);
 }
 
-/** The expected tag in verifyTrailing (synchronous, so one buffer serves every call). */
-const VERIFY_SCRATCH = new Uint8Array(MAC_LENGTH);
+/** The outer hash over the inner digest in BLOCK[0, 32), keyed by `mid`: the HMAC is then S. */
+function outerBlock(mid: Int32Array): void {
+  BLOCK[32] = 0x80;
+  for (let i = 33; i < 62; i++) BLOCK[i] = 0;
+  BLOCK[62] = ((64 + 32) * 8) >>> 8;
+  BLOCK[63] = 0;
+  for (let i = 0; i < 8; i++) S[i] = mid[8 + i]!;
+  compress(S, BLOCK, 0);
+}
 
 /**
- * Zeroes every shared buffer: called by each exported operation before it returns. The
- * cost is a few fills of 64 words, small beside the two compressions of the shortest tag.
+ * node:crypto's one-shot hash (Node ≥ 20.12), when present: OpenSSL's SHA-256 has a fixed cost
+ * per call (~2 µs) but then runs at a few ns a block, where the code here costs well under
+ * that for a short message and ~0.3 µs a block. A long datagram's inner hash (a padded
+ * first contact: 600 bytes, ten blocks) is therefore cheaper there.
+ */
+const nodeHash = (nodeCrypto as { hash?: typeof nodeCrypto.hash }).hash;
+
+/**
+ * Messages of at least this many bytes take node:crypto for the inner hash (measured: the
+ * two cost about the same near 400 bytes, 7 blocks with the key pad).
+ */
+const LONG_MESSAGE = 448;
+/** The longest message the long path takes: a whole datagram. */
+const LONG_MAX = 2048;
+/** The inner key pad then the message, for the long path (zeroed after each use). */
+const LONG = Buffer.alloc(64 + LONG_MAX);
+const LONG32 = new Int32Array(LONG.buffer, LONG.byteOffset, 16);
+
+/** HMAC of `bytes[0, end)` into S, keyed by `mid` (midstates, then the inner pad). */
+function macTrailing(mid: Int32Array, bytes: Uint8Array, end: number): void {
+  if (nodeHash === undefined || end < LONG_MESSAGE || end > LONG_MAX) {
+    begin(mid, 0, 64);
+    absorb(bytes, 0, end);
+    outer(mid);
+    return;
+  }
+  for (let i = 0; i < 16; i++) LONG32[i] = mid[16 + i]!;
+  LONG.set(bytes.subarray(0, end), 64);
+  const inner = nodeHash('sha256', LONG.subarray(0, 64 + end), 'buffer');
+  LONG.fill(0, 0, 64 + end);
+  for (let i = 0; i < 32; i++) BLOCK[i] = inner[i]!;
+  inner.fill(0);
+  outerBlock(mid);
+}
+
+/**
+ * Zeroes every shared buffer: called by each exported operation before it returns. A few
+ * dozen stores, small beside the two compressions of the shortest tag.
  */
 function wipe(): void {
-  W.fill(0);
-  S.fill(0);
-  BLOCK.fill(0);
-  VERIFY_SCRATCH.fill(0);
+  for (let i = 0; i < 8; i++) S[i] = 0;
+  for (let i = 0; i < 16; i++) BLOCK32[i] = 0;
   buffered = 0;
   hashed = 0;
 }
 
 /**
- * A copy of every byte of the shared scratch (schedule, chaining state, block buffer,
- * expected-tag buffer), for the test that checks each operation leaves it zeroed.
+ * A copy of every byte of the shared scratch (chaining state, block buffer, the long path's
+ * buffer, counters), for
+ * the test that checks each operation leaves it zeroed.
  * Not part of the layer's API: nothing but that test calls it.
  */
 export function scratchSnapshotForTest(): Uint8Array {
-  const views = [W, S, BLOCK, VERIFY_SCRATCH].map(
-    (a) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength),
-  );
+  const views = [S, BLOCK, LONG].map((a) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
   return concatBytes(...views, new Uint8Array(Float64Array.of(buffered, hashed).buffer));
 }
 
@@ -226,8 +210,11 @@ export function sha256(...parts: Uint8Array[]): Uint8Array {
  * finishes synchronously.
  */
 export class KeyedHmac {
-  /** Inner (0..7) and outer (8..15) midstates. */
-  readonly #mid = new Int32Array(16);
+  /**
+   * Inner (0..7) and outer (8..15) midstates, then the inner key pad (16..31, its 64 bytes)
+   * for the long-message path.
+   */
+  readonly #mid = new Int32Array(32);
 
   /** @throws {TypeError} when `key` is not a non-empty Uint8Array */
   constructor(key: Uint8Array) {
@@ -249,13 +236,12 @@ export class KeyedHmac {
     }
     for (let i = 0; i < 64; i++) pad[i]! ^= 0x36;
     begin(IV, 0, 0);
-    load(pad, 0);
-    compress();
+    compress(S, pad, 0);
     this.#mid.set(S, 0);
+    new Uint8Array(this.#mid.buffer, 64, 64).set(pad);
     for (let i = 0; i < 64; i++) pad[i]! ^= 0x36 ^ 0x5c;
     begin(IV, 0, 0);
-    load(pad, 0);
-    compress();
+    compress(S, pad, 0);
     this.#mid.set(S, 8);
     pad.fill(0);
     wipe();
@@ -272,7 +258,8 @@ export class KeyedHmac {
     const mid = this.#mid;
     begin(mid, 0, 64);
     for (const p of parts) absorb(p, 0, p.length);
-    outer(mid, out, offset);
+    outer(mid);
+    digestInto(out, offset);
     wipe();
   }
 
@@ -290,10 +277,8 @@ export class KeyedHmac {
   signTrailing(bytes: Uint8Array): void {
     const end = bytes.length - MAC_LENGTH;
     if (end < 0) throw new RangeError(`bytes must be at least ${MAC_LENGTH} long`);
-    const mid = this.#mid;
-    begin(mid, 0, 64);
-    absorb(bytes, 0, end);
-    outer(mid, bytes, end);
+    macTrailing(this.#mid, bytes, end);
+    digestInto(bytes, end);
     wipe();
   }
 
@@ -304,14 +289,15 @@ export class KeyedHmac {
   verifyTrailing(bytes: Uint8Array): boolean {
     const end = bytes.length - MAC_LENGTH;
     if (end < 0) return false;
-    const mid = this.#mid;
-    const want = VERIFY_SCRATCH;
-    begin(mid, 0, 64);
-    absorb(bytes, 0, end);
-    outer(mid, want, 0);
-    // No early exit: the time does not depend on where the tags differ.
+    macTrailing(this.#mid, bytes, end);
+    // Word by word against the state, no early exit: the time does not depend on where the
+    // tags differ.
     let diff = 0;
-    for (let i = 0; i < MAC_LENGTH; i++) diff |= want[i]! ^ bytes[end + i]!;
+    for (let i = 0, at = end; i < 8; i++, at += 4) {
+      const w =
+        (bytes[at]! << 24) | (bytes[at + 1]! << 16) | (bytes[at + 2]! << 8) | bytes[at + 3]!;
+      diff |= w ^ S[i]!;
+    }
     wipe();
     return diff === 0;
   }

@@ -90,7 +90,7 @@ export class Pipeline {
       case 'refuse':
         c.refused++;
         if (head.auth.mode === AuthMode.CREDENTIAL && d.code === ErrorCode.NOT_PERMITTED) {
-          this.#logRefusal(from, `credential ${quote(head)} not permitted`);
+          this.#logRefusal(from, () => `credential ${quote(head)} not permitted`);
         }
         core.outbox.refuse(
           head,
@@ -129,14 +129,14 @@ export class Pipeline {
       c.badMac++;
       this.allow(from.address);
       if (head.auth.mode === AuthMode.CREDENTIAL) {
-        this.#logRefusal(from, `bad tag for credential ${quote(head)} (wrong key?)`);
+        this.#logRefusal(from, () => `bad tag for credential ${quote(head)} (wrong key?)`);
       }
     } else if (reason === 'unknown-credential') {
       c.dropped++;
-      this.#logRefusal(from, `unknown credential id ${quote(head)}`);
+      this.#logRefusal(from, () => `unknown credential id ${quote(head)}`);
     } else if (reason === 'unknown-admin-key') {
       c.dropped++;
-      this.#logRefusal(from, 'unknown admin key id');
+      this.#logRefusal(from, () => 'unknown admin key id');
     } else if (reason !== 'over-budget') c.dropped++;
   }
 
@@ -303,13 +303,14 @@ export class Pipeline {
     return seq > s.durableSeq;
   }
 
-  #logRefusal(from: Peer, what: string): void {
+  /** Logs `what()` (built only when it is logged: a flood costs no strings). */
+  #logRefusal(from: Peer, what: () => string): void {
     const now = this.#core.now();
     const last = this.#logged.get(from.address);
     if (last !== undefined && now - last < REFUSAL_LOG_MS) return;
     if (this.#logged.size >= 4096) this.#logged.clear();
     this.#logged.set(from.address, now);
-    this.#core.log.warn(`first contact from ${from.address}:${from.port} refused: ${what}`);
+    this.#core.log.warn(`first contact from ${from.address}:${from.port} refused: ${what()}`);
   }
 }
 

@@ -54,8 +54,9 @@ export class LiveSlab {
   #stamp = new Float64Array(1024);
   #counts = new Int32Array(1024);
   #heartbeatMs = new Int32Array(1024);
-  #reserved = new Float64Array(1024);
-  #durable = new Float64Array(1024);
+  // Seq floors are u32 (protocol.md): 4 bytes each, not 8.
+  #reserved = new Uint32Array(1024);
+  #durable = new Uint32Array(1024);
 
   /** A slot whose window counts every seq ≤ floor as seen (-1: a fresh window). */
   alloc(floor: number): number {
@@ -119,7 +120,7 @@ export class LiveSlab {
   #grow(min: number): void {
     let n = this.#seq.length;
     while (n < min) n *= 2;
-    const grow = <T extends Int32Array | Uint8Array | Float64Array>(a: T): T => {
+    const grow = <T extends Int32Array | Uint32Array | Uint8Array | Float64Array>(a: T): T => {
       const b = new (a.constructor as new (n: number) => T)(n);
       b.set(a);
       return b;
@@ -150,6 +151,9 @@ export interface SessionShared {
   slab: LiveSlab;
 }
 
+/** The first session's lastSeen (ms): every session's is kept relative to it. */
+let SEEN_EPOCH = Number.NaN;
+
 export class Session {
   readonly id: bigint;
   readonly user: string;
@@ -158,7 +162,11 @@ export class Session {
   readonly credential: string;
   address: string;
   port: number;
-  lastSeen: number;
+  /**
+   * lastSeen less SEEN_EPOCH: a small integer (an smi, held in the field) for ~24 days after
+   * the first session, where ms since 1970 would take a 16-byte heap number per session.
+   */
+  #seen: number;
   readonly #token: string;
   /** Seconds, a small integer where ms would take a heap number per session. */
   readonly #expiresS: number;
@@ -182,10 +190,20 @@ export class Session {
     this.#expiresS = Math.ceil(f.expires / 1000);
     this.address = f.address;
     this.port = f.port;
-    this.lastSeen = f.lastSeen;
+    if (Number.isNaN(SEEN_EPOCH)) SEEN_EPOCH = f.lastSeen;
+    this.#seen = f.lastSeen - SEEN_EPOCH;
     this.floor = f.floor ?? -1;
     this.#shared = shared;
     if (key) shared.hmacs.set(this, new KeyedHmac(key));
+  }
+
+  /** When the session last sent a request that verified, ms (the daemon's clock). */
+  get lastSeen(): number {
+    return SEEN_EPOCH + this.#seen;
+  }
+
+  set lastSeen(v: number) {
+    this.#seen = v - SEEN_EPOCH;
   }
 
   /** The token's bytes exactly as issued (a fresh copy per call). */

@@ -81,7 +81,8 @@ export function readU64(c: Cursor, what = 'u64'): bigint {
   need(c, 8, what);
   const hi = readU32(c, what);
   const lo = readU32(c, what);
-  return (BigInt(hi) << 32n) | BigInt(lo);
+  // One BigInt instead of four when the high word is 0 (every session id of modes 1 and 4).
+  return hi === 0 ? BigInt(lo) : (BigInt(hi) << 32n) | BigInt(lo);
 }
 
 /**
@@ -105,6 +106,30 @@ export function readBytes(c: Cursor, n: number, what = 'bytes'): Uint8Array {
   const out = c.buffer.slice(c.start, c.start + n);
   c.start += n;
   return out;
+}
+
+/**
+ * Exactly `n` bytes as a view into the cursor's buffer (no copy: for fields read once on the
+ * receive path, before a datagram's tag is checked). @throws {DecodeError} TRUNCATED
+ */
+export function readView(c: Cursor, n: number, what = 'bytes'): Uint8Array {
+  need(c, n, what);
+  const out = c.buffer.subarray(c.start, c.start + n);
+  c.start += n;
+  return out;
+}
+
+/**
+ * Length-prefixed (u8 or u16) bytes as a view into the cursor's buffer (see `readView`).
+ * @throws {DecodeError} TRUNCATED, BAD_LENGTH
+ */
+export function readVarView(c: Cursor, prefix: 1 | 2, max: number, what = 'bytes'): Uint8Array {
+  const at = c.start;
+  const n = prefix === 1 ? readU8(c, `${what} length`) : readU16(c, `${what} length`);
+  if (n > max) {
+    throw new DecodeError(DecodeErrorCode.BAD_LENGTH, `${what} length ${n} exceeds ${max}`, at);
+  }
+  return readView(c, n, what);
 }
 
 /**

@@ -177,8 +177,16 @@ export function encodeToBytes(d: AnyDatagram): Uint8Array {
 export function decode(c: Cursor): AnyDatagram {
   const head = decodeHead(c);
   const body = decodeBody(head);
-  const { type, flags, auth, requestId, sessionId, seq, timestamp } = head;
+  const { type, flags, requestId, sessionId, seq, timestamp } = head;
   const tag = head.bytes.slice(head.bodyEnd, head.bodyEnd + TAG_LENGTH);
+  // A decoded datagram owns its bytes: the head's nonce and token are views, copy them.
+  const a = head.auth;
+  const auth: AuthBlock =
+    a.mode === AuthMode.CREDENTIAL
+      ? { mode: a.mode, credId: a.credId, nonce: a.nonce.slice() }
+      : a.mode === AuthMode.TOKEN
+        ? { mode: a.mode, token: a.token.slice() }
+        : a;
   return { type, flags, auth, requestId, sessionId, seq, timestamp, body, tag } as AnyDatagram;
 }
 

@@ -20,14 +20,14 @@ import {
 import {
   type Cursor,
   expectEnd,
-  readBytes,
   readString,
   readU8,
   readU16,
   readU32,
   readU53,
   readU64,
-  readVarBytes,
+  readVarView,
+  readView,
 } from './cursor.ts';
 import { DecodeError, DecodeErrorCode } from './errors.ts';
 import { BODIES, type Bodies } from './messages.ts';
@@ -53,7 +53,11 @@ export type AuthBlock =
   | { mode: typeof AuthMode.SESSION }
   | { mode: typeof AuthMode.ADMIN; keyId: string };
 
-/** Header and auth block of a datagram, and where its body lies; the tag is unchecked. */
+/**
+ * Header and auth block of a datagram, and where its body lies; the tag is unchecked. The
+ * auth block's nonce and token are views into `bytes`, like `bytes` itself: nothing is copied
+ * before the tag has verified.
+ */
 export interface Head {
   type: MsgType;
   flags: number;
@@ -154,10 +158,10 @@ export function decodeHead(c: Cursor): Head {
     auth = {
       mode,
       credId: readString(inner, Limits.CRED_ID, 'credId'),
-      nonce: readBytes(inner, NONCE_LENGTH, 'nonce'),
+      nonce: readView(inner, NONCE_LENGTH, 'nonce'),
     };
   } else if (mode === AuthMode.TOKEN) {
-    auth = { mode, token: readVarBytes(inner, 2, Limits.TOKEN, 'token') };
+    auth = { mode, token: readVarView(inner, 2, Limits.TOKEN, 'token') };
   } else if (mode === AuthMode.ADMIN) {
     auth = { mode, keyId: readString(inner, Limits.CRED_ID, 'keyId') };
   } else {

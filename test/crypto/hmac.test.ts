@@ -167,10 +167,29 @@ t.test('seeded property: HMAC-SHA256 and SHA-256 agree with node:crypto', async 
   t.equal(runs, 300, 'every generated case ran');
 });
 
+t.test('datagram tags on both sides of the long-message threshold match node:crypto', async (t) => {
+  // Below 448 bytes the tag is hashed here, from 448 to 2048 the inner hash is node:crypto's
+  // (when it has crypto.hash), above that here again.
+  for (const n of [0, 63, 64, 447, 448, 449, 600, 1168, 2047, 2048, 2049, 3000]) {
+    for (const keyLength of [1, 32, 64, 65, 131]) {
+      const key = randomBytes(keyLength);
+      const m = randomBytes(n);
+      const want = createHmac('sha256', key).update(m).digest();
+      const h = new KeyedHmac(key);
+      const d = concatBytes(m, new Uint8Array(32));
+      h.signTrailing(d);
+      t.same(Buffer.from(d.subarray(n)), want, `signTrailing, ${n} bytes, key ${keyLength}`);
+      t.ok(h.verifyTrailing(d), `verifyTrailing, ${n} bytes, key ${keyLength}`);
+      d[n >> 1]! ^= 0x40;
+      t.notOk(h.verifyTrailing(d), `verifyTrailing refuses a changed byte, ${n} bytes`);
+    }
+  }
+});
+
 t.test('every operation leaves the shared scratch zeroed', async (t) => {
   const zero = (what: string) => {
     const s = scratchSnapshotForTest();
-    t.equal(s.length, 64 * 4 + 8 * 4 + 64 + 32 + 16, `${what}: the whole scratch is checked`);
+    t.equal(s.length, 8 * 4 + 64 + (64 + 2048) + 16, `${what}: the whole scratch is checked`);
     t.ok(
       s.every((b) => b === 0),
       `${what}: scratch zeroed`,
@@ -182,7 +201,7 @@ t.test('every operation leaves the shared scratch zeroed', async (t) => {
   new KeyedHmac(randomBytes(131));
   zero('keying with a key longer than a block (hashed first)');
   // Lengths that leave bytes in the block buffer, and ones that fill whole blocks.
-  for (const n of [0, 5, 55, 56, 64, 100, 1200]) {
+  for (const n of [0, 5, 55, 56, 64, 100, 447, 448, 600, 1200, 2048, 2049]) {
     const m = randomBytes(n);
     h.mac(m);
     zero(`mac of ${n} bytes`);
