@@ -139,8 +139,6 @@ export class Outbox {
     return this.#waiting || this.#store.pendingForeground() > 0 || this.#outgoing.length > 0;
   }
 
-  /** An asynchronous commit (a site's) is in flight; the next waits for it. */
-  #committing = false;
   /**
    * It carries replies or changes they depend on (not only replay floors, which are
    * reserved ahead): new replies must not overtake it.
@@ -399,7 +397,8 @@ export class Outbox {
    * starts when this one has settled.
    */
   commitAndSend(): void {
-    if (this.#committing) return;
+    // An asynchronous commit (a site's) is in flight: the next starts when it settles.
+    if (this.#settling) return;
     const out = this.#outgoing;
     this.#outgoing = [];
     let r: number | Promise<CommitOutcome> = 0;
@@ -416,18 +415,15 @@ export class Outbox {
       this.#finish(out, NONE);
       return;
     }
-    this.#committing = true;
     this.#waiting = foreground;
     this.#settling = r
       .then(
         (c) => {
-          this.#committing = false;
           this.#waiting = false;
           this.onCommit?.(Number(process.hrtime.bigint() - t0) / 1e9);
           this.#finish(out, c.refused);
         },
         (e: unknown) => {
-          this.#committing = false;
           this.#waiting = false;
           // Replies queued meanwhile may depend on changes the failure discards: drop them
           // too (their clients retransmit), so nothing uncommitted is acknowledged.

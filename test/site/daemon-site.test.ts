@@ -15,6 +15,7 @@ import { saveClientCredential } from '../../lib/crypto/files.ts';
 import type { Daemon } from '../../lib/server/daemon.ts';
 import { MsgType } from '../../lib/wire/index.ts';
 import { type EtcdCluster, skipWithoutEtcd, startCluster } from '../helpers/etcd.ts';
+import { rng } from '../helpers/rng.ts';
 import { client, makeSite, type Site, startDaemon, udpRelay } from '../helpers/site.ts';
 
 const skip = skipWithoutEtcd();
@@ -101,17 +102,6 @@ function within<T>(p: Promise<T>, ms: number, what: () => string): Promise<T> {
       },
     );
   });
-}
-
-/** xorshift32: a reproducible schedule from a printed seed. */
-function rng(seed: number) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x1_0000_0000;
-  };
 }
 
 t.test(

@@ -11,6 +11,7 @@ import t from 'tap';
 import type { Client, Lease } from '../../lib/client/client.ts';
 import type { EtcdLedger } from '../../lib/store/etcd.ts';
 import { type EtcdCluster, skipWithoutEtcd, startCluster } from '../helpers/etcd.ts';
+import { rng } from '../helpers/rng.ts';
 import { client, makeSite } from '../helpers/site.ts';
 import { type SiteServer, siteObserver, siteServer } from '../helpers/site-servers.ts';
 
@@ -34,17 +35,6 @@ t.teardown(async () => {
   await obs?.close().catch(() => undefined);
   await cluster?.teardown();
 });
-
-/** xorshift32: a reproducible schedule from a printed seed. */
-function rng(seed: number) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x1_0000_0000;
-  };
-}
 
 t.test(
   'seeded schedule with kill -9 and SIGSTOP: the invariant after every step',

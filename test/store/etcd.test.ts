@@ -17,6 +17,7 @@ import {
   openEtcdLedger,
 } from '../../lib/store/etcd.ts';
 import { type EtcdCluster, skipWithoutEtcd, startCluster } from '../helpers/etcd.ts';
+import { rng } from '../helpers/rng.ts';
 
 const skip = skipWithoutEtcd();
 const child = fileURLToPath(new URL('./etcd-child.ts', import.meta.url));
@@ -109,17 +110,6 @@ async function heal() {
     else cluster.restart(i);
   }
   await cluster.waitHealthy();
-}
-
-/** xorshift32: a reproducible schedule from a printed seed. */
-function rng(seed: number) {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x1_0000_0000;
-  };
 }
 
 t.test('site ledger over a real etcd cluster', { skip }, async (t) => {
