@@ -425,7 +425,10 @@ export class Client extends EventEmitter<ClientEvents> {
     }
   }
 
-  /** The debug ping, to `server` or the current one (no failover). @throws {TimeoutError} */
+  /**
+   * The debug ping, to `server` or the current one (no failover).
+   * @throws {TimeoutError}; {DeniedError} when the server answers with an ERROR (e.g. BUSY)
+   */
   async ping(server?: string): Promise<PongInfo> {
     const target = server ? this.#serverIndex(server) : this.#current;
     const t0 = this.#now();
@@ -434,6 +437,8 @@ export class Client extends EventEmitter<ClientEvents> {
       only: true,
     });
     const t1 = this.#now();
+    if (d.type === MsgType.ERROR)
+      throw new DeniedError('ping', d.body.code, d.body.retryAfterMs, d.body.message);
     if (d.type !== MsgType.PONG)
       throw new FloatlmError('EPROTO', `ping: unexpected reply type ${d.type}`);
     // A server that says it cannot serve is tried last from now on; one that serves, as usual.

@@ -145,8 +145,19 @@ t.test(
     t.equal(await obs.held('cad@1.0'), 2, 'site-wide held = count');
     t.same(lost, [], 'the holder kept its seat');
     // The woken server hears the site again: it shows both holders and answers RUNNING.
-    const p = await c3.ping(`127.0.0.1:${a.port}`);
-    t.ok(p.state === 'running' || p.state === 'degraded', `woken server answers (${p.state})`);
+    // Woken without an etcd lease it may refuse BUSY until its watch has caught up (a
+    // session it must restore is a write): wait for its PONG, a bounded number of times.
+    let p: Awaited<ReturnType<Client['ping']>> | undefined;
+    for (let i = 0; i < 50 && !p; i++) {
+      p = await c3.ping(`127.0.0.1:${a.port}`).catch((e: Error) => {
+        if (!/BUSY/.test(String(e))) throw e;
+        return new Promise<undefined>((r) => setTimeout(() => r(undefined), 200));
+      });
+    }
+    t.ok(
+      p && (p.state === 'running' || p.state === 'degraded'),
+      `woken server answers (${p?.state})`,
+    );
   },
 );
 
