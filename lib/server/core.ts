@@ -94,7 +94,7 @@ export class Core {
   /** Sessions added since the last successful commit (undone if it fails). */
   readonly fresh = new Set<Session>();
   /** Sessions reaped since the last successful commit (redone on the rebuilt state). */
-  readonly reaped: { s: Session; why: string; event: 'reap' | 'close' }[] = [];
+  readonly reaped: { s: Session; why: string; event: 'reap' | 'close'; ended: boolean }[] = [];
   /** The grant and denial tallies as last written to the state (meta `tallies`). */
   talliesWritten = '';
   /** Leases loaded from disk that have not been reclaimed yet (grace ends early at zero). */
@@ -239,9 +239,19 @@ export class Core {
     this.talliesWritten = t;
   }
 
-  /** Ends a session: seats released, queue left, token revoked durably. */
-  reap(s: Session, now: number, why: string, event: 'reap' | 'close' = 'reap'): number {
-    this.reaped.push({ s, why, event });
+  /**
+   * Ends a session: seats released, queue left, token revoked durably. `ended`: the store
+   * has already revoked it and dropped its record (a site ends a session in etcd first,
+   * on the condition that this server still holds it; docs/site.md).
+   */
+  reap(
+    s: Session,
+    now: number,
+    why: string,
+    event: 'reap' | 'close' = 'reap',
+    ended = false,
+  ): number {
+    this.reaped.push({ s, why, event, ended });
     const released = this.pool.releaseSession(s.id);
     for (const l of released.leases) {
       this.store.deleteLease(l.leaseId);
@@ -249,8 +259,10 @@ export class Core {
     }
     for (const f of released.queued ?? []) this.store.dequeue(s.id, f);
     this.tokens.invalidateToken(s.id, Math.ceil(s.expires / 1000));
-    this.store.revoke(s.id, s.expires);
-    this.store.deleteSession(s.id);
+    if (!ended) {
+      this.store.revoke(s.id, s.expires);
+      this.store.deleteSession(s.id);
+    }
     this.sessions.remove(s);
     if (event === 'reap') this.counters.reaped++;
     this.report.write(event, now, {
@@ -267,9 +279,12 @@ export class Core {
     return released.leases.length;
   }
 
-  /** Drops an idle session from memory and disk without revoking its token. */
-  forget(s: Session): void {
-    this.store.deleteSession(s.id);
+  /**
+   * Drops an idle session from memory and disk without revoking its token (`ended`: the
+   * store has dropped it already).
+   */
+  forget(s: Session, ended = false): void {
+    if (!ended) this.store.deleteSession(s.id);
     this.sessions.remove(s);
   }
 

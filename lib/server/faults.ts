@@ -39,7 +39,7 @@ export function degrade(core: Core, e: Error, now: number): void {
   const reaped = core.reaped.splice(0);
   for (const r of reaped) {
     if (!core.sessions.get(r.s.id)) core.sessions.readd(r.s);
-    core.reap(r.s, now, r.why, r.event);
+    core.reap(r.s, now, r.why, r.event, r.ended);
   }
   core.outbox.generation = (core.outbox.generation + 1) >>> 0;
 }

@@ -37,6 +37,10 @@ export class SiteState {
   readonly reattach = new Set<bigint>();
   /** Servers that left the site, when (the last GONE_KEPT of them). */
   readonly gone = new Map<string, number>();
+  /** Sessions this server is ending site-wide (the etcd transaction is in flight). */
+  readonly ending = new Set<bigint>();
+  /** Whether a reattach round is in flight. */
+  reattaching = false;
 
   constructor(readonly store: SiteStore) {}
 
@@ -335,15 +339,85 @@ export function claim(core: Core, site: SiteState, s: Session): void {
   );
 }
 
-/** Per tick: sessions to attach again (after a new etcd lease). */
+/**
+ * Per tick: sessions to attach again (after a new etcd lease). Only those no other server
+ * took over meanwhile: a server woken from a long stop must not pull back sessions whose
+ * clients moved on (their liveness keys name the server that serves them now).
+ */
 export function siteTick(core: Core, site: SiteState): void {
-  if (site.reattach.size === 0 || !site.store.probe(core.now())) return;
-  const now = core.now();
-  for (const id of site.reattach) {
-    const s = core.sessions.get(id);
-    if (s) core.store.putSession(core.sessions.record(s, now));
-  }
+  if (site.reattach.size === 0 || site.reattaching || !site.store.probe(core.now())) return;
+  const ids = [...site.reattach];
   site.reattach.clear();
+  site.reattaching = true;
+  const one = async (id: bigint) => {
+    const s = core.sessions.get(id);
+    if (!s) return;
+    try {
+      const r = await site.store.ledger.attachSessionIfFree(
+        id,
+        core.sessions.record(s, core.now()),
+      );
+      if (r === 'attached' || r === site.serverId) return;
+      // Ended site-wide (the watch removes it) or served elsewhere now.
+      if (r !== 'revoked') {
+        site.orphans.delete(id);
+        site.remote.add(id);
+      }
+      core.log.debug(
+        `site: session ${hexId(id)} not attached again: ${r === 'revoked' ? 'ended site-wide' : `server ${r} serves it`}`,
+      );
+    } catch (e) {
+      if (core.sessions.get(id)) site.reattach.add(id);
+      core.log.warn(`site: attaching session ${hexId(id)} again: ${(e as Error).message}`);
+    }
+  };
+  void Promise.all(ids.map(one)).finally(() => {
+    site.reattaching = false;
+  });
+}
+
+/**
+ * Reaps session `s` (or with `why` null forgets it, holding nothing) once etcd agrees that
+ * `holder` still holds it: this server ('self'), or none ('none', an orphan). Another server
+ * may have taken it over while this one was not looking (stopped, cut off, its watch
+ * behind): then the session is that server's, and nothing is released. Its seats are freed
+ * here only after etcd has ended the session, so no server can serve it again.
+ */
+export function endSiteSession(
+  core: Core,
+  site: SiteState,
+  s: Session,
+  why: string | null,
+  holder: 'self' | 'none',
+): void {
+  if (site.ending.has(s.id)) return;
+  site.ending.add(s.id);
+  const o = why === null ? { holder } : { holder, revokeUntil: s.expires };
+  site.store.ledger.endSession(s.id, o).then(
+    (r) => {
+      site.ending.delete(s.id);
+      if (core.state !== 'RUNNING') return;
+      if (r === 'ended') {
+        if (why === null) core.forget(s, true);
+        else core.reap(s, core.now(), why, 'reap', true);
+        if (core.store.pending() > 0) core.outbox.schedule();
+        return;
+      }
+      // Served elsewhere now (or, asked as an orphan, here): the watch confirms it.
+      s.pings = 0;
+      if (r !== '' && r !== site.serverId) {
+        site.orphans.delete(s.id);
+        site.remote.add(s.id);
+      }
+      core.log.debug(
+        `site: session ${hexId(s.id)} not ${why === null ? 'forgotten' : 'reaped'}: ${r ? `server ${r} holds it` : 'no server holds it now'}`,
+      );
+    },
+    (e: Error) => {
+      site.ending.delete(s.id);
+      core.log.warn(`site: ending session ${hexId(s.id)}: ${e.message} (tried again later)`);
+    },
+  );
 }
 
 /** Grants the site refused at the commit: out of the pools again; a queued client keeps its place. */

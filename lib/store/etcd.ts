@@ -77,6 +77,8 @@ export const EtcdStoreErrorCode = {
   NO_LEASE: 'NO_LEASE',
   /** Revision conflicts past the retry bound, or an id already used by someone else. */
   CONFLICT: 'CONFLICT',
+  /** The session was ended site-wide (its token revoked): it cannot be attached again. */
+  REVOKED: 'REVOKED',
   /** A value in etcd under our prefix that is not a record of ours. */
   BAD_RECORD: 'BAD_RECORD',
   /** Any other error etcd reported (permissions, too many ops, ...). */
@@ -1202,9 +1204,83 @@ export class EtcdLedger extends EventEmitter {
    */
   async attachSession(tokenId: bigint, record?: SessionRecord): Promise<string | undefined> {
     const ops = await this.sessionOps(tokenId, record);
-    const r = await this.txn({ compare: [], success: ops, failure: [] }, 'attaching a session');
+    const id = hex16(tokenId);
+    // A revoked session stays ended: a server that heard it late must not bring it back.
+    const r = await this.txn(
+      { compare: [absent(this.key(`revoked/${id}`))], success: ops, failure: [] },
+      'attaching a session',
+    );
+    if (!r.succeeded) throw new EtcdStoreError('REVOKED', `session ${id} was ended site-wide`);
     const prev = r.responses[0]?.response_put?.prev_kv;
     return prev ? prev.value.toString('utf8') : undefined;
+  }
+
+  /**
+   * Attaches session `tokenId` to this server only if no server holds it and it is not
+   * revoked (a server that got a new etcd lease takes back only what nobody took over).
+   * Resolves to 'attached', 'revoked', or the id of the server that holds it.
+   * @throws {TypeError|RangeError} on bad arguments; {EtcdStoreError} NO_LEASE, UNREACHABLE,
+   * NO_MAJORITY, CLOSED
+   */
+  async attachSessionIfFree(tokenId: bigint, record?: SessionRecord): Promise<string> {
+    const ops = await this.sessionOps(tokenId, record);
+    const id = hex16(tokenId);
+    const alive = this.key(`alive/${id}`);
+    const revoked = this.key(`revoked/${id}`);
+    const r = await this.txn(
+      {
+        compare: [absent(alive), absent(revoked)],
+        success: ops,
+        failure: [get(alive), get(revoked)],
+      },
+      'attaching a free session',
+    );
+    if (r.succeeded) return 'attached';
+    const owner = rangeKv(r, 0);
+    if (owner) return owner.value.toString('utf8');
+    return 'revoked';
+  }
+
+  /**
+   * Ends session `tokenId` site-wide if `holder` still holds it: `'self'` when its liveness
+   * key is this server's, `'none'` when no server holds it (an orphan). One transaction
+   * deletes its record, liveness key and replay floor and, with `revokeUntil`, revokes its
+   * token until then, so no server can attach it again. Its leases are the caller's to
+   * release after (only once this resolves 'ended'). Resolves to 'ended', or to the id of
+   * the server that holds it now (then nothing changed; '' when it is a server other than
+   * the `holder` asked for but the key is gone).
+   * @throws {TypeError|RangeError} on bad arguments; {EtcdStoreError} UNREACHABLE,
+   * NO_MAJORITY, CLOSED
+   */
+  async endSession(
+    tokenId: bigint,
+    o: { holder: 'self' | 'none'; revokeUntil?: number },
+  ): Promise<string> {
+    this.live();
+    u64('tokenId', tokenId);
+    if (o?.holder !== 'self' && o?.holder !== 'none') {
+      throw new TypeError("o.holder must be 'self' or 'none'");
+    }
+    const id = hex16(tokenId);
+    const alive = this.key(`alive/${id}`);
+    const success = [del(this.key(`session/${id}`)), del(alive), del(this.key(`floor/${id}`))];
+    if (o.revokeUntil !== undefined) {
+      int('o.revokeUntil', o.revokeUntil, 0, Number.MAX_SAFE_INTEGER);
+      const lease = await this.expiringLease(o.revokeUntil);
+      if (lease !== undefined) {
+        success.push(put(this.key(`revoked/${id}`), String(o.revokeUntil), lease));
+      }
+    }
+    const r = await this.txn(
+      {
+        compare: [o.holder === 'self' ? valueIs(alive, this.serverId) : absent(alive)],
+        success,
+        failure: [get(alive)],
+      },
+      'ending a session',
+    );
+    if (r.succeeded) return 'ended';
+    return rangeKv(r, 0)?.value.toString('utf8') ?? '';
   }
 
   /** The puts that attach session `tokenId` to this server (and store `record`). */
@@ -1268,7 +1344,12 @@ export class EtcdLedger extends EventEmitter {
       reply?: { key: Uint8Array; rec: ReplyRecord };
     };
     const items: Item[] = [];
-    for (const r of w.sessions ?? []) items.push({ ops: await this.sessionOps(r.tokenId, r) });
+    for (const r of w.sessions ?? []) {
+      items.push({
+        ops: await this.sessionOps(r.tokenId, r),
+        compare: absent(this.key(`revoked/${hex16(r.tokenId)}`)),
+      });
+    }
     for (const v of w.revokes ?? []) {
       u64('tokenId', v.tokenId);
       const lease = await this.expiringLease(v.expires);
@@ -1300,12 +1381,21 @@ export class EtcdLedger extends EventEmitter {
           'writing records',
         );
         if (r.succeeded) return;
-        // Another server kept a reply for one of these requests first: keep its record.
-        const plain = c.filter((it) => !it.reply).flatMap((it) => it.ops);
+        // Another server kept a reply for one of these requests first (keep its record), or
+        // a session was ended site-wide (it stays ended): the rest one by one.
+        const plain = c.filter((it) => !it.compare).flatMap((it) => it.ops);
         if (plain.length > 0) {
           await this.txn({ compare: [], success: plain, failure: [] }, 'writing records');
         }
-        for (const it of c) if (it.reply) await this.putReply(it.reply.key, it.reply.rec);
+        for (const it of c) {
+          if (it.reply) await this.putReply(it.reply.key, it.reply.rec);
+          else if (it.compare) {
+            await this.txn(
+              { compare: [it.compare], success: it.ops, failure: [] },
+              'attaching a session',
+            );
+          }
+        }
       }),
     );
   }

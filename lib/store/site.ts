@@ -443,7 +443,13 @@ export class SiteStore extends EventEmitter implements StateStore {
           break;
         case 'session':
           if (once(o)) sessions.push(o.rec);
-          else run(`s${o.rec.tokenId}`, () => this.ledger.attachSession(o.rec.tokenId, o.rec));
+          else
+            run(`s${o.rec.tokenId}`, () =>
+              this.ledger.attachSession(o.rec.tokenId, o.rec).catch((e: unknown) => {
+                // Ended site-wide meanwhile: it stays ended (the watch drops it here).
+                if (!(e instanceof EtcdStoreError && e.code === 'REVOKED')) throw e;
+              }),
+            );
           break;
         case 'drop-session':
           run(`s${o.tokenId}`, () => this.ledger.deleteSession(o.tokenId));

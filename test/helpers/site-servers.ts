@@ -3,6 +3,7 @@
  * with fast timers, and an observer that reads the site's ledger as etcd has it.
  */
 import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type EtcdLedger, openEtcdLedger } from '../../lib/store/etcd.ts';
 import type { EtcdCluster } from './etcd.ts';
@@ -39,7 +40,19 @@ export function siteServer(
     '1',
     '--state',
     join(site.dir, `state-${name}`),
+    ...(process.env.FLOATLM_TEST_LOGS ? ['--log-level', 'debug'] : []),
   ]);
+}
+
+/**
+ * Where a failed test keeps its servers' logs: the directory FLOATLM_TEST_LOGS names (servers
+ * then log at debug level), one file per server. Nothing is written without it.
+ */
+export function keepLogs(servers: { port: number; stderr: () => string }[], label: string): void {
+  const dir = process.env.FLOATLM_TEST_LOGS;
+  if (!dir) return;
+  mkdirSync(dir, { recursive: true });
+  for (const s of servers) writeFileSync(join(dir, `${label}-${s.port}.log`), s.stderr());
 }
 
 /** A ledger handle of its own on site `siteName`, to read what etcd holds. Close it after use. */

@@ -8,11 +8,14 @@
 
 import dgram from 'node:dgram';
 import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
 import t from 'tap';
 import { runCli } from '../../lib/cli/floatlm.ts';
 import type { Client } from '../../lib/client/client.ts';
 import { saveClientCredential } from '../../lib/crypto/files.ts';
 import type { Daemon } from '../../lib/server/daemon.ts';
+import type { DaemonOptions } from '../../lib/server/defaults.ts';
+import type { Logger } from '../../lib/server/log.ts';
 import { MsgType } from '../../lib/wire/index.ts';
 import { type EtcdCluster, skipWithoutEtcd, startCluster } from '../helpers/etcd.ts';
 import { rng } from '../helpers/rng.ts';
@@ -32,13 +35,19 @@ t.teardown(async () => {
   await cluster?.teardown();
 });
 
-async function server(site: Site, name: string, siteName: string): Promise<Daemon> {
+async function server(
+  site: Site,
+  name: string,
+  siteName: string,
+  o: Partial<DaemonOptions> = {},
+): Promise<Daemon> {
   const d = await startDaemon(site, {
     etcd: cluster.endpoints,
     site: siteName,
     serverId: name,
     etcdLeaseTtlS: 3,
     stateDir: `${site.stateDir}-${name}`,
+    ...o,
   });
   daemons.push(d);
   return d;
@@ -342,6 +351,148 @@ t.test(
     );
     t.equal(ly.feature, 'cad', 'then y');
     t.equal(await ledger.held('cad@1.0'), 1);
+  },
+);
+
+/** A logger that keeps every line, to wait on what a daemon decided. */
+function keptLog(): { lines: string[]; logger: Logger } {
+  const lines: string[] = [];
+  const keep = (s: string) => {
+    lines.push(s);
+  };
+  return { lines, logger: { error: keep, warn: keep, info: keep, debug: keep } };
+}
+
+t.test(
+  'a server whose view of the site is behind does not reap a session another server took over',
+  { skip },
+  async (t) => {
+    const site = makeSite(['FEATURE cad demo 1.0 permanent 2']);
+    const fast = { heartbeatMs: 300, testConnIntervalMs: 150, testConnTries: 2, tickMs: 50 };
+    const log = keptLog();
+    const a = await server(site, 'a', 'behind', { ...fast, logger: log.logger });
+    const b = await server(site, 'b', 'behind', fast);
+    const relay = await udpRelay(a.address().port);
+    t.teardown(() => relay.close());
+    const retry = { initialMs: 100, maxIntervalMs: 300, maxTotalMs: 10_000, failoverMs: 500 };
+    const c = await client(site, [relay.port, b.address().port], { user: 'v', host: 'hv', retry });
+    clients.push(c);
+    const lease = await c.checkout('cad');
+    const lost: string[] = [];
+    lease.on('lost', (why: string) => lost.push(why));
+    await until('b mirrors the lease', () => held(b, 'cad') === 1);
+    const ledger = b.siteStore!.ledger;
+    const sid = (await ledger.allLeases())[0]!.tokenId;
+    t.equal(await ledger.sessionOwner(sid), 'a', 'a serves the session');
+    // a's view falls behind (a long stop, a slow watch): what etcd tells it arrives late.
+    const store = a.siteStore!;
+    const late: [string | symbol, unknown[]][] = [];
+    const emit = store.emit.bind(store);
+    store.emit = (event: string | symbol, ...args: unknown[]) => {
+      late.push([event, args]);
+      return true;
+    };
+    // a can no longer reach the client: it fails over to b, which takes the session over.
+    relay.dropReplies = true;
+    const deadline = Date.now() + 10_000;
+    while ((await ledger.sessionOwner(sid)) !== 'b') {
+      if (Date.now() > deadline) throw new Error('b never took the session over');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const hex = sid.toString(16).padStart(16, '0');
+    // a pings the session on its old address, hears nothing, and gives up on it.
+    await until('a gives up on the session', () =>
+      log.lines.some((l) => l.includes(hex) && /reaped|not reaped/.test(l)),
+    );
+    store.emit = emit;
+    for (const [event, args] of late) emit(event, ...args);
+    // a answers only after what it decided before is committed: a barrier.
+    const probe = await client(site, [a.address().port], { user: 'probe', host: 'hp' });
+    clients.push(probe);
+    await probe.status();
+    t.ok(await ledger.getLease(lease.leaseId), 'the lease is still in etcd');
+    t.equal(await ledger.held('cad@1.0'), 1, 'etcd counts the seat');
+    t.equal(await ledger.sessionOwner(sid), 'b', 'b still serves the session');
+    t.notOk(
+      log.lines.some((l) => /^reaped session/.test(l) && l.includes(hex)),
+      'a reaped nothing',
+    );
+    await c.ping();
+    await until('a mirrors the lease again', () => held(a, 'cad') === 1);
+    t.equal(held(b, 'cad'), 1, 'b holds it');
+    t.equal(lease.state, 'held', 'the client still holds its lease');
+    t.same(lost, [], 'and was never told it lost it');
+    await lease.checkin();
+    t.equal(await ledger.held('cad@1.0'), 0, 'checking it in at b frees the seat');
+  },
+);
+
+t.test(
+  'a server that gets a new etcd lease takes back only the sessions nobody took over',
+  { skip },
+  async (t) => {
+    const site = makeSite(['FEATURE cad demo 1.0 permanent 2']);
+    // a never gives up on a quiet session here: what is under test is the reattach.
+    const fast = { heartbeatMs: 300, testConnIntervalMs: 150, testConnTries: 1000, tickMs: 50 };
+    const log = keptLog();
+    const a = await server(site, 'a', 'reattach', { ...fast, logger: log.logger });
+    const b = await server(site, 'b', 'reattach', fast);
+    const relay = await udpRelay(a.address().port);
+    t.teardown(() => relay.close());
+    const retry = { initialMs: 100, maxIntervalMs: 300, maxTotalMs: 10_000, failoverMs: 500 };
+    const c = await client(site, [relay.port, b.address().port], { user: 'v', host: 'hv', retry });
+    const stay = await client(site, [a.address().port], { user: 'w', host: 'hw' });
+    clients.push(c, stay);
+    const lease = await c.checkout('cad');
+    const kept = await stay.checkout('cad');
+    const ledger = b.siteStore!.ledger;
+    const owners = async () => {
+      const m = await ledger.liveSessions();
+      return [...m.values()].sort().join(',');
+    };
+    t.equal(await owners(), 'a,a', 'a serves both sessions');
+    const store = a.siteStore!;
+    const late: [string | symbol, unknown[]][] = [];
+    const emit = store.emit.bind(store);
+    store.emit = (event: string | symbol, ...args: unknown[]) => {
+      late.push([event, args]);
+      return true;
+    };
+    relay.dropReplies = true;
+    const deadline = Date.now() + 10_000;
+    while ((await owners()) !== 'a,b') {
+      if (Date.now() > deadline) throw new Error('b never took the session over');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // a's etcd lease ends (as when it was stopped past its TTL): its liveness keys go.
+    const leaseId = a.siteStore!.ledger.state().leaseId!;
+    const etcd = new Etcd3({ hosts: cluster.endpoints });
+    t.teardown(() => etcd.close());
+    await etcd.leaseClient.leaseRevoke({ ID: leaseId });
+    await until('a holds a new etcd lease', () =>
+      log.lines.some((l) => l.startsWith('site: a new etcd lease')),
+    );
+    let now = '';
+    const end = Date.now() + 10_000;
+    // Done when a has put back the one it still serves and decided on the other.
+    while (
+      !(now === 'a,a' || (now === 'a,b' && log.lines.some((l) => /not attached again/.test(l))))
+    ) {
+      if (Date.now() > end) throw new Error(`a never reattached: owners ${now}`);
+      await new Promise((r) => setTimeout(r, 50));
+      now = await owners();
+    }
+    t.equal(now, 'a,b', 'a took back its own session, not the one b serves');
+    store.emit = emit;
+    for (const [event, args] of late) emit(event, ...args);
+    await c.ping();
+    t.equal(await owners(), 'a,b', 'and it stays so');
+    t.equal(lease.state, 'held');
+    t.equal(kept.state, 'held');
+    t.equal(await ledger.held('cad@1.0'), 2, 'both seats held');
+    await lease.checkin();
+    await kept.checkin();
+    t.equal(await ledger.held('cad@1.0'), 0);
   },
 );
 

@@ -397,6 +397,65 @@ t.test('site ledger over a real etcd cluster', { skip }, async (t) => {
     t.equal(await a.getSession(5n), undefined);
   });
 
+  await t.test(
+    'a session is ended only by the server that holds it, and stays ended',
+    async (t) => {
+      const a = await ledger('a', 'ending');
+      const b = await ledger('b', 'ending');
+      const s = {
+        tokenId: 7n,
+        token: new Uint8Array([7]),
+        user: 'ann',
+        host: 'ws1',
+        vendor: 'demo',
+        created: Date.now(),
+        expires: Date.now() + 60_000,
+        ip: '127.0.0.1',
+        port: 5000,
+        credential: 'demo',
+      };
+      t.equal(await a.attachSession(7n, s), undefined);
+      t.equal(await b.attachSession(7n), 'a', 'b takes it over');
+      t.equal(
+        await a.endSession(7n, { holder: 'self', revokeUntil: s.expires }),
+        'b',
+        'a no longer holds it',
+      );
+      t.equal(await a.endSession(7n, { holder: 'none' }), 'b', 'nor is it an orphan');
+      t.same(await a.getSession(7n), { ...s, seqFloor: -1 }, 'nothing changed');
+      t.equal(await a.isRevoked(7n), false);
+      t.equal(await a.attachSessionIfFree(7n, s), 'b', 'a cannot pull it back');
+      t.equal(await a.sessionOwner(7n), 'b');
+      t.equal(await b.endSession(7n, { holder: 'self', revokeUntil: s.expires }), 'ended', 'b can');
+      t.equal(await a.getSession(7n), undefined, 'the record is gone');
+      t.equal(await a.sessionOwner(7n), undefined, 'and its liveness key');
+      t.equal(await a.isRevoked(7n), true, 'the token is revoked in the same transaction');
+      await t.rejects(
+        a.attachSession(7n, s),
+        { code: 'REVOKED' },
+        'an ended session is not attached again',
+      );
+      t.equal(await a.attachSessionIfFree(7n, s), 'revoked');
+      await a.writeRecords({ sessions: [s] });
+      t.equal(await a.getSession(7n), undefined, 'not by a grouped write either');
+      t.equal(await a.sessionOwner(7n), undefined);
+      // An orphan (nobody holds it): ended as one; forgetting (no revocation) leaves it attachable.
+      const o = { ...s, tokenId: 8n };
+      await a.writeRecords({ sessions: [o] });
+      await a.deleteSession(8n);
+      await a.writeRecords({ sessions: [o] });
+      t.equal(await b.endSession(8n, { holder: 'none' }), 'a', 'held by a: not an orphan');
+      t.equal(await a.endSession(8n, { holder: 'self' }), 'ended', 'forgotten by its holder');
+      t.equal(await a.isRevoked(8n), false, 'not revoked');
+      t.equal(await b.attachSessionIfFree(8n, o), 'attached', 'free: attached again');
+      t.equal(await b.sessionOwner(8n), 'b');
+      await t.rejects(
+        a.endSession(8n, { holder: 'mine' as 'self' }),
+        new TypeError("o.holder must be 'self' or 'none'"),
+      );
+    },
+  );
+
   await t.test('lease ids are never granted twice', async (t) => {
     const a = await ledger('a', 'ids');
     const b = await ledger('b', 'ids');
