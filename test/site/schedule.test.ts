@@ -4,7 +4,7 @@
  * orders), 24 steps: kill -9 of a server (a replacement starts under a new id), SIGSTOP of a server
  * past the clients' failover window and SIGCONT. After every step: seats held site-wide ≤
  * the count, no lease in two clients, and every grant a client was told of is still held
- * in etcd unless its holder checked it in. The seed is printed (FLOATLM_SEED=N replays it).
+ * in etcd unless its holder asked to check it in. The seed is printed (FLOATLM_SEED=N replays it).
  * Skips without etcd on PATH (fails under CI=true).
  */
 import t from 'tap';
@@ -74,6 +74,7 @@ t.test(
     clients.push(...cs);
     const held = new Map<Client, Lease[]>();
     const lost: string[] = [];
+    const inDoubt = new Set<Lease>();
     const listed = new Set(live);
     let stopped: SiteServer | undefined;
     for (let step = 0; step < 24; step++) {
@@ -105,7 +106,10 @@ t.test(
             const l = mine.splice(Math.floor(rand() * mine.length), 1)[0]!;
             ops.push(
               l.checkin().catch((e: Error) => {
-                // Unanswered: the client may not know whether it was checked in; it still holds.
+                // Unanswered: the client does not know whether it was checked in. It still
+                // holds it as far as it knows (and checks it in again later); the site may
+                // have released it, as asked.
+                inDoubt.add(l);
                 mine.push(l);
                 t.comment(`${msg}: checkin failed: ${e.message}`);
               }),
@@ -134,6 +138,7 @@ t.test(
       if (new Set(ids).size !== ids.length) t.fail(`${msg}: a lease in two clients`);
       if (siteHeld > count) t.fail(`${msg}: site holds ${siteHeld} > ${count}`);
       for (const l of acknowledged) {
+        if (inDoubt.has(l)) continue;
         if (!(await obs.getLease(l.leaseId)))
           t.fail(`${msg}: acknowledged lease ${l.leaseId} is gone from etcd`);
       }
