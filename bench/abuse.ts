@@ -38,6 +38,7 @@ import {
   Requester,
   rssBytes,
   spawnFloatlmd,
+  spawnScript,
   udpDrops,
   waitExit,
 } from './site.ts';
@@ -66,6 +67,12 @@ export interface BadTagResult {
   /** The worst row of modes 1, 3 and 4, and of mode 2. */
   worst_us_modes_1_3_4: number;
   worst_us_mode_2: number;
+  /**
+   * The floor, same run, same core, same datagrams (the mode-1 PING row's): server CPU per
+   * datagram of a node:dgram socket that reads each one and drops it. What floatlmd spends
+   * on a bad tag is the row less this.
+   */
+  floor_us: number;
 }
 
 const BURST = 500;
@@ -215,6 +222,7 @@ async function badTagRows(n: number, pinned: boolean): Promise<BadTagResult> {
         rate: Math.round(handled / wall),
       });
     }
+    const floor = await sinkFloor(kinds[0]!.make, n, pinned);
     const worst = (modes: number[]) =>
       Math.max(
         ...rows.filter((r) => modes.includes(r.mode)).map((r) => r.server_cpu_us_per_datagram),
@@ -226,11 +234,57 @@ async function badTagRows(n: number, pinned: boolean): Promise<BadTagResult> {
       rows,
       worst_us_modes_1_3_4: worst([1, 3, 4]),
       worst_us_mode_2: worst([2]),
+      floor_us: floor,
     };
   } finally {
     req.close();
     d.child.kill('SIGTERM');
     await waitExit(d.child);
+  }
+}
+
+/**
+ * Server CPU per datagram of `bench/server.js sink` (a socket that reads and drops), fed as
+ * the bad-tag rows are: `n` datagrams from `make`, in bursts, each burst followed by a probe
+ * whose cost is taken out.
+ * @throws {Error} when the sink fails or a probe is not answered
+ */
+async function sinkFloor(make: () => Uint8Array, n: number, pinned: boolean): Promise<number> {
+  const sink = await spawnScript('server.js', ['sink'], pinned ? { core: 0 } : {});
+  const port = Number(/port (\d+)/.exec(sink.ready)?.[1]);
+  const req = await Requester.open(port);
+  try {
+    const pid = sink.child.pid!;
+    const probe = () => {
+      const r = rid();
+      const b = new Uint8Array(12);
+      new DataView(b.buffer).setUint32(8, r);
+      return req.request(b, r);
+    };
+    const bursts = Math.ceil(n / BURST);
+    const all = Array.from({ length: n }, () => spoil(make()));
+    for (let i = 0; i < 20; i++) {
+      for (let j = 0; j < BURST; j++) req.socket.send(all[j]!, port, '127.0.0.1');
+      await probe();
+    }
+    const c0 = cpuSecondsFine(pid);
+    for (let i = 0; i < bursts; i++) await probe();
+    const probeS = (cpuSecondsFine(pid) - c0) / bursts;
+    const drops0 = udpDrops(port);
+    const c1 = cpuSecondsFine(pid);
+    for (let b = 0; b < bursts; b++) {
+      const end = Math.min(n, (b + 1) * BURST);
+      for (let i = b * BURST; i < end; i++) req.socket.send(all[i]!, port, '127.0.0.1');
+      await probe();
+    }
+    const cpu = cpuSecondsFine(pid) - c1;
+    const dropped = udpDrops(port) - drops0;
+    const handled = n - (Number.isNaN(dropped) ? 0 : dropped);
+    return round2(((cpu - bursts * probeS) * 1e6) / handled);
+  } finally {
+    req.close();
+    sink.child.kill('SIGTERM');
+    await waitExit(sink.child);
   }
 }
 

@@ -242,6 +242,9 @@ async function main(): Promise<void> {
     say(
       `   worst: modes 1/3/4 ${bt.worst_us_modes_1_3_4} µs (target ≤ 5), mode 2 ${bt.worst_us_mode_2} µs (target ≤ 10); probe ${bt.probe_cpu_us} µs a burst of ${bt.burst}, subtracted`,
     );
+    say(
+      `   floor: a node:dgram socket that reads and drops the same datagrams costs ${bt.floor_us} µs each (same run, same core); floatlmd above it: modes 1/3/4 ${round(bt.worst_us_modes_1_3_4 - bt.floor_us, 2)} µs, mode 2 ${round(bt.worst_us_mode_2 - bt.floor_us, 2)} µs`,
+    );
   } else skipped(title5);
 
   let fd: FloodResult | undefined;
@@ -358,6 +361,7 @@ async function main(): Promise<void> {
     badtag: bt ?? null,
     badtag_worst_us_modes_1_3_4: bt?.worst_us_modes_1_3_4 ?? null,
     badtag_worst_us_mode_2: bt?.worst_us_mode_2 ?? null,
+    badtag_floor_us: bt?.floor_us ?? null,
     flood: fd ?? null,
     flood_rss_peak_bytes: fd?.rss_peak_bytes ?? null,
     flood_hello_share: fd?.hello_other.share ?? null,

@@ -4,6 +4,7 @@
  * SIGTERM (or stdin closing) it stops, prints one JSON line of counters, and exits.
  *
  *   node dist/bench/server.js echo
+ *   node dist/bench/server.js sink   (reads and drops every datagram; echoes 12-byte probes)
  *   node dist/bench/server.js daemon '<DaemonOptions as JSON>'
  */
 import dgram from 'node:dgram';
@@ -20,6 +21,22 @@ async function main(): Promise<void> {
     s.on('message', (msg, rinfo) => {
       n++;
       s.send(msg, rinfo.port, rinfo.address);
+    });
+    process.stdout.write(`port ${s.address().port}\n`);
+    stop = async () => {
+      s.close();
+      return { received: n };
+    };
+  } else if (kind === 'sink') {
+    // The floor under the bad-tag figures: what receiving a datagram costs a Node process
+    // that does nothing with it. A 12-byte datagram is a probe, sent back to sync on.
+    const s = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
+    s.setRecvBufferSize(4 << 20);
+    let n = 0;
+    s.on('message', (msg, rinfo) => {
+      n++;
+      if (msg.length === 12) s.send(msg, rinfo.port, rinfo.address);
     });
     process.stdout.write(`port ${s.address().port}\n`);
     stop = async () => {

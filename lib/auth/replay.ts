@@ -80,25 +80,41 @@ export class ReplayWindow {
 
 /** Words of one 1024-wide window in a WindowSlab: 1024 bits and one word of slack. */
 const SLAB_WORDS = 1024 / WORD_BITS + 1;
+/** Width of a compact window's bitmap (the seqs nearest its top). */
+const NEAR = 64;
 
 /**
  * The replay windows of every live session in one shared slab: RFC 6479 over u32 seqs, 1024
- * wide, with the bitmap words of all windows in one Uint32Array and their highest seqs in one
- * Float64Array. A window is a slot number: no object, ArrayBuffer or off-heap block per
- * session (a ReplayWindow each cost ~400 bytes at a million sessions). Slots are reused
- * through a free list; the slab doubles when full.
+ * wide, without an object, ArrayBuffer or off-heap block per session.
+ *
+ * Most sessions see their seqs in order, so a window starts compact: its top and a 64-bit
+ * bitmap of the seqs just below it (20 bytes a slot), with every seq from 64 to 1023 below
+ * the top seen. A seq that would fall out of those 64 bits unseen (a datagram lost or
+ * delayed past 64 later ones, or a jump in the seqs) makes the window spill into a full
+ * 1024-bit bitmap (132 bytes more) before anything is forgotten, so the semantics are exactly
+ * ReplayWindow(1024)'s. Slots and bitmaps are reused through free lists; the slab doubles
+ * when full.
  */
 export class WindowSlab {
-  #bits: Uint32Array;
+  /** Highest seq accepted (or the floor) per slot, -1 when none. */
   #top: Float64Array;
+  /** Compact bitmap per slot, two words: bit i is seq top - i (word 0 holds bits 0..31). */
+  #near: Uint32Array;
+  /** Full bitmap index per slot, -1 while compact. */
+  #spill: Int32Array;
+  /** Full bitmaps, SLAB_WORDS each, indexed by seq as in ReplayWindow. */
+  #bits = new Uint32Array(0);
   #free: number[] = [];
+  #freeBits: number[] = [];
   #used = 0;
+  #usedBits = 0;
 
   /** @throws {RangeError} when initial is not a positive integer */
   constructor(initial = 1024) {
     if (!Number.isInteger(initial) || initial < 1) throw new RangeError('initial must be ≥ 1');
-    this.#bits = new Uint32Array(initial * SLAB_WORDS);
     this.#top = new Float64Array(initial).fill(-1);
+    this.#near = new Uint32Array(initial * 2);
+    this.#spill = new Int32Array(initial).fill(-1);
   }
 
   /** Slots in use. */
@@ -106,9 +122,16 @@ export class WindowSlab {
     return this.#used - this.#free.length;
   }
 
-  /** Bytes the slab holds (every slot, used or free). */
+  /** Windows in use that have spilled into a full bitmap. */
+  get spilled(): number {
+    return this.#usedBits - this.#freeBits.length;
+  }
+
+  /** Bytes the slab holds (every slot and bitmap, used or free). */
   get bytes(): number {
-    return this.#bits.byteLength + this.#top.byteLength;
+    return (
+      this.#top.byteLength + this.#near.byteLength + this.#spill.byteLength + this.#bits.byteLength
+    );
   }
 
   /** A fresh window in which every seq at or below `floor` counts as seen (-1: none). */
@@ -118,20 +141,21 @@ export class WindowSlab {
       if (this.#used === this.#top.length) this.#grow();
       slot = this.#used++;
     }
-    // Bits only matter within the window below top; all set = all seen, except the seqs
-    // above the floor in the floor's own word, which have not been seen.
-    this.#bits.fill(floor >= 0 ? 0xffffffff : 0, slot * SLAB_WORDS, (slot + 1) * SLAB_WORDS);
-    if (floor >= 0) {
-      const bit = floor % WORD_BITS;
-      const word = slot * SLAB_WORDS + (Math.floor(floor / WORD_BITS) % SLAB_WORDS);
-      this.#bits[word] = bit === 31 ? 0xffffffff : ((1 << (bit + 1)) - 1) >>> 0;
-    }
+    // All seen below the top: below a floor that is true, below -1 there is nothing.
+    this.#near[2 * slot] = 0xffffffff;
+    this.#near[2 * slot + 1] = 0xffffffff;
+    this.#spill[slot] = -1;
     this.#top[slot] = floor;
     return slot;
   }
 
-  /** Returns a slot to the free list. */
+  /** Returns a slot (and its full bitmap, if it spilled) to the free lists. */
   release(slot: number): void {
+    const b = this.#spill[slot]!;
+    if (b >= 0) {
+      this.#freeBits.push(b);
+      this.#spill[slot] = -1;
+    }
     this.#free.push(slot);
   }
 
@@ -145,17 +169,50 @@ export class WindowSlab {
     if (!Number.isInteger(seq) || seq < 0 || seq > 0xffffffff) return false;
     const top = this.#top[slot]!;
     if (seq > top) return true;
-    if (top - seq >= 1024) return false;
-    const word = slot * SLAB_WORDS + (Math.floor(seq / WORD_BITS) % SLAB_WORDS);
-    return (this.#bits[word]! & (1 << (seq % WORD_BITS))) === 0;
+    const d = top - seq;
+    if (d >= 1024) return false;
+    const b = this.#spill[slot]!;
+    if (b >= 0) {
+      const word = b * SLAB_WORDS + (Math.floor(seq / WORD_BITS) % SLAB_WORDS);
+      return (this.#bits[word]! & (1 << (seq % WORD_BITS))) === 0;
+    }
+    if (d >= NEAR) return false;
+    const w = this.#near[2 * slot + (d >= 32 ? 1 : 0)]!;
+    return (w & (1 << (d % 32))) === 0;
   }
 
   /** Marks `seq` seen; call only after `check` and after the datagram verified. */
   update(slot: number, seq: number): void {
     if (!this.check(slot, seq)) return;
-    const base = slot * SLAB_WORDS;
-    const index = Math.floor(seq / WORD_BITS);
     const top = this.#top[slot]!;
+    if (this.#spill[slot]! < 0) {
+      if (seq <= top) {
+        const d = top - seq;
+        this.#near[2 * slot + (d >= 32 ? 1 : 0)]! |= 1 << (d % 32);
+        return;
+      }
+      const shift = seq - top;
+      const lo = this.#near[2 * slot]!;
+      const hi = this.#near[2 * slot + 1]!;
+      if (keepsCompact(lo, hi, shift)) {
+        if (shift >= NEAR) {
+          // Every bit left (all seen); the seqs between are unseen and within 64 of the top.
+          this.#near[2 * slot] = 1;
+          this.#near[2 * slot + 1] = 0;
+        } else if (shift >= 32) {
+          this.#near[2 * slot + 1] = shift === 32 ? lo : lo << (shift - 32);
+          this.#near[2 * slot] = 1;
+        } else {
+          this.#near[2 * slot + 1] = (hi << shift) | (lo >>> (32 - shift));
+          this.#near[2 * slot] = (lo << shift) | 1;
+        }
+        this.#top[slot] = seq;
+        return;
+      }
+      this.#spillSlot(slot, top, lo, hi);
+    }
+    const base = this.#spill[slot]! * SLAB_WORDS;
+    const index = Math.floor(seq / WORD_BITS);
     if (seq > top) {
       const current = top < 0 ? -1 : Math.floor(top / WORD_BITS);
       const diff = Math.min(index - current, SLAB_WORDS);
@@ -165,15 +222,58 @@ export class WindowSlab {
     this.#bits[base + (index % SLAB_WORDS)]! |= 1 << (seq % WORD_BITS);
   }
 
+  /** Moves a compact window into a full bitmap, seen for seen. */
+  #spillSlot(slot: number, top: number, lo: number, hi: number): void {
+    let b = this.#freeBits.pop();
+    if (b === undefined) {
+      b = this.#usedBits++;
+      if (this.#bits.length < this.#usedBits * SLAB_WORDS) {
+        const bits = new Uint32Array(Math.max(this.#usedBits * 2, 64) * SLAB_WORDS);
+        bits.set(this.#bits);
+        this.#bits = bits;
+      }
+    }
+    const base = b * SLAB_WORDS;
+    // Everything more than 64 below the top is seen in a compact window.
+    this.#bits.fill(0xffffffff, base, base + SLAB_WORDS);
+    if (top >= 0) {
+      // Above the top in its own word: unseen.
+      const bit = top % WORD_BITS;
+      const w = base + (Math.floor(top / WORD_BITS) % SLAB_WORDS);
+      this.#bits[w] = bit === 31 ? 0xffffffff : ((1 << (bit + 1)) - 1) >>> 0;
+      for (let d = 0; d < NEAR && d <= top; d++) {
+        const seen = ((d >= 32 ? hi : lo) >>> (d % 32)) & 1;
+        if (seen) continue;
+        const q = top - d;
+        this.#bits[base + (Math.floor(q / WORD_BITS) % SLAB_WORDS)]! &= ~(1 << (q % WORD_BITS));
+      }
+    }
+    this.#spill[slot] = b;
+  }
+
   #grow(): void {
     const n = this.#top.length * 2;
-    const bits = new Uint32Array(n * SLAB_WORDS);
-    bits.set(this.#bits);
     const top = new Float64Array(n).fill(-1);
     top.set(this.#top);
-    this.#bits = bits;
+    const near = new Uint32Array(n * 2);
+    near.set(this.#near);
+    const spill = new Int32Array(n).fill(-1);
+    spill.set(this.#spill);
     this.#top = top;
+    this.#near = near;
+    this.#spill = spill;
   }
+}
+
+/**
+ * Whether a compact window (bits `lo`, `hi`) can move its top up by `shift` and forget
+ * nothing: every bit leaving the 64 is seen, and no unseen seq lands more than 64 below.
+ */
+function keepsCompact(lo: number, hi: number, shift: number): boolean {
+  if (shift > NEAR) return false;
+  if (shift === NEAR) return lo === 0xffffffff && hi === 0xffffffff;
+  if (shift <= 32) return hi >>> (32 - shift) === 2 ** shift - 1;
+  return hi === 0xffffffff && lo >>> (NEAR - shift) === 2 ** (shift - 32) - 1;
 }
 
 /**

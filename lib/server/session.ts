@@ -43,8 +43,8 @@ export interface SessionFields {
  * What sessions hold once they have talked, in shared columns indexed by a slot number: the
  * replay window (in a WindowSlab), the fields of the last HEARTBEAT_ACK, and the seq up to
  * which the session's replay floor is durable. An object per session cost its header and
- * fields (~80 bytes) on top of the window's own ArrayBuffer (~400); a slot costs ~170 bytes
- * and no object.
+ * fields (~80 bytes) on top of the window's own ArrayBuffer (~400); a slot costs ~60 bytes
+ * while its window is compact (WindowSlab) and no object.
  */
 export class LiveSlab {
   readonly windows = new WindowSlab(1024);
@@ -57,6 +57,9 @@ export class LiveSlab {
   // Seq floors are u32 (protocol.md): 4 bytes each, not 8.
   #reserved = new Uint32Array(1024);
   #durable = new Uint32Array(1024);
+  // When the session was last told its floor: every restored session is, once, after a
+  // restart; a column here, not a Probe object (and its heap number) per session.
+  #resyncAt = new Float64Array(1024);
 
   /** A slot whose window counts every seq ≤ floor as seen (-1: a fresh window). */
   alloc(floor: number): number {
@@ -65,7 +68,17 @@ export class LiveSlab {
     this.#mode[slot] = 0;
     this.#reserved[slot] = Math.max(floor, 0);
     this.#durable[slot] = Math.max(floor, 0);
+    this.#resyncAt[slot] = 0;
     return slot;
+  }
+
+  /** When the slot's session was last told its restart floor (ms), 0 when never. */
+  resyncAt(slot: number): number {
+    return this.#resyncAt[slot]!;
+  }
+
+  setResyncAt(slot: number, ms: number): void {
+    this.#resyncAt[slot] = ms;
   }
 
   release(slot: number): void {
@@ -133,13 +146,13 @@ export class LiveSlab {
     this.#heartbeatMs = grow(this.#heartbeatMs);
     this.#reserved = grow(this.#reserved);
     this.#durable = grow(this.#durable);
+    this.#resyncAt = grow(this.#resyncAt);
   }
 }
 
 /** test_conn state, for the sessions the daemon has had to ping. */
 class Probe {
   serverSeq = 0;
-  resyncAt = 0;
   pings = 0;
   nextPingAt = 0;
   nonce: Uint8Array | undefined = undefined;
@@ -243,7 +256,9 @@ export class Session {
 
   /** The slot of the session's window and kept reply, made on first use. */
   get slot(): number {
-    if (this.#slot < 0) this.#slot = this.#shared.slab.alloc(this.floor);
+    // Seq 0 is never a mode-2/3 seq (protocol.md §10): counted seen, so that a new session's
+    // window stays compact (a gap at seq 0 would spill it after 64 datagrams).
+    if (this.#slot < 0) this.#slot = this.#shared.slab.alloc(Math.max(this.floor, 0));
     return this.#slot;
   }
 
@@ -257,7 +272,7 @@ export class Session {
     this.#shared.slab.windows.update(this.slot, seq);
   }
 
-  /** Highest seq accepted (or the restart floor), -1 when none. */
+  /** Highest seq accepted, or the restart floor (0 for a new session: seq 0 counts as seen). */
   get highestSeq(): number {
     return this.#shared.slab.windows.highest(this.slot);
   }
@@ -314,11 +329,11 @@ export class Session {
 
   /** When the session was last told its restart floor (ERROR REPLAY). */
   get resyncAt(): number {
-    return this.#probe?.resyncAt ?? 0;
+    return this.#slot < 0 ? 0 : this.#shared.slab.resyncAt(this.#slot);
   }
 
   set resyncAt(v: number) {
-    this.#probing().resyncAt = v;
+    this.#shared.slab.setResyncAt(this.slot, v);
   }
 
   /** Unanswered test_conn pings. */

@@ -9,7 +9,11 @@ import { HmacCache, type KeyDeriver, LiveSlab, Session, type SessionFields } fro
 
 export class SessionTable implements SessionLookup {
   readonly #map = new Map<bigint, Session>();
-  readonly #perUser = new Map<string, number>();
+  /**
+   * vendor → user → live sessions. Keyed by the session's own strings: a joined key would be
+   * a new string per session (~64 bytes each once hashed, with a million distinct users).
+   */
+  readonly #perUser = new Map<string, Map<string, number>>();
   readonly #perHost = new Map<string, number>();
   readonly #perCredential = new Map<string, number>();
   readonly #shared: { hmacs: HmacCache; slab: LiveSlab };
@@ -43,7 +47,7 @@ export class SessionTable implements SessionLookup {
   add(f: SessionFields, key?: Uint8Array): Session {
     const s = new Session(f, this.#shared, key);
     this.#map.set(s.id, s);
-    bump(this.#perUser, userKey(s.vendor, s.user), 1);
+    this.#bumpUser(s, 1);
     bump(this.#perHost, s.address, 1);
     if (s.credential) bump(this.#perCredential, s.credential, 1);
     return s;
@@ -53,7 +57,7 @@ export class SessionTable implements SessionLookup {
   readd(s: Session): void {
     if (this.#map.has(s.id)) return;
     this.#map.set(s.id, s);
-    bump(this.#perUser, userKey(s.vendor, s.user), 1);
+    this.#bumpUser(s, 1);
     bump(this.#perHost, s.address, 1);
     if (s.credential) bump(this.#perCredential, s.credential, 1);
   }
@@ -62,7 +66,7 @@ export class SessionTable implements SessionLookup {
   remove(s: Session): void {
     if (this.#map.get(s.id) !== s) return;
     this.#map.delete(s.id);
-    bump(this.#perUser, userKey(s.vendor, s.user), -1);
+    this.#bumpUser(s, -1);
     bump(this.#perHost, s.address, -1);
     if (s.credential) bump(this.#perCredential, s.credential, -1);
     s.drop();
@@ -81,7 +85,18 @@ export class SessionTable implements SessionLookup {
 
   /** Live sessions of this vendor's user. */
   users(vendor: string, user: string): number {
-    return this.#perUser.get(userKey(vendor, user)) ?? 0;
+    return this.#perUser.get(vendor)?.get(user) ?? 0;
+  }
+
+  #bumpUser(s: Session, delta: number): void {
+    let users = this.#perUser.get(s.vendor);
+    if (!users) {
+      if (delta <= 0) return;
+      users = new Map();
+      this.#perUser.set(s.vendor, users);
+    }
+    bump(users, s.user, delta);
+    if (users.size === 0) this.#perUser.delete(s.vendor);
   }
 
   /** Live sessions from this source address. */
@@ -110,10 +125,6 @@ export class SessionTable implements SessionLookup {
       credential: s.credential,
     };
   }
-}
-
-function userKey(vendor: string, user: string): string {
-  return `${vendor}\0${user}`;
 }
 
 function bump(counts: Map<string, number>, key: string, delta: number): void {

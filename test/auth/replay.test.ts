@@ -155,6 +155,105 @@ t.test('WindowSlab agrees with ReplayWindow and the model, many windows interlea
   t.pass('model agrees');
 });
 
+/** Seqs as clients send them: mostly the next one, some lost, late, repeated or jumped. */
+const clientSeqs = (start: number) =>
+  fc
+    .array(
+      fc.oneof(
+        { weight: 12, arbitrary: fc.constant(1) },
+        { weight: 2, arbitrary: fc.integer({ min: 2, max: 70 }) },
+        { weight: 2, arbitrary: fc.integer({ min: -80, max: 0 }) },
+        { weight: 1, arbitrary: fc.integer({ min: -1100, max: 1100 }) },
+      ),
+      { maxLength: 600 },
+    )
+    .map((steps) => {
+      let at = start;
+      return steps.map((d) => {
+        at = Math.max(0, Math.min(0xffffffff, at + d));
+        return at;
+      });
+    });
+
+t.test(
+  'WindowSlab compact and spilled windows agree with the model on client-like seqs',
+  async (t) => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.integer({ min: -1, max: 3000 }), fc.nat(5000)), {
+          minLength: 1,
+          maxLength: 4,
+        }),
+        fc.array(clientSeqs(0), { minLength: 4, maxLength: 4 }),
+        (starts, runs) => {
+          const slab = new WindowSlab(1);
+          const slots = starts.map(([floor]) => slab.alloc(floor));
+          const models = starts.map(([floor]) => model(1024, floor));
+          for (let i = 0; i < 600; i++) {
+            for (let k = 0; k < slots.length; k++) {
+              const q = runs[k]![i];
+              if (q === undefined) continue;
+              const seq = q + starts[k]![1];
+              const want = models[k]!.check(seq);
+              if (slab.check(slots[k]!, seq) !== want) return false;
+              if (want) {
+                slab.update(slots[k]!, seq);
+                models[k]!.update(seq);
+              }
+              if (slab.highest(slots[k]!) !== models[k]!.top) return false;
+            }
+          }
+          return true;
+        },
+      ),
+      { numRuns: 300 },
+    );
+    t.pass('model agrees');
+  },
+);
+
+t.test('WindowSlab: a window stays compact while its seqs come in order', async (t) => {
+  const w = new WindowSlab(4);
+  // As a session's: seq 0 is never a mode-2/3 seq, its window counts it seen.
+  const a = w.alloc(0);
+  const b = w.alloc(4096);
+  const take = (s: number, q: number) => {
+    if (!w.check(s, q)) return false;
+    w.update(s, q);
+    return true;
+  };
+  for (let q = 1; q <= 3000; q++) take(a, q);
+  for (let q = 4097; q <= 7000; q++) take(b, q);
+  t.equal(w.spilled, 0, 'in-order seqs never spill');
+  t.notOk(take(a, 3000 - 1000), 'seen long ago');
+  t.ok(take(a, 3005), 'a jump within 64');
+  t.ok(take(a, 3002), 'the gap is still open');
+  t.equal(w.spilled, 0);
+  for (let q = 3006; q <= 3001 + 63; q++) take(a, q);
+  t.equal(w.spilled, 0, 'still within 64 of the top: 3001, 3003, 3004 open');
+  t.ok(take(a, 3001 + 64), 'one more and 3001 would leave the 64 unseen');
+  t.equal(w.spilled, 1, 'so the window spilled');
+  t.ok(w.check(a, 3003), '3003 is still open');
+  t.ok(take(a, 3001));
+  t.notOk(take(a, 3001));
+  t.notOk(w.check(a, 3002), 'seen before the spill');
+  t.ok(take(b, 7000 + 500), 'a jump past 64 spills too');
+  t.equal(w.spilled, 2);
+  t.ok(take(b, 7100), 'and keeps the seqs it jumped over open');
+  const bytes = w.bytes;
+  w.release(a);
+  w.release(b);
+  t.equal(w.spilled, 0, 'released with their slots');
+  const c = w.alloc(0);
+  t.ok(take(c, 1), 'a reused slot starts compact');
+  t.equal(w.spilled, 0);
+  const d = w.alloc();
+  t.ok(take(d, 1000), 'a fresh window holding just its first seq (a mode-2 restore)');
+  t.equal(w.spilled, 1, 'spills: the seqs below it are still unseen');
+  t.ok(take(d, 1), 'and open');
+  t.equal(w.bytes, bytes, 'the freed bitmap was reused');
+});
+
 t.test('WindowSlab floor: every seq at or below it is seen, the rest is fresh', async (t) => {
   const w = new WindowSlab(2);
   const s = w.alloc(5000);

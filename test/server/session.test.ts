@@ -194,8 +194,9 @@ t.test(
 t.test('Session windows: checkSeq, acceptSeq, the restart floor, release on drop', async (t) => {
   const c = new HmacCache(4, anyKey);
   const s = session(c, 1);
-  t.ok(s.checkSeq(0), 'a fresh window takes seq 0');
-  t.equal(s.highestSeq, -1);
+  t.notOk(s.checkSeq(0), 'seq 0 is never a session seq (protocol.md §10): counted seen');
+  t.ok(s.checkSeq(1), 'a fresh window takes seq 1');
+  t.equal(s.highestSeq, 0);
   t.ok(s.checkSeq(7));
   t.ok(s.checkSeq(7), 'check alone changes nothing');
   s.acceptSeq(7);
@@ -221,7 +222,7 @@ t.test('Session windows: checkSeq, acceptSeq, the restart floor, release on drop
   const next = session(c, 4);
   t.equal(next.slot, slot, 'a dropped session frees its slot for the next');
   t.ok(next.checkSeq(7), 'which is a fresh window');
-  t.equal(next.highestSeq, -1);
+  t.equal(next.highestSeq, 0);
 });
 
 t.test('LiveSlab keeps HEARTBEAT_ACKs of more sessions than its initial size', async (t) => {
