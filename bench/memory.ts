@@ -13,7 +13,8 @@
  *     idle as restored. With `active`, every session then sends one real mode-3 HEARTBEAT
  *     (from a new port, as after a NAT rebinding) and the figures are taken again: each
  *     session now also holds its replay window and its kept HEARTBEAT_ACK, and the most
- *     recent 65 536 their keyed HMAC. The heartbeats come from a child,
+ *     recent 65 536 their keyed HMAC; the daemon's CPU per session while they talked is the
+ *     cost of a restored session's first contact. The heartbeats come from a child,
  *   node dist/bench/memory.js talk SITE_JSON PORT
  *     which sends them (256 in flight) and prints how many were answered.
  *   node --expose-gc dist/bench/memory.js flush SITE_JSON TICK_MS
@@ -143,12 +144,21 @@ async function measure(site: Site, active: boolean): Promise<void> {
   let talked: Record<string, unknown> | undefined;
   if (active) {
     const t1 = performance.now();
+    const cpu0 = process.cpuUsage();
     // The talking runs in another process (on the other core, if any): the figure is the
     // daemon's, and its first answer to each session (key derivation) is the slow part.
     const answered = await talker(site, d.address().port);
     const talkMs = performance.now() - t1;
+    // This process is the daemon's: its CPU while the sessions talked is what their first
+    // contact cost it (each is two datagrams: the floor resync, then the heartbeat).
+    const cpu = process.cpuUsage(cpu0);
     await settle();
-    talked = { answered, ms: Math.round(talkMs), mem: mem() };
+    talked = {
+      answered,
+      ms: Math.round(talkMs),
+      cpu_us_per_session: Math.round(((cpu.user + cpu.system) / Math.max(1, answered)) * 10) / 10,
+      mem: mem(),
+    };
   }
   console.log(
     JSON.stringify({

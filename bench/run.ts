@@ -77,6 +77,8 @@ interface MemFigure {
   /** After every session has sent one HEARTBEAT (from the daemon's start, like the above). */
   active_answered: number;
   active_ms: number;
+  /** Daemon CPU per restored session's first contact (floor resync + heartbeat), µs. */
+  first_contact_cpu_us: number;
   active_rss_bytes_per_session: number;
   active_heap_bytes_per_session: number;
 }
@@ -92,7 +94,7 @@ async function memory(n: number): Promise<MemFigure> {
     start_ms: number;
     before: Mem;
     after: Mem;
-    active: { answered: number; ms: number; mem: Mem };
+    active: { answered: number; ms: number; cpu_us_per_session: number; mem: Mem };
   };
   const heap = (x: Mem) => x.heapUsed + x.arrayBuffers;
   const rss = m.after.rss - m.before.rss;
@@ -108,6 +110,7 @@ async function memory(n: number): Promise<MemFigure> {
     heap_bytes_per_session: Math.round(heapDelta / m.sessions),
     active_answered: m.active.answered,
     active_ms: m.active.ms,
+    first_contact_cpu_us: m.active.cpu_us_per_session,
     active_rss_bytes_per_session: Math.round((m.active.mem.rss - m.before.rss) / m.sessions),
     active_heap_bytes_per_session: Math.round((heap(m.active.mem) - heap(m.before)) / m.sessions),
   };
@@ -207,6 +210,9 @@ async function main(): Promise<void> {
       );
     say(
       `   marginal between the two: ${marginal} B RSS/session; active at the larger: ${m1m.active_rss_bytes_per_session} B RSS/session (target ≤ 600 at 1 000 000)`,
+    );
+    say(
+      `   first contact of a restored session (ERROR REPLAY with its floor, then the heartbeat): ${m1m.first_contact_cpu_us} µs daemon CPU each at ${m1m.sessions}, ${m100k.first_contact_cpu_us} µs at ${m100k.sessions} (target ≤ 20); wall ${((m1m.active_ms * 1000) / m1m.sessions).toFixed(1)} µs each with the JS talker`,
     );
   } else skipped(title2);
 
@@ -354,6 +360,7 @@ async function main(): Promise<void> {
     memory: m1m ? { at_100k: m100k, at_1m: m1m, marginal_rss_bytes_per_session: marginal } : null,
     rss_bytes_per_session_1m: m1m?.rss_bytes_per_session ?? null,
     active_rss_bytes_per_session_1m: m1m?.active_rss_bytes_per_session ?? null,
+    first_contact_cpu_us_1m: m1m?.first_contact_cpu_us ?? null,
     flush: fl ?? null,
     flush_max_stall_ms: (fl?.max_stall_ms as number | undefined) ?? null,
     reclaim: rc ?? null,
@@ -386,6 +393,7 @@ async function main(): Promise<void> {
         (v) => v <= 600,
       ),
       rss_bytes_per_session_1m: target(m1m?.rss_bytes_per_session, 600, (v) => v <= 600),
+      first_contact_cpu_us_1m: target(m1m?.first_contact_cpu_us, 20, (v) => v <= 20),
       flush_max_stall_ms: target(fl?.max_stall_ms as number | undefined, 20, (v) => v <= 20),
       reclaim_10k_ms: target(
         rc?.total_ms,
