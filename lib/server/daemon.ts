@@ -23,7 +23,8 @@ import { RateLimiter } from './ratelimit.ts';
 import { Reaper } from './reaper.ts';
 import { restore } from './restore.ts';
 import { SessionTable } from './sessions.ts';
-import { attachSite, openSite, refused, seatRule } from './site.ts';
+import { attachSite, openSite, seatRule } from './site.ts';
+import { refused } from './site-sessions.ts';
 
 export type { DaemonConfig, DaemonOptions };
 export { type Counters, SERVER_VERSION };

@@ -27,7 +27,7 @@ import { cacheKeyOf, changesState, recordKey } from './keys.ts';
 import type { Ctx, Peer } from './outbox.ts';
 import type { RateLimiter } from './ratelimit.ts';
 import type { Session } from './session.ts';
-import { claim } from './site.ts';
+import { claim } from './site-sessions.ts';
 
 const EMPTY = Object.freeze({});
 

@@ -9,7 +9,7 @@ import { AuthMode, Flags, MsgType } from '../wire/index.ts';
 import { type Core, hexId } from './core.ts';
 import { degrade, tryRecover } from './faults.ts';
 import type { Session } from './session.ts';
-import { endSiteSession, siteTick } from './site.ts';
+import { endSiteSession, siteTick } from './site-sessions.ts';
 
 /** Sessions looked at per tick: a host with a million sweeps them over several ticks. */
 const SWEEP_BUDGET = 20_000;
