@@ -174,7 +174,9 @@ function wipe(): void {
  * Not part of the layer's API: nothing but that test calls it.
  */
 export function scratchSnapshotForTest(): Uint8Array {
-  const views = [S, BLOCK, LONG].map((a) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+  const views = [S, BLOCK, LONG, PAD, HK, HK_PRK, HK_T, HK_COUNTER].map(
+    (a) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength),
+  );
   return concatBytes(...views, new Uint8Array(Float64Array.of(buffered, hashed).buffer));
 }
 
@@ -225,25 +227,7 @@ export class KeyedHmac {
   }
 
   #key(key: Uint8Array): void {
-    const pad = new Uint8Array(64);
-    if (key.length > 64) {
-      // RFC 2104: a key longer than a block is its hash; that hash is key material too.
-      const hashedKey = digest(key);
-      pad.set(hashedKey);
-      hashedKey.fill(0);
-    } else {
-      pad.set(key);
-    }
-    for (let i = 0; i < 64; i++) pad[i]! ^= 0x36;
-    begin(IV, 0, 0);
-    compress(S, pad, 0);
-    this.#mid.set(S, 0);
-    new Uint8Array(this.#mid.buffer, 64, 64).set(pad);
-    for (let i = 0; i < 64; i++) pad[i]! ^= 0x36 ^ 0x5c;
-    begin(IV, 0, 0);
-    compress(S, pad, 0);
-    this.#mid.set(S, 8);
-    pad.fill(0);
+    keyInto(this.#mid, key);
     wipe();
   }
 
@@ -311,6 +295,44 @@ export class KeyedHmac {
   }
 }
 
+/** The key pad being built (zeroed after each use), and as words to copy it out. */
+const PAD = new Uint8Array(64);
+const PAD32 = new Int32Array(PAD.buffer);
+
+/**
+ * Keys `mid` (32 words: inner and outer midstates, then the inner pad) with `key`. Leaves S
+ * dirty: the caller wipes.
+ */
+function keyInto(mid: Int32Array, key: Uint8Array): void {
+  if (key.length > 64) {
+    // RFC 2104: a key longer than a block is its hash; that hash is key material too.
+    const hashedKey = digest(key);
+    PAD.set(hashedKey);
+    hashedKey.fill(0);
+  } else {
+    PAD.set(key);
+  }
+  for (let i = 0; i < 64; i++) PAD[i]! ^= 0x36;
+  begin(IV, 0, 0);
+  compress(S, PAD, 0);
+  for (let i = 0; i < 8; i++) mid[i] = S[i]!;
+  // Word copies keep the bytes in memory order, as the long path reads them back.
+  for (let i = 0; i < 16; i++) mid[16 + i] = PAD32[i]!;
+  for (let i = 0; i < 64; i++) PAD[i]! ^= 0x36 ^ 0x5c;
+  begin(IV, 0, 0);
+  compress(S, PAD, 0);
+  for (let i = 0; i < 8; i++) mid[8 + i] = S[i]!;
+  for (let i = 0; i < 16; i++) PAD32[i] = 0;
+}
+
+// HKDF's keys change every call (a session key derivation is two of them): keyed into
+// scratch here rather than into KeyedHmac objects and their arrays. Zeroed after each call.
+const HK = new Int32Array(32);
+const HK_PRK = new Uint8Array(32);
+const HK_T = new Uint8Array(32);
+const HK_COUNTER = new Uint8Array(1);
+const ZERO_SALT = new Uint8Array(32);
+
 /**
  * One-shot HMAC-SHA256 (key derivation and tools; use `KeyedHmac` per datagram).
  * @throws {TypeError} when `key` is empty
@@ -333,20 +355,29 @@ export function hkdfSha256(
     throw new RangeError('length must be an integer in [1, 8160]');
   }
   // An empty salt is 32 zero bytes (RFC 5869), which HMAC pads exactly as it pads none.
-  const prk = new KeyedHmac(salt.length > 0 ? salt : new Uint8Array(32)).mac(ikm);
-  const expand = new KeyedHmac(prk);
-  prk.fill(0);
+  keyInto(HK, salt.length > 0 ? salt : ZERO_SALT);
+  begin(HK, 0, 64);
+  absorb(ikm, 0, ikm.length);
+  outer(HK);
+  digestInto(HK_PRK, 0);
+  keyInto(HK, HK_PRK);
+  HK_PRK.fill(0);
   const out = new Uint8Array(length);
-  const counter = new Uint8Array(1);
-  let t: Uint8Array = new Uint8Array(0);
   for (let at = 0, i = 1; at < length; at += 32, i++) {
-    counter[0] = i;
-    const next = expand.mac(t, info, counter);
-    t.fill(0);
-    out.set(next.subarray(0, Math.min(32, length - at)), at);
-    t = next;
+    // T(i) = HMAC(PRK, T(i-1) || info || i), T(0) empty.
+    HK_COUNTER[0] = i;
+    begin(HK, 0, 64);
+    if (i > 1) absorb(HK_T, 0, 32);
+    absorb(info, 0, info.length);
+    absorb(HK_COUNTER, 0, 1);
+    outer(HK);
+    digestInto(HK_T, 0);
+    for (let k = 0; k < 32 && at + k < length; k++) out[at + k] = HK_T[k]!;
   }
-  t.fill(0);
+  HK.fill(0);
+  HK_T.fill(0);
+  HK_COUNTER[0] = 0;
+  wipe();
   return out;
 }
 
