@@ -158,10 +158,37 @@ class Probe {
   nonce: Uint8Array | undefined = undefined;
 }
 
-/** What a Session needs of the daemon: keyed-HMAC cache and derivation, the shared slab. */
-export interface SessionShared {
-  hmacs: HmacCache;
-  slab: LiveSlab;
+/** A (vendor, credential) pair, interned: every session of it points at one. */
+interface Origin {
+  readonly vendor: string;
+  readonly credential: string;
+  readonly shared: SessionShared;
+}
+
+/**
+ * What the sessions of one table share: the keyed-HMAC cache and derivation, the slab, the
+ * test_conn state of the sessions that were pinged (few: a field each would cost every
+ * session 8 bytes), and their (vendor, credential) pairs, one object each.
+ */
+export class SessionShared {
+  readonly probes = new Map<Session, Probe>();
+  readonly #origins = new Map<string, Origin>();
+
+  constructor(
+    readonly hmacs: HmacCache,
+    readonly slab: LiveSlab = new LiveSlab(),
+  ) {}
+
+  /** The interned pair (there are as many as credentials, not sessions). */
+  origin(vendor: string, credential: string): Origin {
+    const k = `${vendor}\0${credential}`;
+    let o = this.#origins.get(k);
+    if (!o) {
+      o = { vendor, credential, shared: this };
+      this.#origins.set(k, o);
+    }
+    return o;
+  }
 }
 
 /** The first session's lastSeen (ms): every session's is kept relative to it. */
@@ -171,8 +198,8 @@ export class Session {
   readonly id: bigint;
   readonly user: string;
   readonly host: string;
-  readonly vendor: string;
-  readonly credential: string;
+  /** Vendor, credential and the table's shared parts: one pointer, not three. */
+  readonly #origin: Origin;
   address: string;
   port: number;
   /**
@@ -187,8 +214,6 @@ export class Session {
   floor: number;
   /** Slot in the shared LiveSlab once the session has talked; -1 before. */
   #slot = -1;
-  #probe: Probe | undefined;
-  readonly #shared: SessionShared;
 
   constructor(f: SessionFields, shared: SessionShared, key?: Uint8Array) {
     this.id = f.id;
@@ -197,8 +222,7 @@ export class Session {
     );
     this.user = f.user;
     this.host = f.host;
-    this.vendor = f.vendor;
-    this.credential = f.credential ?? '';
+    this.#origin = shared.origin(f.vendor, f.credential ?? '');
     // Tokens expire on a whole second; anything else would be rounded up to one.
     this.#expiresS = Math.ceil(f.expires / 1000);
     this.address = f.address;
@@ -206,8 +230,16 @@ export class Session {
     if (Number.isNaN(SEEN_EPOCH)) SEEN_EPOCH = f.lastSeen;
     this.#seen = f.lastSeen - SEEN_EPOCH;
     this.floor = f.floor ?? -1;
-    this.#shared = shared;
     if (key) shared.hmacs.set(this, new KeyedHmac(key));
+  }
+
+  get vendor(): string {
+    return this.#origin.vendor;
+  }
+
+  /** Id of the credential the session was opened with ('' when none was recorded). */
+  get credential(): string {
+    return this.#origin.credential;
   }
 
   /** When the session last sent a request that verified, ms (the daemon's clock). */
@@ -243,7 +275,7 @@ export class Session {
    * a session is unknown in every mode (there is no fallback key).
    */
   get hmac(): KeyedHmac | undefined {
-    const cache = this.#shared.hmacs;
+    const cache = this.#origin.shared.hmacs;
     let h = cache.get(this);
     if (h) return h;
     const key = cache.derive(this.token);
@@ -258,41 +290,41 @@ export class Session {
   get slot(): number {
     // Seq 0 is never a mode-2/3 seq (protocol.md §10): counted seen, so that a new session's
     // window stays compact (a gap at seq 0 would spill it after 64 datagrams).
-    if (this.#slot < 0) this.#slot = this.#shared.slab.alloc(Math.max(this.floor, 0));
+    if (this.#slot < 0) this.#slot = this.#origin.shared.slab.alloc(Math.max(this.floor, 0));
     return this.#slot;
   }
 
   /** True when the replay window would accept `seq`. */
   checkSeq(seq: number): boolean {
-    return this.#shared.slab.windows.check(this.slot, seq);
+    return this.#origin.shared.slab.windows.check(this.slot, seq);
   }
 
   /** Marks `seq` seen (after its datagram verified and was accepted). */
   acceptSeq(seq: number): void {
-    this.#shared.slab.windows.update(this.slot, seq);
+    this.#origin.shared.slab.windows.update(this.slot, seq);
   }
 
   /** Highest seq accepted, or the restart floor (0 for a new session: seq 0 counts as seen). */
   get highestSeq(): number {
-    return this.#shared.slab.windows.highest(this.slot);
+    return this.#origin.shared.slab.windows.highest(this.slot);
   }
 
   /** The seq up to which the durable floor covers this session. */
   get reservedSeq(): number {
-    return this.#slot < 0 ? Math.max(this.floor, 0) : this.#shared.slab.reserved(this.#slot);
+    return this.#slot < 0 ? Math.max(this.floor, 0) : this.#origin.shared.slab.reserved(this.#slot);
   }
 
   /** The floor the store has committed (seqs up to it are answered without waiting). */
   get durableSeq(): number {
-    return this.#slot < 0 ? Math.max(this.floor, 0) : this.#shared.slab.durable(this.#slot);
+    return this.#slot < 0 ? Math.max(this.floor, 0) : this.#origin.shared.slab.durable(this.#slot);
   }
 
   set durableSeq(v: number) {
-    this.#shared.slab.setDurable(this.slot, v);
+    this.#origin.shared.slab.setDurable(this.slot, v);
   }
 
   set reservedSeq(v: number) {
-    this.#shared.slab.setReserved(this.slot, v);
+    this.#origin.shared.slab.setReserved(this.slot, v);
   }
 
   /**
@@ -303,7 +335,7 @@ export class Session {
   keptReply(requestId: number): Uint8Array | undefined {
     const h = this.#slot < 0 || !u32(requestId) ? undefined : this.hmac;
     if (!h) return undefined;
-    return this.#shared.slab.kept(this.#slot, this.id, requestId, h);
+    return this.#origin.shared.slab.kept(this.#slot, this.id, requestId, h);
   }
 
   /**
@@ -315,12 +347,12 @@ export class Session {
     if (reply.length !== HEARTBEAT_ACK_LENGTH) {
       throw new RangeError(`reply must be ${HEARTBEAT_ACK_LENGTH} bytes`);
     }
-    this.#shared.slab.keep(this.slot, requestId, reply);
+    this.#origin.shared.slab.keep(this.slot, requestId, reply);
   }
 
   /** The server's seq in its last TEST_CONN to this session. */
   get serverSeq(): number {
-    return this.#probe?.serverSeq ?? 0;
+    return this.#probe()?.serverSeq ?? 0;
   }
 
   set serverSeq(v: number) {
@@ -329,27 +361,28 @@ export class Session {
 
   /** When the session was last told its restart floor (ERROR REPLAY). */
   get resyncAt(): number {
-    return this.#slot < 0 ? 0 : this.#shared.slab.resyncAt(this.#slot);
+    return this.#slot < 0 ? 0 : this.#origin.shared.slab.resyncAt(this.#slot);
   }
 
   set resyncAt(v: number) {
-    this.#shared.slab.setResyncAt(this.slot, v);
+    this.#origin.shared.slab.setResyncAt(this.slot, v);
   }
 
   /** Unanswered test_conn pings. */
   get pings(): number {
-    return this.#probe?.pings ?? 0;
+    return this.#probe()?.pings ?? 0;
   }
 
   set pings(v: number) {
     // Every request resets it: no state for a session that was never pinged.
-    if (this.#probe) this.#probe.pings = v;
+    const p = this.#probe();
+    if (p) p.pings = v;
     else if (v !== 0) this.#probing().pings = v;
   }
 
   /** When the next test_conn ping is due (ms). */
   get nextPingAt(): number {
-    return this.#probe?.nextPingAt ?? 0;
+    return this.#probe()?.nextPingAt ?? 0;
   }
 
   set nextPingAt(v: number) {
@@ -358,23 +391,35 @@ export class Session {
 
   /** The nonce of the outstanding test_conn pings, if any. */
   get pingNonce(): Uint8Array | undefined {
-    return this.#probe?.nonce;
+    return this.#probe()?.nonce;
   }
 
   set pingNonce(v: Uint8Array | undefined) {
-    if (this.#probe) this.#probe.nonce = v;
+    const p = this.#probe();
+    if (p) p.nonce = v;
     else if (v) this.#probing().nonce = v;
   }
 
+  #probe(): Probe | undefined {
+    const probes = this.#origin.shared.probes;
+    return probes.size === 0 ? undefined : probes.get(this);
+  }
+
   #probing(): Probe {
-    this.#probe ??= new Probe();
-    return this.#probe;
+    const probes = this.#origin.shared.probes;
+    let p = probes.get(this);
+    if (!p) {
+      p = new Probe();
+      probes.set(this, p);
+    }
+    return p;
   }
 
   /** Forget the keyed state and the slot (the session is gone). */
   drop(): void {
-    this.#shared.hmacs.delete(this);
-    if (this.#slot >= 0) this.#shared.slab.release(this.#slot);
+    this.#origin.shared.hmacs.delete(this);
+    this.#origin.shared.probes.delete(this);
+    if (this.#slot >= 0) this.#origin.shared.slab.release(this.#slot);
     this.#slot = -1;
   }
 }

@@ -5,7 +5,13 @@
  */
 import type { SessionLookup } from '../auth/server.ts';
 import type { SessionRecord } from '../store/index.ts';
-import { HmacCache, type KeyDeriver, LiveSlab, Session, type SessionFields } from './session.ts';
+import {
+  HmacCache,
+  type KeyDeriver,
+  Session,
+  type SessionFields,
+  SessionShared,
+} from './session.ts';
 
 export class SessionTable implements SessionLookup {
   readonly #map = new Map<bigint, Session>();
@@ -16,10 +22,10 @@ export class SessionTable implements SessionLookup {
   readonly #perUser = new Map<string, Map<string, number>>();
   readonly #perHost = new Map<string, number>();
   readonly #perCredential = new Map<string, number>();
-  readonly #shared: { hmacs: HmacCache; slab: LiveSlab };
+  readonly #shared: SessionShared;
 
   constructor(hmacCacheSize: number, derive: KeyDeriver) {
-    this.#shared = { hmacs: new HmacCache(hmacCacheSize, derive), slab: new LiveSlab() };
+    this.#shared = new SessionShared(new HmacCache(hmacCacheSize, derive));
   }
 
   get size(): number {

@@ -7,20 +7,20 @@ import {
   type KeyDeriver,
   LiveSlab,
   Session,
-  type SessionShared,
+  SessionShared,
 } from '../../lib/server/session.ts';
 
 const anyKey: KeyDeriver = () => randomBytes(32);
 
-/** What the session table shares between its sessions; one slab per cache here. */
-const slabs = new WeakMap<HmacCache, LiveSlab>();
+/** What the session table shares between its sessions; one per cache here. */
+const shares = new WeakMap<HmacCache, SessionShared>();
 function shared(hmacs: HmacCache): SessionShared {
-  let slab = slabs.get(hmacs);
-  if (!slab) {
-    slab = new LiveSlab();
-    slabs.set(hmacs, slab);
+  let sh = shares.get(hmacs);
+  if (!sh) {
+    sh = new SessionShared(hmacs, new LiveSlab());
+    shares.set(hmacs, sh);
   }
-  return { hmacs, slab };
+  return sh;
 }
 
 function session(cache: HmacCache, id: number, expires = 1000, floor?: number): Session {
@@ -259,4 +259,29 @@ t.test('a kept reply needs the session key: none once it is gone', async (t) => 
   gone = true; // and then the keyring loses the server key
   t.equal(s.hmac, undefined);
   t.equal(s.keptReply(1), undefined, 'nothing to sign it with');
+});
+
+t.test('test_conn state is per session, kept only for pinged ones, gone on drop', async (t) => {
+  const c = new HmacCache(4, anyKey);
+  const a = session(c, 11);
+  const b = session(c, 12);
+  const sh = shared(c);
+  a.pings = 0;
+  t.equal(sh.probes.size, 0, 'a request resets nothing that does not exist');
+  a.pings = 2;
+  a.nextPingAt = 5000;
+  a.serverSeq = 7;
+  t.equal(sh.probes.size, 1, 'one pinged session, one probe');
+  t.equal(a.pings, 2);
+  t.equal(a.nextPingAt, 5000);
+  t.equal(a.serverSeq, 7);
+  t.equal(b.pings, 0, 'the other is untouched');
+  t.equal(b.serverSeq, 0);
+  t.equal(b.pingNonce, undefined);
+  a.pings = 0;
+  t.equal(a.serverSeq, 7, 'an answer resets the count, not the server seq');
+  t.equal(a.vendor, b.vendor);
+  t.equal(a.credential, '', 'no credential recorded');
+  a.drop();
+  t.equal(sh.probes.size, 0, 'dropped with the session');
 });
