@@ -22,6 +22,7 @@ import {
 } from '../wire/index.ts';
 import type { Bodies } from '../wire/messages.ts';
 import { RECORD_TTL_MS, REPLY_TTL_MS } from './defaults.ts';
+import { ERROR_OVERHEAD, errorReply } from './error-reply.ts';
 import { clip } from './keys.ts';
 import type { Logger } from './log.ts';
 import { ReplyCache } from './replycache.ts';
@@ -83,8 +84,6 @@ export function granted(ctx: Ctx, leaseId: bigint): void {
 const REFUSED_RETRY_MS = 50;
 /** How often one kept reply may be sent again (a client retransmits ~7 times in 30 s). */
 const MAX_RESENDS = 8;
-/** Bytes of an ERROR with an empty message: header, code, retryAfterMs, length, tag. */
-const ERROR_OVERHEAD = 32 + 2 + 4 + 1 + 32;
 
 export class Outbox {
   readonly replies: ReplyCache;
@@ -343,18 +342,15 @@ export class Outbox {
     // Towards an unknown source the error must not be larger than the request: trim the
     // text, never the code.
     if (capped && ERROR_OVERHEAD + Buffer.byteLength(text) > head.bytes.length) text = '';
-    return signDatagram(
-      {
-        type: MsgType.ERROR,
-        flags: Flags.REPLY | Flags.FROM_SERVER,
-        auth: { mode } as never,
-        requestId: head.requestId,
-        sessionId: head.sessionId,
-        seq,
-        timestamp: this.#now(),
-        body: { code, retryAfterMs, message: clip(text) },
-        tag: new Uint8Array(32),
-      },
+    return errorReply(
+      head.requestId,
+      head.sessionId,
+      seq,
+      mode,
+      this.#now(),
+      code,
+      retryAfterMs,
+      clip(text),
       key,
     );
   }
