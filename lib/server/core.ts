@@ -6,6 +6,7 @@
  */
 import type { ServerAuth } from '../auth/server.ts';
 import type { Keyring } from '../crypto/index.ts';
+import type { FeatureLine } from '../license/file.ts';
 import type { LicensePool } from '../license/pool.ts';
 import type { StateStore } from '../store/index.ts';
 import { makeTicket, type TokenStore } from '../token/index.ts';
@@ -310,4 +311,20 @@ export class Core {
 /** A u64 id as the 16 hex digits the CLI shows. */
 export function hexId(id: bigint): string {
   return id.toString(16).padStart(16, '0');
+}
+
+/**
+ * The feature lines as this daemon's pools count them. On a site every lease takes its own
+ * seats (DUP_GROUP NONE): etcd counts the site's seats per lease, and a pool that shared a
+ * seat within a duplicate group would grant locally what etcd then refuses, again on every
+ * retry (docs/site.md, Limitations).
+ */
+export function poolFeatures(
+  opts: Pick<ResolvedOptions, 'etcd'>,
+  features: readonly FeatureLine[],
+): FeatureLine[] {
+  if (opts.etcd.length === 0) return [...features];
+  return features.map((f) =>
+    f.options.dupGroup === 'NONE' ? f : { ...f, options: { ...f.options, dupGroup: 'NONE' } },
+  );
 }

@@ -12,7 +12,7 @@ import { openStore, type StateStore, type Store } from '../store/index.ts';
 import type { SiteStore } from '../store/site.ts';
 import { decodeToken, sessionKeyOfBytes, TokenStore } from '../token/index.ts';
 import { ConfigError, type DaemonConfig, type LoadedConfig, loadConfig } from './config.ts';
-import { Core, type Counters, newCounters, SERVER_VERSION } from './core.ts';
+import { Core, type Counters, newCounters, poolFeatures, SERVER_VERSION } from './core.ts';
 import { type DaemonOptions, resolveOptions } from './defaults.ts';
 import { degrade } from './faults.ts';
 import { ReportLog, silentLogger } from './log.ts';
@@ -24,7 +24,7 @@ import { Reaper } from './reaper.ts';
 import { restore } from './restore.ts';
 import { SessionTable } from './sessions.ts';
 import { attachSite, openSite, seatRule } from './site.ts';
-import { refused } from './site-sessions.ts';
+import { endSiteSession, refused } from './site-sessions.ts';
 
 export type { DaemonConfig, DaemonOptions };
 export { type Counters, SERVER_VERSION };
@@ -91,6 +91,7 @@ export class Daemon implements OperatorSource {
         // Committed: nothing of the last ticks needs undoing any more.
         core.fresh.clear();
         core.reaped.length = 0;
+        core.site?.claims.clear();
         for (const w of core.floorWrites) w.s.durableSeq = w.floor;
         core.floorWrites.length = 0;
       });
@@ -109,7 +110,7 @@ export class Daemon implements OperatorSource {
           keyring = k;
         },
       });
-      core.pool = new LicensePool(config.license.features, { now: opts.now });
+      core.pool = new LicensePool(poolFeatures(opts, config.license.features), { now: opts.now });
       if (config.options) core.pool.setOptions(config.options);
       const rl = opts.rateLimit;
       const pipeline = new Pipeline(
@@ -274,7 +275,7 @@ export class Daemon implements OperatorSource {
     c.auth.setKeys(config.keys.credentials, config.keys.admin);
     c.auth.setKeyring(config.keys.keyring);
     this.#endKeylessSessions(now);
-    const { dropped } = c.pool.reload(config.license.features);
+    const { dropped } = c.pool.reload(poolFeatures(c.opts, config.license.features));
     // Options go with the license: a reread without an options file lifts the old policy.
     dropped.push(...c.pool.setOptions(config.options ?? null).dropped);
     // A raised count may have granted seats to queued clients: persist them now.
@@ -308,7 +309,14 @@ export class Daemon implements OperatorSource {
       }
       if (!c.keyring.lookup(keyId, now).ok) gone.push(s);
     }
-    for (const s of gone) c.reap(s, now, 'its server key was removed from the keyring');
+    const why = 'its server key was removed from the keyring';
+    const site = c.site;
+    for (const s of gone) {
+      // On a site, only what this server serves, and only while etcd says it does.
+      if (!site) c.reap(s, now, why);
+      else if (!site.remote.has(s.id) && !site.orphans.has(s.id))
+        endSiteSession(c, site, s, why, 'self');
+    }
     if (gone.length)
       c.log.warn(`reread: ${gone.length} session(s) ended: their server key is gone`);
   }

@@ -7,8 +7,9 @@
  * probes the disk each tick until a write succeeds. One log line per fault, one on recovery.
  */
 import { LicensePool } from '../license/pool.ts';
-import type { Core } from './core.ts';
+import { type Core, poolFeatures } from './core.ts';
 import { poolSnapshot } from './restore.ts';
+import { undoClaims } from './site-sessions.ts';
 
 /** Undoes the failed tick in memory and degrades (idempotent while degraded). */
 export function degrade(core: Core, e: Error, now: number): void {
@@ -22,8 +23,11 @@ export function degrade(core: Core, e: Error, now: number): void {
   const { store } = core;
   store.discardPending();
   core.floorWrites.length = 0;
+  if (core.site) undoClaims(core, core.site);
   const tallies = core.pool.tallies();
-  const pool = new LicensePool(core.config.license.features, { now: core.now });
+  const pool = new LicensePool(poolFeatures(core.opts, core.config.license.features), {
+    now: core.now,
+  });
   pool.heldElsewhere = core.pool.heldElsewhere;
   if (core.config.options) pool.setOptions(core.config.options);
   for (const s of core.fresh) core.sessions.remove(s);

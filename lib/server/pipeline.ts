@@ -219,7 +219,14 @@ export class Pipeline {
         );
       }
       if (!session) return;
-      if (core.site) claim(core, core.site, session);
+      if (core.site) {
+        // Being ended site-wide right now: nothing more is granted or answered for it.
+        if (core.site.ending.has(session.id)) {
+          core.outbox.refuse(head, d.mode, d.key, ErrorCode.BUSY, 1000, from, true);
+          return;
+        }
+        claim(core, core.site, session);
+      }
       if (head.type === MsgType.TEST_CONN_ACK) {
         dispatch.testConnAck(core, session, head, d.moved === true, from, now);
         return;

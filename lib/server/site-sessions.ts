@@ -19,18 +19,70 @@ export function claim(core: Core, site: SiteState, s: Session): void {
   const remote = site.remote.delete(s.id);
   const orphan = site.orphans.delete(s.id);
   if (!remote && !orphan) return;
+  // Until the commit has it, the liveness key has not moved: a failed commit undoes this.
+  if (!site.claims.has(s.id)) site.claims.set(s.id, remote ? 'remote' : 'orphan');
   core.store.putSession(core.sessions.record(s, core.now()));
   core.log.debug(
     `site: session ${hexId(s.id)} (${s.user}@${s.host}) is now served here (${remote ? 'from another server' : 'its server left'})`,
   );
 }
 
+/** A failed commit: the sessions it would have taken over are where they were. */
+export function undoClaims(core: Core, site: SiteState): void {
+  const now = core.now();
+  for (const [id, was] of site.claims) {
+    if (!core.sessions.get(id)) continue;
+    if (was === 'remote') site.remote.add(id);
+    else site.orphans.set(id, now);
+  }
+  site.claims.clear();
+}
+
+/** Leases freed per tick at most by the lost-lease sweep. */
+const LOST_PER_TICK = 1000;
+/** Site-wide end transactions one server has in flight at most. */
+const MAX_ENDING = 256;
+
 /**
- * Per tick: sessions to attach again (after a new etcd lease). Only those no other server
- * took over meanwhile: a server woken from a long stop must not pull back sessions whose
- * clients moved on (their liveness keys name the server that serves them now).
+ * Per tick: sessions to attach again (after a new etcd lease), and on the site's first
+ * server the seats of sessions the site no longer has.
  */
 export function siteTick(core: Core, site: SiteState): void {
+  if (site.lost.size > 0 && site.reapsOrphans()) freeLost(core, site);
+  reattach(core, site);
+}
+
+/**
+ * Frees leases whose session is gone from the site (ended, expired) for the test_conn
+ * time: what a server that ended a session could not free (it died or closed mid-way, its
+ * pools were behind etcd, a grant raced the end). Releases are compare-guarded in etcd.
+ */
+function freeLost(core: Core, site: SiteState): void {
+  const now = core.now();
+  const o = core.opts;
+  const wait = o.quietMs + o.testConnTries * o.testConnIntervalMs;
+  let n = 0;
+  for (const [id, since] of site.lost) {
+    if (now - since < wait) continue;
+    site.lost.delete(id);
+    const l = site.store.leases.get(id);
+    if (!l || site.store.sessions.has(l.tokenId)) continue;
+    core.pool.removeLease(id);
+    core.store.deleteLease(id);
+    core.log.info(
+      `site: lease ${hexId(id)} (${l.feature}) freed: its session ${hexId(l.tokenId)} is gone from the site`,
+    );
+    if (++n >= LOST_PER_TICK) break;
+  }
+  if (n > 0) core.afterRelease(now);
+}
+
+/**
+ * Sessions to attach again (after a new etcd lease). Only those no other server took over
+ * meanwhile: a server woken from a long stop must not pull back sessions whose clients
+ * moved on (their liveness keys name the server that serves them now).
+ */
+function reattach(core: Core, site: SiteState): void {
   if (site.reattach.size === 0 || site.reattaching || !site.store.probe(core.now())) return;
   const ids = [...site.reattach];
   site.reattach.clear();
@@ -76,16 +128,25 @@ export function endSiteSession(
   why: string | null,
   holder: 'self' | 'none',
 ): void {
-  if (site.ending.has(s.id)) return;
+  // Bounded: a server that finds thousands due at once ends them over several sweeps.
+  if (site.ending.has(s.id) || site.ending.size >= MAX_ENDING) return;
   site.ending.add(s.id);
   const o = why === null ? { holder } : { holder, revokeUntil: s.expires };
   site.store.ledger.endSession(s.id, o).then(
     (r) => {
       site.ending.delete(s.id);
+      // Closing: what this server does not free now, the site's first server frees as lost.
       if (core.state !== 'RUNNING') return;
       if (r === 'ended') {
+        const mine = new Set(core.pool.leasesOf(s.id).map((l) => l.leaseId));
         if (why === null) core.forget(s, true);
         else core.reap(s, core.now(), why, 'reap', true);
+        // Seats etcd has for it that this server's pools did not know of yet.
+        for (const l of site.store.leasesOfSession(s.id)) {
+          if (mine.has(l.leaseId)) continue;
+          core.pool.removeLease(l.leaseId);
+          core.store.deleteLease(l.leaseId);
+        }
         if (core.store.pending() > 0) core.outbox.schedule();
         return;
       }
@@ -94,6 +155,11 @@ export function endSiteSession(
       if (r !== '' && r !== site.serverId) {
         site.orphans.delete(s.id);
         site.remote.add(s.id);
+      } else if (r === '' && holder === 'self') {
+        // Nobody holds it (its liveness key went with our etcd lease, or a claim here was
+        // lost): an orphan, reaped by the site's first server unless it talks again.
+        site.reattach.delete(s.id);
+        if (!site.orphans.has(s.id)) site.orphans.set(s.id, core.now());
       }
       core.log.debug(
         `site: session ${hexId(s.id)} not ${why === null ? 'forgotten' : 'reaped'}: ${r ? `server ${r} holds it` : 'no server holds it now'}`,

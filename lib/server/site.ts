@@ -38,6 +38,16 @@ export class SiteState {
   readonly gone = new Map<string, number>();
   /** Sessions this server is ending site-wide (the etcd transaction is in flight). */
   readonly ending = new Set<bigint>();
+  /**
+   * Sessions taken over here since the last commit, and what they were (undone with the
+   * commit if it fails: their liveness key did not move).
+   */
+  readonly claims = new Map<bigint, 'remote' | 'orphan'>();
+  /**
+   * Leases whose session the site no longer has (ended, expired, or its end's seats not
+   * freed: its server died mid-way), since when: the first server frees them.
+   */
+  readonly lost = new Map<bigint, number>();
   /** Whether a reattach round is in flight. */
   reattaching = false;
 
@@ -176,6 +186,8 @@ export function attachSite(core: Core, store: SiteStore, now: number): SiteState
     if (owner === undefined || owner === me) site.orphans.set(r.tokenId, now);
     else site.remote.add(r.tokenId);
   }
+  for (const l of store.leases.values())
+    if (!store.sessions.has(l.tokenId)) site.lost.set(l.leaseId, now);
   const snap = store.load({ sessions: false });
   // A seat freed for a queued session another server holds is that server's to assign.
   core.pool.heldElsewhere = (id) => site.remote.has(id);
@@ -222,6 +234,7 @@ export function attachSite(core: Core, store: SiteStore, now: number): SiteState
   store.on(
     'session',
     guard('session', (r: SessionRecord) => {
+      for (const l of store.leasesOfSession(r.tokenId)) site.lost.delete(l.leaseId);
       if (core.sessions.get(r.tokenId) || r.expires <= core.now()) return;
       core.sessions.add(fieldsOf(r, core.now(), store.floors.get(r.tokenId) ?? -1));
       const owner = store.alive.get(r.tokenId);
@@ -233,6 +246,7 @@ export function attachSite(core: Core, store: SiteStore, now: number): SiteState
   store.on(
     'session-gone',
     guard('session-gone', (id: bigint) => {
+      for (const l of store.leasesOfSession(id)) site.lost.set(l.leaseId, core.now());
       const s = core.sessions.get(id);
       site.remote.delete(id);
       site.orphans.delete(id);
@@ -254,6 +268,7 @@ export function attachSite(core: Core, store: SiteStore, now: number): SiteState
   store.on(
     'lease',
     guard('lease', (l: SiteLease) => {
+      if (!store.sessions.has(l.tokenId)) site.lost.set(l.leaseId, core.now());
       // Our own grants are in our pools before etcd has them.
       if (l.server === me || holds(core.pool, l)) return;
       core.pool.restore(poolSnapshot(core, snapshotOf([l], [])));
@@ -263,6 +278,7 @@ export function attachSite(core: Core, store: SiteStore, now: number): SiteState
   store.on(
     'lease-gone',
     guard('lease-gone', (l: SiteLease) => {
+      site.lost.delete(l.leaseId);
       if (!holds(core.pool, l)) return;
       core.pool.removeLease(l.leaseId);
       core.unclaimed.delete(l.leaseId);

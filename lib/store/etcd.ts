@@ -984,8 +984,10 @@ export class EtcdLedger extends EventEmitter {
         if (p.kind === 'grant') {
           const lk = this.key(`lease/${hex16(p.rec.leaseId)}`);
           const bk = this.key(`burned/${hex16(p.rec.leaseId)}`);
-          compare.push(absent(lk), absent(bk));
-          failure.push(get(lk), get(bk));
+          // A session ended site-wide (reaped elsewhere meanwhile) gets no seat.
+          const rk = this.key(`revoked/${hex16(p.rec.tokenId)}`);
+          compare.push(absent(lk), absent(bk), absent(rk));
+          failure.push(get(lk), get(bk), get(rk));
           if (accepted.has(p)) {
             const v = encodeLease(p.rec, this.serverId);
             success.push(
@@ -1062,6 +1064,7 @@ export class EtcdLedger extends EventEmitter {
         if (p.kind === 'grant') {
           const lkv = rangeKv(r, i++);
           const bkv = rangeKv(r, i++);
+          const rkv = rangeKv(r, i++);
           if (lkv) {
             const l = decodeLease(lkv);
             if (
@@ -1085,6 +1088,13 @@ export class EtcdLedger extends EventEmitter {
               new EtcdStoreError(
                 'CONFLICT',
                 `lease id ${hex16(p.rec.leaseId)} was released before and is burned`,
+              ),
+            );
+          } else if (rkv) {
+            p.reject(
+              new EtcdStoreError(
+                'REVOKED',
+                `session ${hex16(p.rec.tokenId)} was ended site-wide: no seat granted`,
               ),
             );
           } else {
@@ -1271,16 +1281,23 @@ export class EtcdLedger extends EventEmitter {
         success.push(put(this.key(`revoked/${id}`), String(o.revokeUntil), lease));
       }
     }
+    const sk = this.key(`session/${id}`);
     const r = await this.txn(
       {
         compare: [o.holder === 'self' ? valueIs(alive, this.serverId) : absent(alive)],
         success,
-        failure: [get(alive)],
+        failure: [get(alive), get(sk), get(this.key(`revoked/${id}`))],
       },
       'ending a session',
     );
     if (r.succeeded) return 'ended';
-    return rangeKv(r, 0)?.value.toString('utf8') ?? '';
+    const owner = rangeKv(r, 0);
+    if (owner) return owner.value.toString('utf8');
+    // Nobody holds it and it is already ended (no record; revoked, if a reap was asked):
+    // an earlier attempt of this call committed and its answer was lost, or another
+    // server ended it. Either way it is ended, and its seats are the caller's to free.
+    const ended = !rangeKv(r, 1) && (o.revokeUntil === undefined || !!rangeKv(r, 2));
+    return ended ? 'ended' : '';
   }
 
   /** The puts that attach session `tokenId` to this server (and store `record`). */

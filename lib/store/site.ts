@@ -97,6 +97,8 @@ export class SiteStore extends EventEmitter implements StateStore {
   readonly alive = new Map<bigint, string>();
   readonly floors = new Map<bigint, number>();
   readonly leases = new Map<bigint, SiteLease>();
+  /** Lease ids by session, as `leases` has them. */
+  readonly #bySession = new Map<bigint, Set<bigint>>();
   readonly burned = new Map<bigint, { why: ReclaimedWhy; until: number }>();
   readonly revoked = new Map<bigint, number>();
   readonly replies = new Map<string, ReplyRecord>();
@@ -150,11 +152,22 @@ export class SiteStore extends EventEmitter implements StateStore {
         if (put) {
           const l = decodeLease(kv);
           this.leases.set(id, l);
+          let ids = this.#bySession.get(l.tokenId);
+          if (!ids) {
+            ids = new Set();
+            this.#bySession.set(l.tokenId, ids);
+          }
+          ids.add(id);
           this.emit('lease', l);
         } else {
           const l = this.leases.get(id);
           this.leases.delete(id);
-          if (l) this.emit('lease-gone', l);
+          if (l) {
+            const ids = this.#bySession.get(l.tokenId);
+            ids?.delete(id);
+            if (ids?.size === 0) this.#bySession.delete(l.tokenId);
+            this.emit('lease-gone', l);
+          }
         }
         return;
       }
@@ -318,6 +331,18 @@ export class SiteStore extends EventEmitter implements StateStore {
     this.#pendingBurns.set(leaseId, why);
   }
 
+  /** The leases the site holds for session `tokenId`, as the mirror has them. */
+  leasesOfSession(tokenId: bigint): SiteLease[] {
+    const ids = this.#bySession.get(tokenId);
+    if (!ids) return [];
+    const out: SiteLease[] = [];
+    for (const id of ids) {
+      const l = this.leases.get(id);
+      if (l) out.push(l);
+    }
+    return out;
+  }
+
   /** Per-server notes (grant tallies): kept in memory, a site has no per-server file. */
   setMeta(key: string, value: string): void {
     this.#meta.set(key, value);
@@ -429,7 +454,8 @@ export class SiteStore extends EventEmitter implements StateStore {
               (e: unknown) => {
                 // The id is held by another session or burned: this grant, not the
                 // commit, fails.
-                if (e instanceof EtcdStoreError && e.code === 'CONFLICT') refuse(o.rec);
+                if (e instanceof EtcdStoreError && (e.code === 'CONFLICT' || e.code === 'REVOKED'))
+                  refuse(o.rec);
                 else note(e);
               },
             ),

@@ -496,6 +496,75 @@ t.test(
   },
 );
 
+t.test(
+  'a seat whose session the site no longer has is freed by the first server',
+  { skip },
+  async (t) => {
+    const site = makeSite(['FEATURE cad demo 1.0 permanent 2']);
+    const fast = { heartbeatMs: 300, testConnIntervalMs: 150, testConnTries: 2, tickMs: 50 };
+    const log = keptLog();
+    const a = await server(site, 'a', 'lost', { ...fast, logger: log.logger });
+    const b = await server(site, 'b', 'lost', fast);
+    const ledger = b.siteStore!.ledger;
+    // What a server that died between ending a session and freeing its seats leaves: a
+    // lease in etcd whose session is gone (never here at all).
+    t.equal(
+      await ledger.grant({
+        leaseId: 0xdeadn,
+        tokenId: 0xbeefn,
+        feature: 'cad',
+        version: '1.0',
+        count: 1,
+        groupKey: '',
+        grantedAt: Date.now(),
+        ticket: new Uint8Array([1]),
+        counter: 'cad@1.0',
+        licensed: 2,
+      }),
+      'granted',
+    );
+    t.equal(await ledger.held('cad@1.0'), 1);
+    await until('a frees it', () => log.lines.some((l) => /lease 0*dead .*freed/.test(l)));
+    const deadline = Date.now() + 10_000;
+    while ((await ledger.held('cad@1.0')) !== 0) {
+      if (Date.now() > deadline) throw new Error('the seat was never freed');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    t.pass('the seat is free again');
+    t.notOk(await ledger.getLease(0xdeadn), 'the lease is gone from etcd');
+    await until('no server counts it', () => held(a, 'cad') === 0 && held(b, 'cad') === 0);
+    const c = await client(site, [b.address().port], { user: 'u', host: 'h' });
+    clients.push(c);
+    const l1 = await c.checkout('cad');
+    const l2 = await c.checkout('cad');
+    t.equal(await ledger.held('cad@1.0'), 2, 'both seats are grantable');
+    await l1.checkin();
+    await l2.checkin();
+  },
+);
+
+t.test(
+  'on a site every lease takes its seat: a full site says NO_SEATS, even within a duplicate group',
+  { skip },
+  async (t) => {
+    // DUP_GROUP defaults to UHD: on one server, one user's leases on one host share a seat.
+    const site = makeSite(['FEATURE cad demo 1.0 permanent 2']);
+    const a = await server(site, 'a', 'dup');
+    const c = await client(site, [a.address().port], { user: 'u', host: 'h' });
+    clients.push(c);
+    const l1 = await c.checkout('cad');
+    const l2 = await c.checkout('cad');
+    const ledger = a.siteStore!.ledger;
+    t.equal(await ledger.held('cad@1.0'), 2, 'etcd counts each lease');
+    t.equal(held(a, 'cad'), 2, 'and so does the server');
+    // Not BUSY (granted here, refused by etcd, retried, refused again ...).
+    await t.rejects(c.checkout('cad'), /NO_SEATS/, 'the third is refused: no seats');
+    await l1.checkin();
+    await l2.checkin();
+    t.equal(await ledger.held('cad@1.0'), 0);
+  },
+);
+
 t.test('floatlm ping and status on a site say how it stands', { skip }, async (t) => {
   const site = makeSite(['FEATURE cad demo 1.0 permanent 2']);
   const a = await server(site, 'one', 'cli');

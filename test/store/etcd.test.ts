@@ -436,6 +436,17 @@ t.test('site ledger over a real etcd cluster', { skip }, async (t) => {
         'an ended session is not attached again',
       );
       t.equal(await a.attachSessionIfFree(7n, s), 'revoked');
+      t.equal(
+        await b.endSession(7n, { holder: 'self', revokeUntil: s.expires }),
+        'ended',
+        'asked again (an answer lost, a retry): still ended, so its seats get freed',
+      );
+      await t.rejects(
+        b.grant(lease(70n, 7n, 5)),
+        { code: 'REVOKED' },
+        'a grant to an ended session fails in etcd itself',
+      );
+      t.equal(await b.held('cad'), 0, 'no seat taken');
       await a.writeRecords({ sessions: [s] });
       t.equal(await a.getSession(7n), undefined, 'not by a grouped write either');
       t.equal(await a.sessionOwner(7n), undefined);
@@ -449,8 +460,20 @@ t.test('site ledger over a real etcd cluster', { skip }, async (t) => {
       t.equal(await a.isRevoked(8n), false, 'not revoked');
       t.equal(await b.attachSessionIfFree(8n, o), 'attached', 'free: attached again');
       t.equal(await b.sessionOwner(8n), 'b');
+      const p = { ...s, tokenId: 9n };
+      await a.writeRecords({ sessions: [p] });
+      t.equal(await b.endSession(9n, { holder: 'none' }), 'a', 'held by a');
+      await a.close({ revoke: true });
+      t.equal(await b.sessionOwner(9n), undefined, 'a left the site: an orphan');
+      t.equal(
+        await b.endSession(9n, { holder: 'none', revokeUntil: p.expires }),
+        'ended',
+        'ended as an orphan',
+      );
+      t.equal(await b.isRevoked(9n), true);
+      t.equal(await b.getSession(9n), undefined);
       await t.rejects(
-        a.endSession(8n, { holder: 'mine' as 'self' }),
+        b.endSession(8n, { holder: 'mine' as 'self' }),
         new TypeError("o.holder must be 'self' or 'none'"),
       );
     },
