@@ -13,30 +13,17 @@ import { Daemon, type DaemonOptions } from '../lib/server/daemon.ts';
 async function main(): Promise<void> {
   const kind = process.argv[2];
   let stop: () => Promise<object>;
-  if (kind === 'echo') {
+  if (kind === 'echo' || kind === 'sink') {
+    // sink: the floor under the bad-tag figures, what receiving a datagram costs a Node
+    // process that does nothing with it; a 12-byte datagram is a probe, sent back to sync on.
+    const echo = kind === 'echo';
     const s = dgram.createSocket('udp4');
     await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
     s.setRecvBufferSize(4 << 20);
     let n = 0;
     s.on('message', (msg, rinfo) => {
       n++;
-      s.send(msg, rinfo.port, rinfo.address);
-    });
-    process.stdout.write(`port ${s.address().port}\n`);
-    stop = async () => {
-      s.close();
-      return { received: n };
-    };
-  } else if (kind === 'sink') {
-    // The floor under the bad-tag figures: what receiving a datagram costs a Node process
-    // that does nothing with it. A 12-byte datagram is a probe, sent back to sync on.
-    const s = dgram.createSocket('udp4');
-    await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
-    s.setRecvBufferSize(4 << 20);
-    let n = 0;
-    s.on('message', (msg, rinfo) => {
-      n++;
-      if (msg.length === 12) s.send(msg, rinfo.port, rinfo.address);
+      if (echo || msg.length === 12) s.send(msg, rinfo.port, rinfo.address);
     });
     process.stdout.write(`port ${s.address().port}\n`);
     stop = async () => {

@@ -322,8 +322,8 @@ export function hexId(id: bigint): string {
 export function poolFeatures(
   opts: Pick<ResolvedOptions, 'etcd'>,
   features: readonly FeatureLine[],
-): FeatureLine[] {
-  if (opts.etcd.length === 0) return [...features];
+): readonly FeatureLine[] {
+  if (opts.etcd.length === 0) return features;
   return features.map((f) =>
     f.options.dupGroup === 'NONE' ? f : { ...f, options: { ...f.options, dupGroup: 'NONE' } },
   );

@@ -24,7 +24,7 @@ import { Reaper } from './reaper.ts';
 import { restore } from './restore.ts';
 import { SessionTable } from './sessions.ts';
 import { attachSite, openSite, seatRule } from './site.ts';
-import { endSiteSession, refused } from './site-sessions.ts';
+import { endServed, refused } from './site-sessions.ts';
 
 export type { DaemonConfig, DaemonOptions };
 export { type Counters, SERVER_VERSION };
@@ -309,14 +309,8 @@ export class Daemon implements OperatorSource {
       }
       if (!c.keyring.lookup(keyId, now).ok) gone.push(s);
     }
-    const why = 'its server key was removed from the keyring';
-    const site = c.site;
-    for (const s of gone) {
-      // On a site, only what this server serves, and only while etcd says it does.
-      if (!site) c.reap(s, now, why);
-      else if (!site.remote.has(s.id) && !site.orphans.has(s.id))
-        endSiteSession(c, site, s, why, 'self');
-    }
+    // On a site only what this server serves, and only while etcd says it does.
+    for (const s of gone) endServed(c, s, now, 'its server key was removed from the keyring');
     if (gone.length)
       c.log.warn(`reread: ${gone.length} session(s) ended: their server key is gone`);
   }

@@ -234,8 +234,7 @@ export class Pipeline {
       if (d.moved) core.move(session, from.address, from.port);
       floorWait = this.#reserve(session, head.seq);
       session.lastSeen = now;
-      session.pings = 0;
-      session.pingNonce = undefined;
+      session.heard();
       // The first seq above the floor: the client knows it now.
       if (session.floor >= 0 && head.seq > session.floor) session.floor = -1;
     }

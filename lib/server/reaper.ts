@@ -9,7 +9,7 @@ import { AuthMode, Flags, MsgType } from '../wire/index.ts';
 import { type Core, hexId } from './core.ts';
 import { degrade, tryRecover } from './faults.ts';
 import type { Session } from './session.ts';
-import { endSiteSession, siteTick } from './site-sessions.ts';
+import { endServed, endSiteSession, siteTick, unheardMs } from './site-sessions.ts';
 
 /** Sessions looked at per tick: a host with a million sweeps them over several ticks. */
 const SWEEP_BUDGET = 20_000;
@@ -90,8 +90,7 @@ export class Reaper {
         // Another server looks after it; an orphan is reaped by the site's first server once
         // nobody has heard from it for the test_conn time.
         const since = site.orphans.get(s.id);
-        const wait = o.quietMs + o.testConnTries * o.testConnIntervalMs;
-        if (since !== undefined && now - since >= wait && site.reapsOrphans()) {
+        if (since !== undefined && now - since >= unheardMs(o) && site.reapsOrphans()) {
           endSiteSession(
             core,
             site,
@@ -103,34 +102,23 @@ export class Reaper {
         continue;
       }
       if (now >= s.expires) {
-        this.#end(s, now, 'token expired');
+        endServed(core, s, now, 'token expired');
         continue;
       }
       if (now - s.lastSeen < o.quietMs) continue;
       const holds = core.pool.leasesOf(s.id).length > 0 || core.pool.queuedOf(s.id) > 0;
       if (!holds) {
         // Holding nothing and idle for long: forget it (not revoked; its token restores it).
-        if (now - s.lastSeen >= o.idleSessionMs) this.#end(s, now, null);
+        if (now - s.lastSeen >= o.idleSessionMs) endServed(core, s, now, null);
         continue;
       }
       if (now < s.nextPingAt) continue;
       if (s.pings >= o.testConnTries) {
-        this.#end(s, now, `no answer to ${o.testConnTries} test_conn pings`);
+        endServed(core, s, now, `no answer to ${o.testConnTries} test_conn pings`);
         continue;
       }
       this.#testConn(s, now);
     }
-  }
-
-  /**
-   * Reaps `s` (forgets it when `why` is null). On a site, only once etcd agrees that this
-   * server still holds it: another server may serve it now (docs/site.md).
-   */
-  #end(s: Session, now: number, why: string | null): void {
-    const core = this.#core;
-    if (core.site) endSiteSession(core, core.site, s, why, 'self');
-    else if (why === null) core.forget(s);
-    else core.reap(s, now, why);
   }
 
   #testConn(s: Session, now: number): void {
@@ -138,7 +126,7 @@ export class Reaper {
     const key = s.hmac;
     if (!key) {
       // Its server key left the keyring: nobody can talk in this session any more.
-      this.#end(s, now, 'its server key is gone from the keyring');
+      endServed(core, s, now, 'its server key is gone from the keyring');
       return;
     }
     s.pings++;

@@ -400,6 +400,18 @@ export class Session {
     else if (v) this.#probing().nonce = v;
   }
 
+  /**
+   * A verified request or test_conn answer: no ping is outstanding any more. One map lookup,
+   * none while no session is being pinged (the receive path calls it per datagram).
+   */
+  heard(): void {
+    const p = this.#probe();
+    if (p) {
+      p.pings = 0;
+      p.nonce = undefined;
+    }
+  }
+
   #probe(): Probe | undefined {
     const probes = this.#origin.shared.probes;
     return probes.size === 0 ? undefined : probes.get(this);

@@ -5,6 +5,7 @@
  * none) holds it, and undoing grants the site refused. The rules are in docs/site.md.
  */
 import { type Core, hexId } from './core.ts';
+import type { ResolvedOptions } from './defaults.ts';
 import { poolSnapshot } from './restore.ts';
 import type { Session } from './session.ts';
 import { type SiteState, snapshotOf } from './site.ts';
@@ -38,6 +39,29 @@ export function undoClaims(core: Core, site: SiteState): void {
   site.claims.clear();
 }
 
+/**
+ * How long a session (or a seat) nobody hears from is kept: the test_conn time, as a single
+ * server waits for a quiet holder (quiet, then every ping unanswered).
+ */
+export function unheardMs(o: ResolvedOptions): number {
+  return o.quietMs + o.testConnTries * o.testConnIntervalMs;
+}
+
+/**
+ * Reaps session `s` (forgets it when `why` is null) as this server serves it: at once on a
+ * single server; on a site only if it is this server's (not another's, not an orphan), and
+ * only once etcd agrees (endSiteSession).
+ */
+export function endServed(core: Core, s: Session, now: number, why: string | null): void {
+  const site = core.site;
+  if (!site) {
+    if (why === null) core.forget(s);
+    else core.reap(s, now, why);
+  } else if (!site.remote.has(s.id) && !site.orphans.has(s.id)) {
+    endSiteSession(core, site, s, why, 'self');
+  }
+}
+
 /** Leases freed per tick at most by the lost-lease sweep. */
 const LOST_PER_TICK = 1000;
 /** Site-wide end transactions one server has in flight at most. */
@@ -59,8 +83,7 @@ export function siteTick(core: Core, site: SiteState): void {
  */
 function freeLost(core: Core, site: SiteState): void {
   const now = core.now();
-  const o = core.opts;
-  const wait = o.quietMs + o.testConnTries * o.testConnIntervalMs;
+  const wait = unheardMs(core.opts);
   let n = 0;
   for (const [id, since] of site.lost) {
     if (now - since < wait) continue;

@@ -59,12 +59,35 @@ const held = (d: Daemon, feature: string) =>
     .features.filter((f) => f.name === feature)
     .reduce((n, f) => n + f.inUse, 0);
 
-async function until(what: string, f: () => boolean, ms = 10_000): Promise<void> {
+/** Polls `f` (which may ask etcd) until it holds; throws after `ms`. */
+async function until(
+  what: string,
+  f: () => boolean | Promise<boolean>,
+  ms = 10_000,
+): Promise<void> {
   const end = Date.now() + ms;
-  while (!f()) {
+  while (!(await f())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/**
+ * Holds back what a server's site store tells it (a long stop, a slow watch: its view falls
+ * behind etcd's). Resolves nothing; call the returned function to deliver it all, in order.
+ */
+function holdBack(d: Daemon): () => void {
+  const store = d.siteStore!;
+  const late: [string | symbol, unknown[]][] = [];
+  const emit = store.emit.bind(store);
+  store.emit = (event: string | symbol, ...args: unknown[]) => {
+    late.push([event, args]);
+    return true;
+  };
+  return () => {
+    store.emit = emit;
+    for (const [event, args] of late) emit(event, ...args);
+  };
 }
 
 t.test('two servers, one 5-seat feature: never more than 5 held site-wide', { skip }, async (t) => {
@@ -384,28 +407,16 @@ t.test(
     const ledger = b.siteStore!.ledger;
     const sid = (await ledger.allLeases())[0]!.tokenId;
     t.equal(await ledger.sessionOwner(sid), 'a', 'a serves the session');
-    // a's view falls behind (a long stop, a slow watch): what etcd tells it arrives late.
-    const store = a.siteStore!;
-    const late: [string | symbol, unknown[]][] = [];
-    const emit = store.emit.bind(store);
-    store.emit = (event: string | symbol, ...args: unknown[]) => {
-      late.push([event, args]);
-      return true;
-    };
+    const deliver = holdBack(a);
     // a can no longer reach the client: it fails over to b, which takes the session over.
     relay.dropReplies = true;
-    const deadline = Date.now() + 10_000;
-    while ((await ledger.sessionOwner(sid)) !== 'b') {
-      if (Date.now() > deadline) throw new Error('b never took the session over');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await until('b takes the session over', async () => (await ledger.sessionOwner(sid)) === 'b');
     const hex = sid.toString(16).padStart(16, '0');
     // a pings the session on its old address, hears nothing, and gives up on it.
     await until('a gives up on the session', () =>
       log.lines.some((l) => l.includes(hex) && /reaped|not reaped/.test(l)),
     );
-    store.emit = emit;
-    for (const [event, args] of late) emit(event, ...args);
+    deliver();
     // a answers only after what it decided before is committed: a barrier.
     const probe = await client(site, [a.address().port], { user: 'probe', host: 'hp' });
     clients.push(probe);
@@ -451,19 +462,9 @@ t.test(
       return [...m.values()].sort().join(',');
     };
     t.equal(await owners(), 'a,a', 'a serves both sessions');
-    const store = a.siteStore!;
-    const late: [string | symbol, unknown[]][] = [];
-    const emit = store.emit.bind(store);
-    store.emit = (event: string | symbol, ...args: unknown[]) => {
-      late.push([event, args]);
-      return true;
-    };
+    const deliver = holdBack(a);
     relay.dropReplies = true;
-    const deadline = Date.now() + 10_000;
-    while ((await owners()) !== 'a,b') {
-      if (Date.now() > deadline) throw new Error('b never took the session over');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await until('b takes the session over', async () => (await owners()) === 'a,b');
     // a's etcd lease ends (as when it was stopped past its TTL): its liveness keys go.
     const leaseId = a.siteStore!.ledger.state().leaseId!;
     const etcd = new Etcd3({ hosts: cluster.endpoints });
@@ -473,18 +474,15 @@ t.test(
       log.lines.some((l) => l.startsWith('site: a new etcd lease')),
     );
     let now = '';
-    const end = Date.now() + 10_000;
     // Done when a has put back the one it still serves and decided on the other.
-    while (
-      !(now === 'a,a' || (now === 'a,b' && log.lines.some((l) => /not attached again/.test(l))))
-    ) {
-      if (Date.now() > end) throw new Error(`a never reattached: owners ${now}`);
-      await new Promise((r) => setTimeout(r, 50));
+    await until('a reattaches', async () => {
       now = await owners();
-    }
+      return (
+        now === 'a,a' || (now === 'a,b' && log.lines.some((l) => /not attached again/.test(l)))
+      );
+    });
     t.equal(now, 'a,b', 'a took back its own session, not the one b serves');
-    store.emit = emit;
-    for (const [event, args] of late) emit(event, ...args);
+    deliver();
     await c.ping();
     t.equal(await owners(), 'a,b', 'and it stays so');
     t.equal(lease.state, 'held');
@@ -525,11 +523,7 @@ t.test(
     );
     t.equal(await ledger.held('cad@1.0'), 1);
     await until('a frees it', () => log.lines.some((l) => /lease 0*dead .*freed/.test(l)));
-    const deadline = Date.now() + 10_000;
-    while ((await ledger.held('cad@1.0')) !== 0) {
-      if (Date.now() > deadline) throw new Error('the seat was never freed');
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await until('etcd frees the seat', async () => (await ledger.held('cad@1.0')) === 0);
     t.pass('the seat is free again');
     t.notOk(await ledger.getLease(0xdeadn), 'the lease is gone from etcd');
     await until('no server counts it', () => held(a, 'cad') === 0 && held(b, 'cad') === 0);

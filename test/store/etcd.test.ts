@@ -16,6 +16,7 @@ import {
   type GrantRequest,
   openEtcdLedger,
 } from '../../lib/store/etcd.ts';
+import type { SessionRecord } from '../../lib/store/sqlite.ts';
 import { type EtcdCluster, skipWithoutEtcd, startCluster } from '../helpers/etcd.ts';
 import { rng } from '../helpers/rng.ts';
 
@@ -37,6 +38,22 @@ async function ledger(serverId: string, site: string, o: Partial<EtcdLedgerOptio
   });
   open.push(l);
   return l;
+}
+
+/** A session record of token `tokenId`, alive for a minute. */
+function sessionRecord(tokenId: bigint): SessionRecord {
+  return {
+    tokenId,
+    token: new Uint8Array([Number(tokenId & 0xffn)]),
+    user: 'ann',
+    host: 'ws1',
+    vendor: 'demo',
+    created: Date.now(),
+    expires: Date.now() + 60_000,
+    ip: '127.0.0.1',
+    port: 5000,
+    credential: 'demo',
+  };
 }
 
 function lease(leaseId: bigint, tokenId: bigint, licensed: number, count = 1): GrantRequest {
@@ -377,18 +394,7 @@ t.test('site ledger over a real etcd cluster', { skip }, async (t) => {
     await seenOne;
     t.same(seen, [42n], 'watched');
     await stop();
-    const s = {
-      tokenId: 5n,
-      token: new Uint8Array([5, 5]),
-      user: 'ann',
-      host: 'ws1',
-      vendor: 'demo',
-      created: Date.now(),
-      expires: Date.now() + 60_000,
-      ip: '127.0.0.1',
-      port: 5000,
-      credential: 'demo',
-    };
+    const s = { ...sessionRecord(5n), token: new Uint8Array([5, 5]) };
     t.equal(await a.attachSession(5n, s), undefined);
     t.equal(await b.attachSession(5n), 'a', 'moved from a to b');
     t.same(await b.getSession(5n), { ...s, seqFloor: -1 });
@@ -402,18 +408,7 @@ t.test('site ledger over a real etcd cluster', { skip }, async (t) => {
     async (t) => {
       const a = await ledger('a', 'ending');
       const b = await ledger('b', 'ending');
-      const s = {
-        tokenId: 7n,
-        token: new Uint8Array([7]),
-        user: 'ann',
-        host: 'ws1',
-        vendor: 'demo',
-        created: Date.now(),
-        expires: Date.now() + 60_000,
-        ip: '127.0.0.1',
-        port: 5000,
-        credential: 'demo',
-      };
+      const s = sessionRecord(7n);
       t.equal(await a.attachSession(7n, s), undefined);
       t.equal(await b.attachSession(7n), 'a', 'b takes it over');
       t.equal(

@@ -72,9 +72,8 @@ export const dispatch = {
       return;
     }
     if (!s.pingNonce || !equalBytes(s.pingNonce, body.nonce)) return;
-    s.pingNonce = undefined;
+    s.heard();
     s.lastSeen = now;
-    s.pings = 0;
     if (moved) core.move(s, from.address, from.port);
   },
 };
