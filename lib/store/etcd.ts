@@ -1256,9 +1256,9 @@ export class EtcdLedger extends EventEmitter {
    * key is this server's, `'none'` when no server holds it (an orphan). One transaction
    * deletes its record, liveness key and replay floor and, with `revokeUntil`, revokes its
    * token until then, so no server can attach it again. Its leases are the caller's to
-   * release after (only once this resolves 'ended'). Resolves to 'ended', or to the id of
-   * the server that holds it now (then nothing changed; '' when it is a server other than
-   * the `holder` asked for but the key is gone).
+   * release after (only once this resolves 'ended'). Resolves to 'ended' (also when it was
+   * ended already: a retry whose first attempt committed), to the id of the server that
+   * holds it now, or to '' when no server holds it but it is not ended (nothing changed).
    * @throws {TypeError|RangeError} on bad arguments; {EtcdStoreError} UNREACHABLE,
    * NO_MAJORITY, CLOSED
    */
@@ -1273,20 +1273,19 @@ export class EtcdLedger extends EventEmitter {
     }
     const id = hex16(tokenId);
     const alive = this.key(`alive/${id}`);
-    const success = [del(this.key(`session/${id}`)), del(alive), del(this.key(`floor/${id}`))];
+    const record = this.key(`session/${id}`);
+    const revoked = this.key(`revoked/${id}`);
+    const success = [del(record), del(alive), del(this.key(`floor/${id}`))];
     if (o.revokeUntil !== undefined) {
       int('o.revokeUntil', o.revokeUntil, 0, Number.MAX_SAFE_INTEGER);
       const lease = await this.expiringLease(o.revokeUntil);
-      if (lease !== undefined) {
-        success.push(put(this.key(`revoked/${id}`), String(o.revokeUntil), lease));
-      }
+      if (lease !== undefined) success.push(put(revoked, String(o.revokeUntil), lease));
     }
-    const sk = this.key(`session/${id}`);
     const r = await this.txn(
       {
         compare: [o.holder === 'self' ? valueIs(alive, this.serverId) : absent(alive)],
         success,
-        failure: [get(alive), get(sk), get(this.key(`revoked/${id}`))],
+        failure: [get(alive), get(record), get(revoked)],
       },
       'ending a session',
     );
