@@ -23,12 +23,14 @@
  * The bench process itself moves to core 1 for these sections (the generator's core), so
  * that building and sending datagrams does not take the daemon's core.
  */
+
 import { spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import dgram from 'node:dgram';
 import { availableParallelism } from 'node:os';
 import { ClientAuth } from '../lib/auth/client.ts';
 import { randomBytes } from '../lib/crypto/hmac.ts';
+import { batchUnavailable } from '../lib/server/udp.ts';
 import { MsgType, TAG_LENGTH } from '../lib/wire/index.ts';
 import { type BenchClient, call, openSessions, rid } from './clients.ts';
 import {
@@ -73,6 +75,10 @@ export interface BadTagResult {
    * on a bad tag is the row less this.
    */
   floor_us: number;
+  /** The same floor over the daemon's batched socket (`sink-batch`); null: not built. */
+  floor_batch_us: number | null;
+  /** The socket floatlmd served on (`auto`: batch where the addon is built). */
+  daemon_udp: 'batch' | 'dgram';
 }
 
 const BURST = 500;
@@ -222,7 +228,9 @@ async function badTagRows(n: number, pinned: boolean): Promise<BadTagResult> {
         rate: Math.round(handled / wall),
       });
     }
-    const floor = await sinkFloor(kinds[0]!.make, n, pinned);
+    const floor = await sinkFloor(kinds[0]!.make, n, pinned, 'sink');
+    const batch = !batchUnavailable('127.0.0.1');
+    const floorBatch = batch ? await sinkFloor(kinds[0]!.make, n, pinned, 'sink-batch') : null;
     const worst = (modes: number[]) =>
       Math.max(
         ...rows.filter((r) => modes.includes(r.mode)).map((r) => r.server_cpu_us_per_datagram),
@@ -235,6 +243,8 @@ async function badTagRows(n: number, pinned: boolean): Promise<BadTagResult> {
       worst_us_modes_1_3_4: worst([1, 3, 4]),
       worst_us_mode_2: worst([2]),
       floor_us: floor,
+      floor_batch_us: floorBatch,
+      daemon_udp: batch ? 'batch' : 'dgram',
     };
   } finally {
     req.close();
@@ -249,8 +259,13 @@ async function badTagRows(n: number, pinned: boolean): Promise<BadTagResult> {
  * whose cost is taken out.
  * @throws {Error} when the sink fails or a probe is not answered
  */
-async function sinkFloor(make: () => Uint8Array, n: number, pinned: boolean): Promise<number> {
-  const sink = await spawnScript('server.js', ['sink'], pinned ? { core: 0 } : {});
+async function sinkFloor(
+  make: () => Uint8Array,
+  n: number,
+  pinned: boolean,
+  kind: 'sink' | 'sink-batch',
+): Promise<number> {
+  const sink = await spawnScript('server.js', [kind], pinned ? { core: 0 } : {});
   const port = Number(/port (\d+)/.exec(sink.ready)?.[1]);
   const req = await Requester.open(port);
   try {

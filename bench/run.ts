@@ -172,15 +172,24 @@ async function main(): Promise<void> {
           ? `   ${name.padEnd(30)} ${String(Math.round(r.rate)).padStart(7)} ${unit}/s  p50 ${r.p50_us.toFixed(0).padStart(6)} µs  p99 ${r.p99_us.toFixed(0).padStart(6)} µs  server ${r.server_cpu_us_per_req.toFixed(1).padStart(6)} µs CPU/${unit} (${r.server_cpu_pct.toFixed(0)}% of core 0; others ${fmt(r.core0_others_pct, 0)}%, steal ${fmt(r.core0_steal_pct, 0)}%)  generator ${r.generator_cpu_pct.toFixed(0)}%  lost ${r.lost} errors ${r.errors}`
           : `   ${name.padEnd(30)} ${NOT_RUN}`,
       );
+    const batchRow = (i: number) =>
+      row(`batched-socket echo (run ${i + 1})`, tp!.echo_batch[i] ?? null);
     row('bare echo (run 1)', tp.echo[0]!);
+    batchRow(0);
     tp.rounds.forEach((r, i) => {
       row(`floatlmd HEARTBEAT (round ${i + 1})`, r.heartbeat);
       row(`bare echo (run ${i + 2})`, tp!.echo[i + 1]!);
+      batchRow(i + 1);
     });
     row('floatlmd CHECKOUT+CHECKIN', tp.pairs, 'pair');
     const [lo, hi] = tp.heartbeat_cpu_ratio_range;
     say(
-      `   heartbeat / echo by server CPU per request: ${tp.heartbeat_cpu_ratio_vs_echo} (median of ${tp.rounds.length} rounds, range ${lo}–${hi}; ${tp.heartbeat_server_cpu_us_per_req} vs ${tp.echo_server_cpu_us_per_req} µs) (target ≥ 0.9); by rate ${tp.heartbeat_ratio_vs_echo} (target ≥ 0.6); ${tp.window} in flight over ${tp.sessions} sessions`,
+      `   heartbeat / echo by server CPU per request: ${tp.heartbeat_cpu_ratio_vs_echo} (median of ${tp.rounds.length} rounds, range ${lo}–${hi}; ${tp.heartbeat_server_cpu_us_per_req} vs ${tp.echo_server_cpu_us_per_req} µs) (target ≥ 0.9); by rate ${tp.heartbeat_ratio_vs_echo} (target ≥ 0.6); ${tp.window} in flight over ${tp.sessions} sessions; the daemon on its ${tp.daemon_udp} socket, the echo on node:dgram`,
+    );
+    say(
+      tp.heartbeat_cpu_ratio_vs_batch_echo === null
+        ? `   heartbeat / echo on the same batched socket: ${NOT_RUN} (the addon is not built)`
+        : `   heartbeat / echo on the same batched socket (like for like): ${tp.heartbeat_cpu_ratio_vs_batch_echo} (${tp.heartbeat_server_cpu_us_per_req} vs ${tp.echo_batch_server_cpu_us_per_req} µs): what a heartbeat adds to moving its datagrams`,
     );
     const busy = [...tp.echo, ...tp.rounds.map((r) => r.heartbeat)].map((r) => r.core0_others_pct);
     const othersPct = busy.some(Number.isNaN) ? Number.NaN : Math.round(median(busy));
@@ -249,7 +258,7 @@ async function main(): Promise<void> {
       `   worst: modes 1/3/4 ${bt.worst_us_modes_1_3_4} µs (target ≤ 5), mode 2 ${bt.worst_us_mode_2} µs (target ≤ 10); probe ${bt.probe_cpu_us} µs a burst of ${bt.burst}, subtracted`,
     );
     say(
-      `   floor: a node:dgram socket that reads and drops the same datagrams costs ${bt.floor_us} µs each (same run, same core); floatlmd above it: modes 1/3/4 ${round(bt.worst_us_modes_1_3_4 - bt.floor_us, 2)} µs, mode 2 ${round(bt.worst_us_mode_2 - bt.floor_us, 2)} µs`,
+      `   floor: a node:dgram socket that reads and drops the same datagrams costs ${bt.floor_us} µs each (same run, same core); ${bt.floor_batch_us === null ? `on the batched socket: ${NOT_RUN} (the addon is not built)` : `the same on the batched socket ${bt.floor_batch_us} µs`}; floatlmd (${bt.daemon_udp} socket) above its own socket's floor: modes 1/3/4 ${round(bt.worst_us_modes_1_3_4 - (bt.floor_batch_us ?? bt.floor_us), 2)} µs, mode 2 ${round(bt.worst_us_mode_2 - (bt.floor_batch_us ?? bt.floor_us), 2)} µs`,
     );
   } else skipped(title5);
 
@@ -357,6 +366,8 @@ async function main(): Promise<void> {
     pair_p99_us: tp?.pairs?.p99_us ?? null,
     heartbeat_ratio_vs_echo: tp?.heartbeat_ratio_vs_echo ?? null,
     heartbeat_cpu_ratio_vs_echo: tp?.heartbeat_cpu_ratio_vs_echo ?? null,
+    heartbeat_cpu_ratio_vs_batch_echo: tp?.heartbeat_cpu_ratio_vs_batch_echo ?? null,
+    daemon_udp: tp?.daemon_udp ?? null,
     memory: m1m ? { at_100k: m100k, at_1m: m1m, marginal_rss_bytes_per_session: marginal } : null,
     rss_bytes_per_session_1m: m1m?.rss_bytes_per_session ?? null,
     active_rss_bytes_per_session_1m: m1m?.active_rss_bytes_per_session ?? null,
@@ -369,6 +380,7 @@ async function main(): Promise<void> {
     badtag_worst_us_modes_1_3_4: bt?.worst_us_modes_1_3_4 ?? null,
     badtag_worst_us_mode_2: bt?.worst_us_mode_2 ?? null,
     badtag_floor_us: bt?.floor_us ?? null,
+    badtag_floor_batch_us: bt?.floor_batch_us ?? null,
     flood: fd ?? null,
     flood_rss_peak_bytes: fd?.rss_peak_bytes ?? null,
     flood_hello_share: fd?.hello_other.share ?? null,

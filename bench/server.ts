@@ -5,10 +5,13 @@
  *
  *   node dist/bench/server.js echo
  *   node dist/bench/server.js sink   (reads and drops every datagram; echoes 12-byte probes)
+ *   node dist/bench/server.js echo-batch | sink-batch   (the same over the daemon's batched
+ *                                                         socket, lib/server/udp.ts)
  *   node dist/bench/server.js daemon '<DaemonOptions as JSON>'
  */
 import dgram from 'node:dgram';
 import { Daemon, type DaemonOptions } from '../lib/server/daemon.ts';
+import { bindUdp } from '../lib/server/udp.ts';
 
 async function main(): Promise<void> {
   const kind = process.argv[2];
@@ -30,6 +33,25 @@ async function main(): Promise<void> {
       s.close();
       return { received: n };
     };
+  } else if (kind === 'echo-batch' || kind === 'sink-batch') {
+    const echo = kind === 'echo-batch';
+    let n = 0;
+    const s = await bindUdp(
+      'batch',
+      '127.0.0.1',
+      0,
+      4 << 20,
+      (bytes, address, port) => {
+        n++;
+        if (echo || bytes.length === 12) s.send(bytes, port, address);
+      },
+      () => {},
+    );
+    process.stdout.write(`port ${s.port()}\n`);
+    stop = async () => {
+      s.close();
+      return { received: n };
+    };
   } else if (kind === 'daemon') {
     const opts = JSON.parse(process.argv[3] ?? '{}') as DaemonOptions;
     const started = performance.now();
@@ -42,7 +64,7 @@ async function main(): Promise<void> {
     });
     const startMs = performance.now() - started;
     process.stdout.write(
-      `port ${d.address().port} start_ms ${startMs.toFixed(1)} sessions ${d.sessionCount}\n`,
+      `port ${d.address().port} start_ms ${startMs.toFixed(1)} sessions ${d.sessionCount} udp ${d.udp}\n`,
     );
     stop = async () => {
       const counters = { ...d.counters };

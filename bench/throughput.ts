@@ -28,6 +28,7 @@ import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { batchUnavailable } from '../lib/server/udp.ts';
 import { toHex } from '../lib/wire/index.ts';
 import { openSessions } from './clients.ts';
 import {
@@ -81,6 +82,8 @@ export interface Round {
   cpu_ratio: number;
   /** Heartbeat rate / mean echo rate of the runs before and after. */
   rate_ratio: number;
+  /** Mean CPU per request of the batched echo runs before and after / heartbeat's. */
+  cpu_ratio_vs_batch_echo: number | null;
 }
 
 export interface ThroughputResult {
@@ -89,6 +92,10 @@ export interface ThroughputResult {
   sessions: number;
   /** Every measured echo run, in order (one more than the heartbeat runs). */
   echo: LoadResult[];
+  /** The same over the daemon's batched socket (lib/server/udp.ts); empty when not built. */
+  echo_batch: LoadResult[];
+  /** The socket the daemon used (`batch` or `dgram`). */
+  daemon_udp: string;
   rounds: Round[];
   /** Medians over the rounds, and the range of the CPU ratio. */
   heartbeat_cpu_ratio_vs_echo: number;
@@ -96,6 +103,9 @@ export interface ThroughputResult {
   heartbeat_ratio_vs_echo: number;
   echo_server_cpu_us_per_req: number;
   heartbeat_server_cpu_us_per_req: number;
+  /** Like for like: heartbeat against an echo over the same batched socket; null: not run. */
+  heartbeat_cpu_ratio_vs_batch_echo: number | null;
+  echo_batch_server_cpu_us_per_req: number | null;
   /** The round with the median CPU ratio: its rate and latency stand for heartbeats. */
   heartbeat: LoadResult;
   pairs: LoadResult | null;
@@ -194,8 +204,11 @@ export function median(xs: number[]): number {
 }
 
 /** The bare `node:dgram` echo server (bench/server.ts) as a child process. */
-export async function startEcho(core: { core?: number }): Promise<Target> {
-  const e = await spawnScript('server.js', ['echo'], core);
+export async function startEcho(
+  core: { core?: number },
+  kind: 'echo' | 'echo-batch' = 'echo',
+): Promise<Target> {
+  const e = await spawnScript('server.js', [kind], core);
   return { child: e.child, port: Number(/port (\d+)/.exec(e.ready)?.[1]) };
 }
 
@@ -207,7 +220,11 @@ async function startDaemon(site: Site, core: { core?: number }, nodeArgs: string
     maxSessionsPerHost: 1_000_000,
   };
   const d = await spawnScript('server.js', ['daemon', JSON.stringify(opts)], { ...core, nodeArgs });
-  return { child: d.child, port: Number(/port (\d+)/.exec(d.ready)?.[1]) };
+  return {
+    child: d.child,
+    port: Number(/port (\d+)/.exec(d.ready)?.[1]),
+    udp: /udp (\w+)/.exec(d.ready)?.[1] ?? '?',
+  };
 }
 
 /** SIGTERM, then waits for the exit (SIGKILL after 10 s). */
@@ -268,8 +285,9 @@ export async function throughput(
   const loadgen = buildLoadgen(site.dir);
   const core = pinned ? { core: 0 } : {};
   const sessionsFile = join(site.dir, 'sessions.txt');
-  let daemon: Target | undefined;
+  let daemon: (Target & { udp: string }) | undefined;
   let echo: Target | undefined;
+  let batchEcho: Target | undefined;
   const run = (mode: 'hb' | 'pair', target: Target, ms = durationMs, warm = 200) =>
     runLoad(loadgen, {
       mode,
@@ -283,23 +301,35 @@ export async function throughput(
   try {
     daemon = await startDaemon(site, core, []);
     echo = await startEcho(core);
+    if (!batchUnavailable('127.0.0.1')) batchEcho = await startEcho(core, 'echo-batch');
     await sessionsFor(site, daemon.port, nSessions, sessionsFile);
     // Unmeasured: JIT tiers, heap sizing, the sessions' move to the generator's port.
     await run('hb', echo, warmupMs, 0);
+    if (batchEcho) await run('hb', batchEcho, warmupMs, 0);
     await run('hb', daemon, warmupMs, 0);
+    // E B H E B H … E B: each heartbeat run between echo runs of both kinds.
     const echoes = [await run('hb', echo)];
+    const batched = batchEcho ? [await run('hb', batchEcho)] : [];
     const rs: Round[] = [];
+    const cpu = (a: LoadResult, b: LoadResult) =>
+      (a.server_cpu_us_per_req + b.server_cpu_us_per_req) / 2;
     for (let i = 0; i < rounds; i++) {
       const heartbeat = await run('hb', daemon);
       const after = await run('hb', echo);
       const before = echoes[echoes.length - 1]!;
       echoes.push(after);
-      const echoCpu = (before.server_cpu_us_per_req + after.server_cpu_us_per_req) / 2;
+      let vsBatch: number | null = null;
+      if (batchEcho) {
+        const b = await run('hb', batchEcho);
+        vsBatch = round(cpu(batched[batched.length - 1]!, b) / heartbeat.server_cpu_us_per_req, 3);
+        batched.push(b);
+      }
       const echoRate = (before.rate + after.rate) / 2;
       rs.push({
         heartbeat,
-        cpu_ratio: round(echoCpu / heartbeat.server_cpu_us_per_req, 3),
+        cpu_ratio: round(cpu(before, after) / heartbeat.server_cpu_us_per_req, 3),
         rate_ratio: round(heartbeat.rate / echoRate, 3),
+        cpu_ratio_vs_batch_echo: vsBatch,
       });
     }
     const pairs = o.pairs ? await run('pair', daemon) : null;
@@ -328,6 +358,8 @@ export async function throughput(
       window,
       sessions: nSessions,
       echo: echoes,
+      echo_batch: batched,
+      daemon_udp: daemon.udp,
       rounds: rs,
       heartbeat_cpu_ratio_vs_echo: round(mid, 3),
       heartbeat_cpu_ratio_range: [Math.min(...cpuRatios), Math.max(...cpuRatios)],
@@ -337,6 +369,12 @@ export async function throughput(
         median(rs.map((r) => r.heartbeat.server_cpu_us_per_req)),
         2,
       ),
+      heartbeat_cpu_ratio_vs_batch_echo: batchEcho
+        ? round(median(rs.map((r) => r.cpu_ratio_vs_batch_echo!)), 3)
+        : null,
+      echo_batch_server_cpu_us_per_req: batchEcho
+        ? round(median(batched.map((e) => e.server_cpu_us_per_req)), 2)
+        : null,
       heartbeat: typical.heartbeat,
       pairs,
       pair_datagram_ratio_vs_echo: pairs ? round((2 * pairs.rate) / echoRate, 3) : null,
@@ -344,6 +382,7 @@ export async function throughput(
     };
   } finally {
     await stop(echo);
+    await stop(batchEcho);
     await stop(daemon);
   }
 }

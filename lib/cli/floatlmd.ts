@@ -11,6 +11,7 @@ import { Daemon, type DaemonOptions } from '../server/daemon.ts';
 import { DEFAULTS } from '../server/defaults.ts';
 import { checkHttpFlags, type HttpServer, startHttp } from '../server/http.ts';
 import { LEVELS, LOG_FORMATS, makeLogger } from '../server/log.ts';
+import { batchUnavailable } from '../server/udp.ts';
 import { DEMO_DIR, ensureDemo, pointDemoAt } from './demo.ts';
 import { CliError, type CliIO, ExitCode, intOption } from './io.ts';
 
@@ -136,6 +137,14 @@ export function buildDaemonProgram(io: CliIO, started: (d: Daemon) => void = () 
       intOption('--rate-limit', 0, 10_000_000),
       DEFAULTS.rateLimit.rate,
     )
+    .addOption(
+      new Option(
+        '--udp <kind>',
+        'UDP socket: batch (recvmmsg/sendmmsg, IPv4), dgram (node:dgram), auto (batch if built)',
+      )
+        .choices(['auto', 'batch', 'dgram'])
+        .default(DEFAULTS.udp),
+    )
     .option('--report <file>', 'JSON-lines report log (default <state>/report.jsonl)')
     .option(
       '--allow-empty',
@@ -199,6 +208,8 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
     if (o.httpToken && !o.http) {
       throw new CliError('floatlmd: --http-token needs --http', ExitCode.USAGE);
     }
+    const noBatch = o.udp === 'batch' ? batchUnavailable(o.host as string) : undefined;
+    if (noBatch) throw new CliError(`floatlmd: --udp batch: ${noBatch}`, ExitCode.ERROR);
     const logger = makeLogger(
       o.logLevel as string,
       (line) => io.err(`${line}\n`),
@@ -220,6 +231,7 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
       site: o.site as string,
       ...(o.serverId ? { serverId: o.serverId as string } : {}),
       etcdLeaseTtlS: o.etcdLeaseTtl as number,
+      udp: o.udp as 'auto' | 'batch' | 'dgram',
       tokenLifetimeS: o.tokenLifetime as number,
       rateLimit: { rate: o.rateLimit as number, burst: Math.max(1, (o.rateLimit as number) * 2) },
       ...(o.report ? { reportLog: resolve(io.cwd, o.report as string) } : {}),

@@ -4,7 +4,6 @@
  * served), CLOSING, CLOSED, with `close()` idempotent. What happens to a datagram is the
  * pipeline's (pipeline.ts, handlers/), what leaves is the outbox's, timers are the reaper's.
  */
-import dgram from 'node:dgram';
 import { ServerAuth } from '../auth/server.ts';
 import type { Keyring } from '../crypto/index.ts';
 import { LicensePool } from '../license/pool.ts';
@@ -13,7 +12,7 @@ import type { SiteStore } from '../store/site.ts';
 import { decodeToken, sessionKeyOfBytes, TokenStore } from '../token/index.ts';
 import { ConfigError, type DaemonConfig, type LoadedConfig, loadConfig } from './config.ts';
 import { Core, type Counters, newCounters, poolFeatures, SERVER_VERSION } from './core.ts';
-import { type DaemonOptions, resolveOptions } from './defaults.ts';
+import { type DaemonOptions, RECV_BUFFER_BYTES, resolveOptions } from './defaults.ts';
 import { degrade } from './faults.ts';
 import { ReportLog, silentLogger } from './log.ts';
 import { Metrics, type OperatorSource, type StoreState } from './metrics.ts';
@@ -25,6 +24,7 @@ import { restore } from './restore.ts';
 import { SessionTable } from './sessions.ts';
 import { attachSite, openSite, seatRule } from './site.ts';
 import { endServed, refused } from './site-sessions.ts';
+import { bindUdp, type UdpKind, type UdpSocket } from './udp.ts';
 
 export type { DaemonConfig, DaemonOptions };
 export { type Counters, SERVER_VERSION };
@@ -41,14 +41,13 @@ export class Daemon implements OperatorSource {
   /** Prometheus metrics of this daemon (served by lib/server/http.ts). */
   readonly metrics: Metrics;
   readonly #core: Core;
-  readonly #socket: dgram.Socket;
+  #socket: UdpSocket | undefined;
   readonly #reaper: Reaper;
   #timer: NodeJS.Timeout | undefined;
   #closed: Promise<void> | undefined;
 
-  private constructor(core: Core, socket: dgram.Socket) {
+  private constructor(core: Core) {
     this.#core = core;
-    this.#socket = socket;
     this.#reaper = new Reaper(core);
     this.metrics = new Metrics(this, { processMetrics: core.opts.processMetrics });
     core.report.subscribe(this.metrics.onReport);
@@ -74,9 +73,8 @@ export class Daemon implements OperatorSource {
           seatRule(() => current, opts.now),
         )
       : openStore(opts.stateDir);
-    let socket: dgram.Socket | undefined;
+    let socket: UdpSocket | undefined;
     try {
-      socket = dgram.createSocket({ type: opts.host.includes(':') ? 'udp6' : 'udp4' });
       const log = opts.logger ?? silentLogger;
       const tokens = new TokenStore();
       let keyring = config.keys.keyring;
@@ -86,7 +84,7 @@ export class Daemon implements OperatorSource {
       const sessions = new SessionTable(opts.hmacCacheSize, derive);
       const counters = newCounters();
       const report = new ReportLog(opts.reportLog, opts.reportRotation);
-      const outbox = new Outbox(counters, socket, store, opts.now, log, opts.replyCacheSize, () => {
+      const outbox = new Outbox(counters, store, opts.now, log, opts.replyCacheSize, () => {
         report.flush();
         // Committed: nothing of the last ticks needs undoing any more.
         core.fresh.clear();
@@ -126,37 +124,34 @@ export class Daemon implements OperatorSource {
         now: opts.now,
         budget: pipeline.allow,
       });
-      const d = new Daemon(core, socket);
+      const d = new Daemon(core);
       core.lifecycle = { reread: () => d.reread(), close: () => d.close() };
       if (site) {
         const st = attachSite(core, store as SiteStore, now);
         outbox.onRefused = (ids) => refused(core, st, ids);
       } else restore(core, now);
-      const s = socket;
-      await new Promise<void>((resolve, reject) => {
-        s.once('error', reject);
-        s.bind(opts.port, opts.host, () => {
-          s.off('error', reject);
-          resolve();
-        });
-      });
-      try {
-        // Bursts of datagrams queue in the kernel while a group commit runs; give them room.
-        s.setRecvBufferSize(4 * 1024 * 1024);
-      } catch {
-        // Some systems cap the size (net.core.rmem_max); the default still works.
-      }
+      const s = await bindUdp(
+        opts.udp,
+        opts.host,
+        opts.port,
+        RECV_BUFFER_BYTES,
+        pipeline.onDatagram,
+        (e) => log.error(`socket: ${e.message}`),
+      );
+      socket = s;
+      d.#socket = s;
+      outbox.attach(s);
       // Uptime and the restart grace count from when the daemon can hear its clients.
       const listening = opts.now();
       core.started = listening;
       if (core.graceUntil > 0) core.graceUntil += listening - now;
-      s.on('message', (msg, rinfo) => pipeline.onMessage(msg, rinfo));
-      s.on('error', (e) => log.error(`socket: ${e.message}`));
       d.#timer = setInterval(() => d.#reaper.tick(), opts.tickMs);
       d.#timer.unref();
       for (const p of config.license.problems) log.warn(`license: ${p.text}`);
       report.write('start', now, { features: config.license.features.length });
-      log.info(`floatlmd ${SERVER_VERSION} listening on ${opts.host}:${s.address().port}`);
+      log.info(
+        `floatlmd ${SERVER_VERSION} listening on ${opts.host}:${s.port()} (${s.kind} socket)`,
+      );
       return d;
     } catch (e) {
       socket?.close();
@@ -177,10 +172,14 @@ export class Daemon implements OperatorSource {
     return this.#core.counters;
   }
 
+  /** The kind of UDP socket serving (lib/server/udp.ts). */
+  get udp(): UdpKind {
+    return this.#socket?.kind ?? 'dgram';
+  }
+
   /** The bound address and port. */
   address(): { address: string; port: number } {
-    const a = this.#socket.address();
-    return { address: a.address, port: a.port };
+    return { address: this.#core.opts.host, port: this.#socket?.port() ?? 0 };
   }
 
   /** Milliseconds of restart grace left (0 outside grace). */
@@ -335,7 +334,7 @@ export class Daemon implements OperatorSource {
       await drained;
       c.outbox.closed = true;
       await c.outbox.settled();
-      await new Promise<void>((resolve) => this.#socket.close(() => resolve()));
+      this.#socket?.close();
       await c.store.close();
       c.state = 'CLOSED';
       c.log.info('floatlmd closed');

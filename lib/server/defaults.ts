@@ -67,6 +67,11 @@ export interface DaemonOptions {
   serverId?: string;
   /** TTL of this server's etcd lease, s: a server cut off from etcd stops granting within it. */
   etcdLeaseTtlS?: number;
+  /**
+   * The UDP socket (lib/server/udp.ts): `batch`, the native addon's recvmmsg/sendmmsg (IPv4);
+   * `dgram`, node:dgram; `auto`, batch where the addon is built and the host is IPv4.
+   */
+  udp?: 'auto' | 'batch' | 'dgram';
 }
 
 /** The defaults of every optional option (floatlmd's CLI reads them from here). */
@@ -92,7 +97,11 @@ export const DEFAULTS = {
   site: 'default',
   serverId: '',
   etcdLeaseTtlS: 5,
+  udp: 'auto' as 'auto' | 'batch' | 'dgram',
 } as const;
+
+/** The socket's kernel receive buffer: bursts queue there while a group commit runs. */
+export const RECV_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /** How long a reply answers retransmissions from memory (protocol.md section 11). */
 export const REPLY_TTL_MS = 60_000;

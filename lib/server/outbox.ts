@@ -5,7 +5,6 @@
  * the group commit has put on disk what they acknowledge. Also the only place that re-sends a
  * kept reply, and it sends it only to the address its request came from.
  */
-import type dgram from 'node:dgram';
 import { signDatagram } from '../auth/sign.ts';
 import type { KeyedHmac } from '../crypto/index.ts';
 import type { CommitOutcome, StateStore } from '../store/index.ts';
@@ -27,6 +26,7 @@ import { clip } from './keys.ts';
 import type { Logger } from './log.ts';
 import { ReplyCache } from './replycache.ts';
 import type { Session } from './session.ts';
+import type { UdpSocket } from './udp.ts';
 
 export interface Peer {
   address: string;
@@ -99,7 +99,7 @@ export class Outbox {
   /** Set by drain(): sends are counted until the socket has taken them. */
   #counting = false;
   #drained: (() => void) | undefined;
-  readonly #socket: dgram.Socket;
+  #socket: UdpSocket | undefined;
   readonly #store: StateStore;
   readonly #now: () => number;
   readonly #log: Logger;
@@ -113,7 +113,6 @@ export class Outbox {
 
   constructor(
     counters: { answered: number; errors: number; retransmits: number },
-    socket: dgram.Socket,
     store: StateStore,
     now: () => number,
     log: Logger,
@@ -121,7 +120,6 @@ export class Outbox {
     afterCommit: () => void,
   ) {
     this.counters = counters;
-    this.#socket = socket;
     this.#store = store;
     this.#now = now;
     this.#log = log;
@@ -480,16 +478,22 @@ export class Outbox {
     else if (o.cacheKey) this.replies.set(o.cacheKey, o.bytes, o.to.address, o.to.port, now);
   }
 
+  /** The bound socket replies go out of (nothing is sent before the daemon listens). */
+  attach(socket: UdpSocket): void {
+    this.#socket = socket;
+  }
+
   /** Sends one datagram, counting it until the socket has taken it (close waits for that). */
   sendRaw(bytes: Uint8Array, to: Peer): void {
+    const socket = this.#socket;
+    if (!socket) return;
     if (!this.#counting) {
-      // No completion callback on the hot path: it costs a JS call per datagram, and libuv
-      // hands a datagram to the kernel within send() whenever its queue is empty.
-      this.#socket.send(bytes, to.port, to.address);
+      // No completion callback on the hot path: it costs a JS call per datagram.
+      socket.send(bytes, to.port, to.address);
       return;
     }
     this.#sending++;
-    this.#socket.send(bytes, to.port, to.address, () => {
+    socket.send(bytes, to.port, to.address, () => {
       this.#sending--;
       if (this.#sending === 0) this.#drained?.();
     });

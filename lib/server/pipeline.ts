@@ -5,7 +5,6 @@
  * before it either; a refusal is neither kept nor charged to the request's seq; a replay gets
  * only what was kept for it, and only at the address its request came from.
  */
-import type dgram from 'node:dgram';
 import type { AuthDecision } from '../auth/server.ts';
 import { cursor } from '../wire/cursor.ts';
 import {
@@ -51,20 +50,20 @@ export class Pipeline {
     return false;
   };
 
-  /** Entry point for every datagram the socket receives. */
-  onMessage(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  /** Entry point for every datagram the socket receives (an OnDatagram of udp.ts). */
+  onDatagram = (bytes: Uint8Array, address: string, port: number): void => {
     const core = this.#core;
     try {
-      this.#receive(new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength), rinfo);
+      this.#receive(bytes, address, port);
     } catch (e) {
       core.counters.internal++;
       core.log.error(
-        `internal error handling a datagram from ${rinfo.address}:${rinfo.port}: ${(e as Error).stack ?? e}`,
+        `internal error handling a datagram from ${address}:${port}: ${(e as Error).stack ?? e}`,
       );
     }
-  }
+  };
 
-  #receive(bytes: Uint8Array, rinfo: dgram.RemoteInfo): void {
+  #receive(bytes: Uint8Array, address: string, port: number): void {
     const core = this.#core;
     const c = core.counters;
     c.received++;
@@ -81,7 +80,7 @@ export class Pipeline {
       c.malformed++;
       return;
     }
-    const from: Peer = { address: rinfo.address, port: rinfo.port };
+    const from: Peer = { address, port };
     const d = core.auth.authenticate(head, from);
     switch (d.action) {
       case 'drop':

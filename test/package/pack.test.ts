@@ -44,6 +44,8 @@ t.test('npm pack, install the tarball, run README’s client example', async (t)
     'package/README.md',
     'package/lib/server/web/index.html',
     'package/contrib/systemd/floatlmd.service',
+    'package/binding.gyp',
+    'package/native/udp.c',
   ])
     t.ok(listing.includes(f), `the tarball ships ${f}`);
   t.notOk(
@@ -51,9 +53,10 @@ t.test('npm pack, install the tarball, run README’s client example', async (t)
       (f) =>
         f.startsWith('package/dist/test/') ||
         (f.startsWith('package/lib/') && !f.startsWith('package/lib/server/web/')) ||
+        f.startsWith('package/build/') ||
         (f.endsWith('.ts') && !f.endsWith('.d.ts')),
     ),
-    'no tests or TypeScript sources in the tarball (only the status page assets of lib/)',
+    'no tests, TypeScript sources or local build/ in the tarball (only the status page assets of lib/)',
   );
 
   const project = join(dir, 'project');

@@ -1,0 +1,378 @@
+/**
+ * The daemon's UDP socket, one interface over two implementations: `batch`, the native
+ * addon (native/udp.c: recvmmsg/sendmmsg, one call into JavaScript per batch of up to 64
+ * datagrams, IPv4 only), and `dgram`, node:dgram (one call, one Buffer and one address
+ * object per datagram). `auto` takes `batch` where the addon loaded and the host is IPv4.
+ * Datagrams are handed over as bytes the receiver owns (copied out of the shared receive
+ * area) with the sender's address and port; replies queue in a shared send area that goes
+ * to the kernel once per batch, or at the end of the current job when sent from elsewhere.
+ */
+import dgram from 'node:dgram';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { isIPv4 } from 'node:net';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { getSystemErrorName } from 'node:util';
+
+/** Called for every datagram received: its bytes (the receiver's to keep) and sender. */
+export type OnDatagram = (bytes: Uint8Array, address: string, port: number) => void;
+
+export type UdpKind = 'batch' | 'dgram';
+
+/** What the daemon needs of a socket, whichever implementation is under it. */
+export interface UdpSocket {
+  readonly kind: UdpKind;
+  /** The bound port. */
+  port(): number;
+  /** Queues one datagram; `sent` runs once the kernel has it (or it was dropped). */
+  send(bytes: Uint8Array, port: number, address: string, sent?: () => void): void;
+  /** Stops receiving and releases the socket; idempotent. */
+  close(): void;
+}
+
+interface Native {
+  readonly BATCH: number;
+  readonly SLOT: number;
+  open(
+    host: string,
+    port: number,
+    rcvbuf: number,
+    recv: ArrayBuffer,
+    recvMeta: ArrayBuffer,
+    send: ArrayBuffer,
+    sendMeta: ArrayBuffer,
+    onBatch: (n: number) => void,
+    onWritable: () => void,
+    self: object,
+  ): unknown;
+  port(handle: unknown): number;
+  send(handle: unknown, n: number): number;
+  close(handle: unknown): void;
+}
+
+const META = 3;
+
+let native: Native | undefined;
+let nativeError: string | undefined;
+
+/** The addon, from build/Release at the package root (lib/server or dist/lib/server). */
+function loadNative(): Native | undefined {
+  if (native || nativeError) return native;
+  const here = dirname(fileURLToPath(import.meta.url));
+  const require = createRequire(import.meta.url);
+  for (const up of ['../..', '../../..']) {
+    const file = join(here, up, 'build', 'Release', 'floatlm_udp.node');
+    if (!existsSync(file)) continue;
+    try {
+      native = require(file) as Native;
+      return native;
+    } catch (e) {
+      nativeError = `${file}: ${(e as Error).message.split('\n')[0]}`;
+      return undefined;
+    }
+  }
+  nativeError = 'build/Release/floatlm_udp.node not built (npm rebuild builds it; needs gcc)';
+  return undefined;
+}
+
+/** Why the batched socket cannot be used here, or undefined when it can. */
+export function batchUnavailable(host: string): string | undefined {
+  if (!isIPv4(host)) return `the batched socket takes an IPv4 address, not ${host}`;
+  return loadNative() ? undefined : nativeError;
+}
+
+/**
+ * Binds a socket of `kind` on host:port and starts handing its datagrams to `onDatagram`.
+ * @throws {Error} with the system's code (EADDRINUSE, …) when the address cannot be bound;
+ *   {Error} when `kind` is 'batch' and the addon cannot be used here
+ */
+export async function bindUdp(
+  kind: UdpKind | 'auto',
+  host: string,
+  port: number,
+  rcvbuf: number,
+  onDatagram: OnDatagram,
+  onError: (e: Error) => void,
+): Promise<UdpSocket> {
+  const why = batchUnavailable(host);
+  if (kind === 'batch' && why) throw new Error(`--udp batch: ${why}`);
+  if (kind === 'dgram' || why) return bindDgram(host, port, rcvbuf, onDatagram, onError);
+  return new BatchSocket(native as Native, host, port, rcvbuf, onDatagram);
+}
+
+async function bindDgram(
+  host: string,
+  port: number,
+  rcvbuf: number,
+  onDatagram: OnDatagram,
+  onError: (e: Error) => void,
+): Promise<UdpSocket> {
+  const s = dgram.createSocket({ type: host.includes(':') ? 'udp6' : 'udp4' });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      s.once('error', reject);
+      s.bind(port, host, () => {
+        s.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (e) {
+    s.close();
+    throw e;
+  }
+  try {
+    s.setRecvBufferSize(rcvbuf);
+  } catch {
+    // Some systems cap the size (net.core.rmem_max); the default still works.
+  }
+  s.on('message', (msg, rinfo) =>
+    onDatagram(
+      new Uint8Array(msg.buffer, msg.byteOffset, msg.byteLength),
+      rinfo.address,
+      rinfo.port,
+    ),
+  );
+  s.on('error', onError);
+  let closed = false;
+  return {
+    kind: 'dgram',
+    port: () => s.address().port,
+    send: (bytes, p, address, sent) => {
+      if (closed) {
+        sent?.(); // as the batched socket: dropped, where node:dgram would throw
+        return;
+      }
+      // No completion callback unless asked: it costs a JS call per datagram.
+      if (sent) s.send(bytes, p, address, sent);
+      else s.send(bytes, p, address);
+    },
+    close: () => {
+      if (closed) return;
+      closed = true;
+      s.close();
+    },
+  };
+}
+
+interface Pending {
+  bytes: Uint8Array;
+  port: number;
+  ip: number;
+  sent: (() => void) | undefined;
+}
+
+/** The addon's failure as node:dgram reports it: `bind EADDRINUSE 127.0.0.1:27400`. */
+function systemError(e: unknown, host: string, port: number): Error {
+  const { syscall, errno } = e as { syscall?: string; errno?: number };
+  if (typeof syscall !== 'string' || typeof errno !== 'number') return e as Error;
+  const code = getSystemErrorName(errno);
+  const where = syscall === 'bind' ? ` ${host}:${port}` : '';
+  return Object.assign(new Error(`${syscall} ${code}${where}`), {
+    code,
+    errno,
+    syscall,
+    address: host,
+    port,
+  });
+}
+
+/** Addresses seen most recently, both ways (bounded: cleared when full). */
+const ADDRESS_CACHE = 4096;
+
+class BatchSocket implements UdpSocket {
+  readonly kind = 'batch';
+  readonly #n: Native;
+  readonly #handle: unknown;
+  readonly #recv: Uint8Array;
+  readonly #rmeta: Int32Array;
+  readonly #send: Uint8Array;
+  readonly #smeta: Int32Array;
+  readonly #onDatagram: OnDatagram;
+  /** Datagrams in the send area, and by slot the callbacks of those that asked for one. */
+  #queued = 0;
+  readonly #sent: ((() => void) | undefined)[] = [];
+  #waiting = 0;
+  /** Datagrams waiting for room in the send area (the kernel's buffer was full). */
+  readonly #overflow: Pending[] = [];
+  #blocked = false;
+  #inBatch = false;
+  #flushQueued = false;
+  #closed = false;
+  readonly #names = new Map<number, string>();
+  readonly #ips = new Map<string, number>();
+
+  constructor(n: Native, host: string, port: number, rcvbuf: number, onDatagram: OnDatagram) {
+    this.#n = n;
+    this.#onDatagram = onDatagram;
+    const recv = new ArrayBuffer(n.BATCH * n.SLOT);
+    const rmeta = new ArrayBuffer(n.BATCH * META * 4);
+    const send = new ArrayBuffer(n.BATCH * n.SLOT);
+    const smeta = new ArrayBuffer(n.BATCH * META * 4);
+    this.#recv = new Uint8Array(recv);
+    this.#rmeta = new Int32Array(rmeta);
+    this.#send = new Uint8Array(send);
+    this.#smeta = new Int32Array(smeta);
+    try {
+      this.#handle = n.open(
+        host,
+        port,
+        rcvbuf,
+        recv,
+        rmeta,
+        send,
+        smeta,
+        (count) => this.#onBatch(count),
+        () => this.#onWritable(),
+        this,
+      );
+    } catch (e) {
+      throw systemError(e, host, port);
+    }
+  }
+
+  port(): number {
+    return this.#n.port(this.#handle);
+  }
+
+  #onBatch(count: number): void {
+    const slot = this.#n.SLOT;
+    const m = this.#rmeta;
+    this.#inBatch = true;
+    try {
+      for (let i = 0; i < count && !this.#closed; i++) {
+        const len = m[i * META] as number;
+        const off = i * slot;
+        // The receiver may keep what it is given; the area is reused by the next batch.
+        const bytes = Buffer.allocUnsafe(len);
+        if (len <= slot) bytes.set(this.#recv.subarray(off, off + len));
+        else bytes.fill(0); // cut short by the slot: longer than any datagram, refused as such
+        this.#onDatagram(bytes, this.#name(m[i * META + 1] as number), m[i * META + 2] as number);
+      }
+    } finally {
+      this.#inBatch = false;
+      this.#flush();
+    }
+  }
+
+  #name(ip: number): string {
+    let s = this.#names.get(ip);
+    if (s === undefined) {
+      s = `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`;
+      if (this.#names.size >= ADDRESS_CACHE) this.#names.clear();
+      this.#names.set(ip, s);
+    }
+    return s;
+  }
+
+  #ip(address: string): number {
+    let ip = this.#ips.get(address);
+    if (ip === undefined) {
+      const p = address.split('.');
+      ip = 0;
+      let ok = p.length === 4;
+      for (const part of p) {
+        const v = Number(part);
+        if (!(Number.isInteger(v) && v >= 0 && v <= 255) || part === '') ok = false;
+        ip = ip * 256 + v;
+      }
+      if (!ok) throw new TypeError(`address must be an IPv4 address, got ${address}`);
+      ip |= 0;
+      if (this.#ips.size >= ADDRESS_CACHE) this.#ips.clear();
+      this.#ips.set(address, ip);
+    }
+    return ip;
+  }
+
+  send(bytes: Uint8Array, port: number, address: string, sent?: () => void): void {
+    if (this.#closed) {
+      sent?.();
+      return;
+    }
+    if (bytes.length > this.#n.SLOT) {
+      throw new RangeError(`bytes must be at most ${this.#n.SLOT} long, got ${bytes.length}`);
+    }
+    const ip = this.#ip(address);
+    if (this.#blocked || this.#queued === this.#n.BATCH) {
+      if (this.#queued === this.#n.BATCH && !this.#blocked) this.#flush();
+      if (this.#blocked || this.#queued === this.#n.BATCH) {
+        this.#overflow.push({ bytes, port, ip, sent });
+        return;
+      }
+    }
+    this.#put(bytes, port, ip, sent);
+    if (!this.#inBatch && !this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(() => {
+        this.#flushQueued = false;
+        this.#flush();
+      });
+    }
+  }
+
+  #put(bytes: Uint8Array, port: number, ip: number, sent: (() => void) | undefined): void {
+    const i = this.#queued++;
+    this.#send.set(bytes, i * this.#n.SLOT);
+    const m = this.#smeta;
+    m[i * META] = bytes.length;
+    m[i * META + 1] = ip;
+    m[i * META + 2] = port;
+    this.#sent[i] = sent;
+    if (sent) this.#waiting++;
+  }
+
+  #flush(): void {
+    while (this.#queued > 0 && !this.#closed && !this.#blocked) {
+      const n = this.#queued;
+      const took = this.#n.send(this.#handle, n);
+      let done: (() => void)[] | undefined;
+      if (this.#waiting > 0) {
+        done = [];
+        const cbs = this.#sent;
+        for (let i = 0; i < took; i++) {
+          const f = cbs[i];
+          if (f) done.push(f);
+        }
+        this.#waiting -= done.length;
+        for (let i = took; i < n; i++) cbs[i - took] = cbs[i];
+        for (let i = n - took; i < n; i++) cbs[i] = undefined;
+      }
+      if (took < n) {
+        // The kernel is full: keep the rest, in order, until the socket says it has room.
+        this.#blocked = true;
+        const slot = this.#n.SLOT;
+        this.#send.copyWithin(0, took * slot, n * slot);
+        this.#smeta.copyWithin(0, took * META, n * META);
+      }
+      this.#queued = n - took;
+      while (!this.#blocked && this.#overflow.length > 0 && this.#queued < this.#n.BATCH) {
+        const o = this.#overflow.shift() as Pending;
+        this.#put(o.bytes, o.port, o.ip, o.sent);
+      }
+      // Last: a callback may send, which must find the areas consistent.
+      if (done) for (const f of done) f();
+    }
+  }
+
+  #onWritable(): void {
+    this.#blocked = false;
+    this.#flush();
+  }
+
+  close(): void {
+    if (this.#closed) return;
+    this.#flush();
+    this.#closed = true;
+    this.#n.close(this.#handle);
+    // What never reached the kernel is dropped, as a closing dgram socket drops its queue.
+    const left: (() => void)[] = [];
+    for (let i = 0; i < this.#queued; i++) {
+      const f = this.#sent[i];
+      if (f) left.push(f);
+    }
+    for (const o of this.#overflow.splice(0)) if (o.sent) left.push(o.sent);
+    this.#queued = 0;
+    this.#waiting = 0;
+    for (const f of left) f();
+  }
+}

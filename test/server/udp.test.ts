@@ -1,0 +1,234 @@
+/**
+ * The daemon's UDP socket (lib/server/udp.ts), both kinds over real sockets on 127.0.0.1:
+ * every datagram of a burst larger than a batch arrives once, with its sender (another
+ * source address too), as bytes the receiver keeps after the next batch has reused the
+ * area; replies and sends from outside a batch leave; a datagram longer than any slot is
+ * handed over as too long, not cut to a plausible one; bind errors read as node:dgram's;
+ * close frees the port at once and is idempotent. The batched kind needs the addon built
+ * (npm install builds it with gcc); without it these tests skip, except under CI=true.
+ */
+import dgram from 'node:dgram';
+import t from 'tap';
+import { batchUnavailable, bindUdp, type UdpKind, type UdpSocket } from '../../lib/server/udp.ts';
+import { MAX_DATAGRAM } from '../../lib/wire/constants.ts';
+
+const missing = batchUnavailable('127.0.0.1');
+if (missing && process.env.CI === 'true') throw new Error(`CI=true: ${missing}`);
+
+interface Got {
+  bytes: Uint8Array;
+  address: string;
+  port: number;
+}
+
+async function bound(kind: UdpKind, onDatagram: (g: Got) => void, port = 0): Promise<UdpSocket> {
+  return bindUdp(
+    kind,
+    '127.0.0.1',
+    port,
+    1 << 22,
+    (bytes, address, p) => onDatagram({ bytes, address, port: p }),
+    () => {},
+  );
+}
+
+async function client(address = '127.0.0.1'): Promise<dgram.Socket> {
+  const c = dgram.createSocket('udp4');
+  await new Promise<void>((r) => c.bind(0, address, r));
+  // Echoes of a burst come back 64 to a system call, faster than node:dgram reads them.
+  c.setRecvBufferSize(1 << 22);
+  return c;
+}
+
+/** Resolves once `check` holds, polling on the event loop (at most 10 s). */
+async function until(check: () => boolean, what: string): Promise<void> {
+  const end = Date.now() + 10_000;
+  while (!check()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Datagram i: 4-byte index then a length and a filler that depend on i. */
+function datagram(i: number): Buffer {
+  const b = Buffer.alloc(20 + (i % 300), i & 0xff);
+  b.writeUInt32BE(i, 0);
+  return b;
+}
+
+for (const kind of ['dgram', 'batch'] as const) {
+  const skip = kind === 'batch' && missing ? `${missing}` : false;
+
+  t.test(
+    `${kind}: a burst of 2 000 from two addresses, each once, kept intact`,
+    { skip },
+    async (tt) => {
+      const got: Got[] = [];
+      const s = await bound(kind, (g) => got.push(g));
+      tt.teardown(() => s.close());
+      tt.equal(s.kind, kind);
+      const a = await client();
+      const b = await client('127.0.0.2');
+      tt.teardown(() => {
+        a.close();
+        b.close();
+      });
+      const N = 2000;
+      // Sent without waiting: more than one batch (64) and one readable event (8 batches).
+      for (let i = 0; i < N; i++) (i % 10 === 9 ? b : a).send(datagram(i), s.port(), '127.0.0.1');
+      await until(() => got.length >= N, `${N} datagrams`);
+      const seen = new Set<number>();
+      let intact = 0;
+      let sender = 0;
+      for (const g of got) {
+        const i = Buffer.from(g.bytes).readUInt32BE(0);
+        seen.add(i);
+        if (Buffer.from(g.bytes).equals(datagram(i))) intact++;
+        const from = i % 10 === 9 ? b : a;
+        if (g.address === from.address().address && g.port === from.address().port) sender++;
+      }
+      tt.equal(got.length, N, 'no datagram twice');
+      tt.equal(seen.size, N, 'every datagram');
+      tt.equal(intact, N, 'the bytes of every batch intact after later batches reused the area');
+      tt.equal(sender, N, 'each with its own sender, 127.0.0.2 too');
+    },
+  );
+
+  t.test(
+    `${kind}: replies in a batch and sends from a timer reach their senders`,
+    { skip },
+    async (tt) => {
+      let echoed = 0;
+      const s: UdpSocket = await bound(kind, (g) => {
+        s.send(g.bytes, g.port, g.address);
+        echoed++;
+      });
+      tt.teardown(() => s.close());
+      const c = await client();
+      tt.teardown(() => c.close());
+      const back: Buffer[] = [];
+      c.on('message', (m) => back.push(m));
+      for (let i = 0; i < 300; i++) c.send(datagram(i), s.port(), '127.0.0.1');
+      await until(() => back.length >= 300, '300 echoes');
+      tt.equal(echoed, 300);
+      tt.same(
+        back.map((m) => m.readUInt32BE(0)).sort((x, y) => x - y),
+        Array.from({ length: 300 }, (_, i) => i),
+        'every echo, once',
+      );
+      // Outside a batch: from a timer, with and without a completion callback.
+      let called = 0;
+      await new Promise<void>((r) =>
+        setTimeout(() => {
+          s.send(datagram(1000), c.address().port, '127.0.0.1', () => called++);
+          s.send(datagram(1001), c.address().port, '127.0.0.1');
+          r();
+        }, 1),
+      );
+      await until(() => back.length >= 302 && called === 1, 'two sends from a timer');
+      tt.same(
+        back.slice(300).map((m) => m.readUInt32BE(0)),
+        [1000, 1001],
+        'in order, after the callback-less one',
+      );
+    },
+  );
+
+  t.test(
+    `${kind}: a datagram longer than any slot is handed over as too long`,
+    { skip },
+    async (tt) => {
+      const got: Got[] = [];
+      const s = await bound(kind, (g) => got.push(g));
+      tt.teardown(() => s.close());
+      const c = await client();
+      tt.teardown(() => c.close());
+      c.send(Buffer.alloc(1400, 7), s.port(), '127.0.0.1');
+      c.send(datagram(5), s.port(), '127.0.0.1');
+      await until(() => got.length >= 2, 'two datagrams');
+      tt.ok(
+        got[0]!.bytes.length > MAX_DATAGRAM,
+        `${got[0]!.bytes.length} bytes: refused as too long`,
+      );
+      tt.ok(Buffer.from(got[1]!.bytes).equals(datagram(5)), 'the next one intact');
+    },
+  );
+
+  t.test(
+    `${kind}: bind errors read as node:dgram's; close frees the port at once`,
+    { skip },
+    async (tt) => {
+      const s = await bound(kind, () => {});
+      const port = s.port();
+      const err = await bound(kind, () => {}, port).then(
+        (x) => {
+          x.close();
+          return undefined;
+        },
+        (e: NodeJS.ErrnoException) => e,
+      );
+      tt.ok(err instanceof Error, 'a second bind fails');
+      tt.equal(err?.code, 'EADDRINUSE');
+      tt.equal(err?.syscall, 'bind');
+      tt.equal(err?.message, `bind EADDRINUSE 127.0.0.1:${port}`);
+      s.close();
+      s.close();
+      s.send(datagram(1), 9, '127.0.0.1'); // after close: dropped, no throw
+      const again = await bound(kind, () => {}, port);
+      tt.equal(again.port(), port, 'the same port bound again right after close');
+      again.close();
+    },
+  );
+}
+
+t.test('batch: misuse is named; auto picks node:dgram where batch cannot go', async (tt) => {
+  tt.match(batchUnavailable('::1'), /IPv4 address, not ::1/);
+  tt.match(batchUnavailable('localhost'), /IPv4 address, not localhost/);
+  await tt.rejects(
+    bindUdp(
+      'batch',
+      '::1',
+      0,
+      0,
+      () => {},
+      () => {},
+    ),
+    {
+      message: /--udp batch: the batched socket takes an IPv4 address, not ::1/,
+    },
+  );
+  const six = await bindUdp(
+    'auto',
+    '::1',
+    0,
+    0,
+    () => {},
+    () => {},
+  ).catch(() => undefined);
+  if (six) {
+    tt.equal(six.kind, 'dgram', 'auto on IPv6: node:dgram');
+    six.close();
+  }
+  if (missing) return;
+  const s = await bound('batch', () => {});
+  tt.teardown(() => s.close());
+  tt.throws(() => s.send(new Uint8Array(4), 9, 'localhost'), TypeError);
+  tt.throws(() => s.send(new Uint8Array(4), 9, '127.0.0.256'), {
+    name: 'TypeError',
+    message: 'address must be an IPv4 address, got 127.0.0.256',
+  });
+  tt.throws(() => s.send(new Uint8Array(1281), 9, '127.0.0.1'), {
+    name: 'RangeError',
+    message: 'bytes must be at most 1280 long, got 1281',
+  });
+  const auto = await bindUdp(
+    'auto',
+    '127.0.0.1',
+    0,
+    0,
+    () => {},
+    () => {},
+  );
+  tt.equal(auto.kind, 'batch', 'auto on IPv4 with the addon built: batch');
+  auto.close();
+});
