@@ -243,8 +243,12 @@ class BatchSocket implements UdpSocket {
       for (let i = 0; i < count && !this.#closed; i++) {
         const len = m[i * META] as number;
         const off = i * slot;
-        // The receiver may keep what it is given; the area is reused by the next batch.
-        const bytes = Buffer.allocUnsafe(len);
+        // The receiver may keep what it is given; the area is reused by the next batch. From
+        // Node's buffer pool (cheaper than an ArrayBuffer each), but handed over as a plain
+        // Uint8Array, as the dgram kind does: Buffer's slice() is a view, and the decoders'
+        // copies (readBytes) would then pin a pool block per session.
+        const pooled = Buffer.allocUnsafe(len);
+        const bytes = new Uint8Array(pooled.buffer, pooled.byteOffset, len);
         if (len <= slot) bytes.set(this.#recv.subarray(off, off + len));
         else bytes.fill(0); // cut short by the slot: longer than any datagram, refused as such
         this.#onDatagram(bytes, this.#name(m[i * META + 1] as number), m[i * META + 2] as number);

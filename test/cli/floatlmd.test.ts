@@ -237,6 +237,27 @@ t.test('--http serves the metrics of the daemon; --options applies; JSON logs', 
   }
 });
 
+t.test(
+  '--udp: a kind it does not know is a usage error; batch where it cannot go, exit 1',
+  async (t) => {
+    const site = makeSite(['FEATURE demo demo 1.0 permanent 1']);
+    const args = ['--license', site.licenseFile, '--keys', site.keysFile, '--state', site.stateDir];
+    const bogus = capture(site.dir);
+    t.equal(await runDaemonCli([...args, '--udp', 'raw'], bogus), 2);
+    t.match(bogus.stderr(), /--udp.*raw.*batch, dgram/s);
+    const six = capture(site.dir);
+    t.equal(
+      await runDaemonCli([...args, '--udp', 'batch', '--host', '::1', '--port', '0'], six),
+      1,
+    );
+    t.equal(
+      six.stderr(),
+      'floatlmd: --udp batch: the batched socket takes an IPv4 address, not ::1\n',
+      'one line naming why',
+    );
+  },
+);
+
 t.test('--http beyond loopback without a token is a usage error', async (t) => {
   const site = makeSite(['FEATURE demo demo 1.0 permanent 1']);
   const io = capture(site.dir);
