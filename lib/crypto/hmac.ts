@@ -102,21 +102,24 @@ function digestInto(out: Uint8Array, at: number): void {
   }
 }
 
-/** Finishes the inner hash and runs the outer one, keyed by `mid`: the HMAC is then S. */
-function outer(mid: Int32Array): void {
+/**
+ * Finishes the inner hash and runs the outer one, keyed by the 32 words of `mid` at `at`:
+ * the HMAC is then S.
+ */
+function outer(mid: Int32Array, at: number): void {
   finish();
   // The outer hash is one block: the inner digest, padding, and its length (64 + 32 bytes).
   digestInto(BLOCK, 0);
-  outerBlock(mid);
+  outerBlock(mid, at);
 }
 
-/** The outer hash over the inner digest in BLOCK[0, 32), keyed by `mid`: the HMAC is then S. */
-function outerBlock(mid: Int32Array): void {
+/** The outer hash over the inner digest in BLOCK[0, 32), keyed by `mid` at `at`. */
+function outerBlock(mid: Int32Array, at: number): void {
   BLOCK[32] = 0x80;
   for (let i = 33; i < 62; i++) BLOCK[i] = 0;
   BLOCK[62] = ((64 + 32) * 8) >>> 8;
   BLOCK[63] = 0;
-  for (let i = 0; i < 8; i++) S[i] = mid[8 + i]!;
+  for (let i = 0; i < 8; i++) S[i] = mid[at + 8 + i]!;
   compress(S, BLOCK, 0);
 }
 
@@ -139,21 +142,21 @@ const LONG_MAX = 2048;
 const LONG = Buffer.alloc(64 + LONG_MAX);
 const LONG32 = new Int32Array(LONG.buffer, LONG.byteOffset, 16);
 
-/** HMAC of `bytes[0, end)` into S, keyed by `mid` (midstates, then the inner pad). */
-function macTrailing(mid: Int32Array, bytes: Uint8Array, end: number): void {
+/** HMAC of `bytes[0, end)` into S, keyed by `mid` at `at` (midstates, then the inner pad). */
+function macTrailing(mid: Int32Array, at: number, bytes: Uint8Array, end: number): void {
   if (nodeHash === undefined || end < LONG_MESSAGE || end > LONG_MAX) {
-    begin(mid, 0, 64);
+    begin(mid, at, 64);
     absorb(bytes, 0, end);
-    outer(mid);
+    outer(mid, at);
     return;
   }
-  for (let i = 0; i < 16; i++) LONG32[i] = mid[16 + i]!;
+  for (let i = 0; i < 16; i++) LONG32[i] = mid[at + 16 + i]!;
   LONG.set(bytes.subarray(0, end), 64);
   const inner = nodeHash('sha256', LONG.subarray(0, 64 + end), 'buffer');
   LONG.fill(0, 0, 64 + end);
   for (let i = 0; i < 32; i++) BLOCK[i] = inner[i]!;
   inner.fill(0);
-  outerBlock(mid);
+  outerBlock(mid, at);
 }
 
 /**
@@ -205,6 +208,9 @@ export function sha256(...parts: Uint8Array[]): Uint8Array {
 
 // ---------------------------------------------------------------- HMAC
 
+/** Words of keyed state a KeyedHmac holds (its own array, or a slot of a shared slab). */
+export const KEYED_WORDS = 32;
+
 /**
  * An HMAC-SHA256 keyed once: the SHA-256 states after the key's inner and outer pad
  * blocks, so a message costs two compressions plus one per 64 bytes of it, and no
@@ -213,22 +219,57 @@ export function sha256(...parts: Uint8Array[]): Uint8Array {
  */
 export class KeyedHmac {
   /**
-   * Inner (0..7) and outer (8..15) midstates, then the inner key pad (16..31, its 64 bytes)
-   * for the long-message path.
+   * At #at: inner (0..7) and outer (8..15) midstates, then the inner key pad (16..31, its 64
+   * bytes) for the long-message path. Either this object's own 32 words, or a slot of a slab
+   * shared by many (the daemon's cache of session keys: no ArrayBuffer each).
    */
-  readonly #mid = new Int32Array(32);
+  readonly #mid: Int32Array;
+  #at: number;
 
-  /** @throws {TypeError} when `key` is not a non-empty Uint8Array */
-  constructor(key: Uint8Array) {
+  /**
+   * Keys an HMAC with `key`; with `slab`, its state goes in the KEYED_WORDS words at `at`
+   * there, which the caller keeps for it until `dispose()`.
+   * @throws {TypeError} when `key` is not a non-empty Uint8Array; {RangeError} when `at`
+   *   does not leave KEYED_WORDS words in `slab`
+   */
+  constructor(key: Uint8Array, slab?: Int32Array, at = 0) {
     if (!(key instanceof Uint8Array) || key.length === 0) {
       throw new TypeError('key must be a non-empty Uint8Array');
     }
-    this.#key(key);
+    if (slab === undefined) {
+      this.#mid = new Int32Array(KEYED_WORDS);
+      this.#at = 0;
+    } else {
+      if (!Number.isInteger(at) || at < 0 || at + KEYED_WORDS > slab.length) {
+        throw new RangeError(`at must leave ${KEYED_WORDS} words in slab`);
+      }
+      this.#mid = slab;
+      this.#at = at;
+    }
+    keyInto(this.#mid, this.#at, key);
+    wipe();
   }
 
-  #key(key: Uint8Array): void {
-    keyInto(this.#mid, key);
-    wipe();
+  /**
+   * Zeroes the keyed state (its slot may then key another HMAC); any later use throws.
+   * Idempotent.
+   */
+  dispose(): void {
+    if (this.#at < 0) return;
+    this.#mid.fill(0, this.#at, this.#at + KEYED_WORDS);
+    this.#at = -1;
+  }
+
+  /** The word offset of the state in its array (its slab slot × KEYED_WORDS); -1 disposed. */
+  get offset(): number {
+    return this.#at;
+  }
+
+  /** Where the state is; throws once disposed (a slot reused by another key). */
+  #state(): number {
+    const at = this.#at;
+    if (at < 0) throw new Error('KeyedHmac used after dispose()');
+    return at;
   }
 
   /**
@@ -240,9 +281,10 @@ export class KeyedHmac {
       throw new RangeError(`offset must leave ${MAC_LENGTH} bytes in out`);
     }
     const mid = this.#mid;
-    begin(mid, 0, 64);
+    const at = this.#state();
+    begin(mid, at, 64);
     for (const p of parts) absorb(p, 0, p.length);
-    outer(mid);
+    outer(mid, at);
     digestInto(out, offset);
     wipe();
   }
@@ -261,7 +303,7 @@ export class KeyedHmac {
   signTrailing(bytes: Uint8Array): void {
     const end = bytes.length - MAC_LENGTH;
     if (end < 0) throw new RangeError(`bytes must be at least ${MAC_LENGTH} long`);
-    macTrailing(this.#mid, bytes, end);
+    macTrailing(this.#mid, this.#state(), bytes, end);
     digestInto(bytes, end);
     wipe();
   }
@@ -273,7 +315,7 @@ export class KeyedHmac {
   verifyTrailing(bytes: Uint8Array): boolean {
     const end = bytes.length - MAC_LENGTH;
     if (end < 0) return false;
-    macTrailing(this.#mid, bytes, end);
+    macTrailing(this.#mid, this.#state(), bytes, end);
     // Word by word against the state, no early exit: the time does not depend on where the
     // tags differ.
     let diff = 0;
@@ -300,10 +342,10 @@ const PAD = new Uint8Array(64);
 const PAD32 = new Int32Array(PAD.buffer);
 
 /**
- * Keys `mid` (32 words: inner and outer midstates, then the inner pad) with `key`. Leaves S
- * dirty: the caller wipes.
+ * Keys the 32 words of `mid` at `at` (inner and outer midstates, then the inner pad) with
+ * `key`. Leaves S dirty: the caller wipes.
  */
-function keyInto(mid: Int32Array, key: Uint8Array): void {
+function keyInto(mid: Int32Array, at: number, key: Uint8Array): void {
   if (key.length > 64) {
     // RFC 2104: a key longer than a block is its hash; that hash is key material too.
     const hashedKey = digest(key);
@@ -315,13 +357,13 @@ function keyInto(mid: Int32Array, key: Uint8Array): void {
   for (let i = 0; i < 64; i++) PAD[i]! ^= 0x36;
   begin(IV, 0, 0);
   compress(S, PAD, 0);
-  for (let i = 0; i < 8; i++) mid[i] = S[i]!;
+  for (let i = 0; i < 8; i++) mid[at + i] = S[i]!;
   // Word copies keep the bytes in memory order, as the long path reads them back.
-  for (let i = 0; i < 16; i++) mid[16 + i] = PAD32[i]!;
+  for (let i = 0; i < 16; i++) mid[at + 16 + i] = PAD32[i]!;
   for (let i = 0; i < 64; i++) PAD[i]! ^= 0x36 ^ 0x5c;
   begin(IV, 0, 0);
   compress(S, PAD, 0);
-  for (let i = 0; i < 8; i++) mid[8 + i] = S[i]!;
+  for (let i = 0; i < 8; i++) mid[at + 8 + i] = S[i]!;
   for (let i = 0; i < 16; i++) PAD32[i] = 0;
 }
 
@@ -355,12 +397,12 @@ export function hkdfSha256(
     throw new RangeError('length must be an integer in [1, 8160]');
   }
   // An empty salt is 32 zero bytes (RFC 5869), which HMAC pads exactly as it pads none.
-  keyInto(HK, salt.length > 0 ? salt : ZERO_SALT);
+  keyInto(HK, 0, salt.length > 0 ? salt : ZERO_SALT);
   begin(HK, 0, 64);
   absorb(ikm, 0, ikm.length);
-  outer(HK);
+  outer(HK, 0);
   digestInto(HK_PRK, 0);
-  keyInto(HK, HK_PRK);
+  keyInto(HK, 0, HK_PRK);
   HK_PRK.fill(0);
   const out = new Uint8Array(length);
   for (let at = 0, i = 1; at < length; at += 32, i++) {
@@ -370,7 +412,7 @@ export function hkdfSha256(
     if (i > 1) absorb(HK_T, 0, 32);
     absorb(info, 0, info.length);
     absorb(HK_COUNTER, 0, 1);
-    outer(HK);
+    outer(HK, 0);
     digestInto(HK_T, 0);
     for (let k = 0; k < 32 && at + k < length; k++) out[at + k] = HK_T[k]!;
   }

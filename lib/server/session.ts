@@ -8,7 +8,7 @@
  * re-derived from the token (keyring + HKDF) when an evicted session talks again.
  */
 import { WindowSlab } from '../auth/replay.ts';
-import { KeyedHmac } from '../crypto/hmac.ts';
+import type { KeyedHmac } from '../crypto/hmac.ts';
 import { HEADER_LENGTH, Offset } from '../wire/index.ts';
 import { encodeHeartbeatAck, HEARTBEAT_ACK_LENGTH, u32 } from './heartbeat-ack.ts';
 import type { HmacCache } from './hmac-cache.ts';
@@ -191,6 +191,13 @@ export class SessionShared {
   }
 }
 
+/**
+ * A token's bytes while its session key is derived (a restored session's first datagram):
+ * written from the latin1 string and zeroed after, where `token` makes two objects a call.
+ * Tokens are at most a datagram long.
+ */
+const TOKEN_SCRATCH = Buffer.alloc(2048);
+
 /** The first session's lastSeen (ms): every session's is kept relative to it. */
 let SEEN_EPOCH = Number.NaN;
 
@@ -230,7 +237,7 @@ export class Session {
     if (Number.isNaN(SEEN_EPOCH)) SEEN_EPOCH = f.lastSeen;
     this.#seen = f.lastSeen - SEEN_EPOCH;
     this.floor = f.floor ?? -1;
-    if (key) shared.hmacs.set(this, new KeyedHmac(key));
+    if (key) shared.hmacs.make(this, key);
   }
 
   get vendor(): string {
@@ -278,11 +285,19 @@ export class Session {
     const cache = this.#origin.shared.hmacs;
     let h = cache.get(this);
     if (h) return h;
-    const key = cache.derive(this.token);
+    const t = this.#token;
+    let key: Uint8Array | undefined;
+    if (t.length <= TOKEN_SCRATCH.length) {
+      const n = TOKEN_SCRATCH.write(t, 0, 'latin1');
+      try {
+        key = cache.derive(TOKEN_SCRATCH.subarray(0, n));
+      } finally {
+        TOKEN_SCRATCH.fill(0, 0, n);
+      }
+    } else key = cache.derive(this.token);
     if (!key) return undefined;
-    h = new KeyedHmac(key);
+    h = cache.make(this, key);
     key.fill(0);
-    cache.set(this, h);
     return h;
   }
 

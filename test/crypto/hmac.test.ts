@@ -9,8 +9,10 @@ import {
   equalBytes,
   hkdfSha256,
   hmacSha256,
+  KEYED_WORDS,
   KeyedHmac,
   label,
+  MAC_LENGTH,
   randomBytes,
   scratchSnapshotForTest,
   sha256,
@@ -397,3 +399,41 @@ t.test('hkdfSha256 agrees with node:crypto: lengths, empty salt and info', async
     }
   }
 });
+
+t.test(
+  'a KeyedHmac keyed into a slab slot computes what its own would; dispose zeroes it',
+  async (t) => {
+    const slab = new Int32Array(3 * KEYED_WORDS).fill(7);
+    const key = randomBytes(32);
+    const own = new KeyedHmac(key);
+    const inSlot = new KeyedHmac(key, slab, KEYED_WORDS);
+    t.same(slab.subarray(0, KEYED_WORDS), new Int32Array(KEYED_WORDS).fill(7), 'slot 0 untouched');
+    t.same(slab.subarray(2 * KEYED_WORDS), new Int32Array(KEYED_WORDS).fill(7), 'slot 2 untouched');
+    for (const len of [0, 1, 55, 56, 64, 447, 448, 600]) {
+      const msg = randomBytes(len + MAC_LENGTH);
+      t.same(inSlot.mac(msg), own.mac(msg), `mac, ${len} bytes`);
+      const a = msg.slice();
+      const b = msg.slice();
+      own.signTrailing(a);
+      inSlot.signTrailing(b);
+      t.same(b, a, `signTrailing, ${len} bytes`);
+      t.ok(inSlot.verifyTrailing(a), `verifyTrailing, ${len} bytes`);
+    }
+    t.equal(inSlot.offset, KEYED_WORDS);
+    inSlot.dispose();
+    inSlot.dispose();
+    t.equal(inSlot.offset, -1, 'disposed');
+    t.same(
+      slab.subarray(KEYED_WORDS, 2 * KEYED_WORDS),
+      new Int32Array(KEYED_WORDS),
+      'its slot zeroed',
+    );
+    t.throws(() => inSlot.mac(key), { message: 'KeyedHmac used after dispose()' });
+    t.throws(() => inSlot.verifyTrailing(new Uint8Array(64)), Error);
+    t.throws(() => new KeyedHmac(key, slab, 2 * KEYED_WORDS + 1), {
+      name: 'RangeError',
+      message: `at must leave ${KEYED_WORDS} words in slab`,
+    });
+    t.throws(() => new KeyedHmac(key, slab, -1), RangeError);
+  },
+);

@@ -44,14 +44,25 @@ function session(cache: HmacCache, id: number, expires = 1000, floor?: number): 
 t.test('HmacCache keeps at most max entries and every one of the last max/2', async (t) => {
   const c = new HmacCache(8, anyKey);
   const ss = Array.from({ length: 40 }, (_, i) => session(c, i));
-  const hs = ss.map(() => new KeyedHmac(randomBytes(32)));
+  const keys = ss.map(() => randomBytes(32));
+  const hs: KeyedHmac[] = [];
+  const msg = new Uint8Array([1, 2, 3]);
   for (let i = 0; i < ss.length; i++) {
-    c.set(ss[i]!, hs[i]!);
-    t.ok(c.size <= 8, `size ${c.size} ≤ 8 after ${i + 1} sets`);
-    for (let j = Math.max(0, i - 3); j <= i; j++)
+    hs.push(c.make(ss[i]!, keys[i]!));
+    t.ok(c.size <= 8, `size ${c.size} ≤ 8 after ${i + 1} makes`);
+    for (let j = Math.max(0, i - 3); j <= i; j++) {
       t.equal(c.get(ss[j]!), hs[j], `${j} kept at ${i}`);
+      // Slots are reused as entries go: each kept one still computes with its own key.
+      t.same(hs[j]!.mac(msg), new KeyedHmac(keys[j]!).mac(msg), `${j}'s MAC at ${i}`);
+    }
   }
   t.equal(c.get(ss[0]!), undefined, 'long evicted');
+  t.equal(c.slabBytes, 8 * 32 * 4, 'one slab of max slots, whatever the sessions');
+  t.throws(
+    () => hs[0]!.mac(msg),
+    { message: 'KeyedHmac used after dispose()' },
+    'an evicted one throws',
+  );
 });
 
 t.test('HmacCache: a get refreshes an old-generation entry; delete forgets', async (t) => {
@@ -62,17 +73,21 @@ t.test('HmacCache: a get refreshes an old-generation entry; delete forgets', asy
     Session,
     Session,
   ];
-  const ha = new KeyedHmac(randomBytes(32));
-  c.set(a, ha);
-  c.set(b, new KeyedHmac(randomBytes(32))); // young full: a, b become the old generation
+  const ha = c.make(a, randomBytes(32));
+  const hb = c.make(b, randomBytes(32)); // young full: a, b become the old generation
   t.equal(c.get(a), ha, 'a found in the old generation and moved to the young one');
-  c.set(x, new KeyedHmac(randomBytes(32))); // young (a, x) full: old (b) dropped
+  c.make(x, randomBytes(32)); // young (a, x) full: old (b) dropped
   t.equal(c.get(b), undefined, 'b was not refreshed: dropped');
+  t.equal(hb.offset, -1, "b's state disposed");
   t.equal(c.get(a), ha, 'a survived');
   c.delete(a);
   t.equal(c.get(a), undefined);
-  c.set(y, new KeyedHmac(randomBytes(32)));
+  t.throws(() => ha.signTrailing(new Uint8Array(40)), Error, 'a deleted one throws');
+  c.make(y, randomBytes(32));
   t.ok(c.get(y));
+  // Remaking a session's HMAC gives its old slot back first: the slab never runs out.
+  for (let i = 0; i < 100; i++) c.make(y, randomBytes(32));
+  t.ok(c.size <= 4);
   t.throws(() => new HmacCache(1, anyKey), RangeError);
   t.throws(() => new HmacCache(2.5, anyKey), RangeError);
   t.throws(() => new HmacCache(2, undefined as unknown as KeyDeriver), TypeError);
