@@ -69,7 +69,7 @@ interface Outgoing {
   requestId?: number;
   /** Lease ids the reply acknowledges; if the commit refuses one, `refusal` is sent instead. */
   leases?: readonly bigint[] | undefined;
-  refusal?: (() => Uint8Array) | undefined;
+  refusal?: (() => Uint8Array | undefined) | undefined;
 }
 
 const NONE: ReadonlySet<bigint> = new Set();
@@ -287,17 +287,22 @@ export class Outbox {
       o.leases = ctx.grants;
       // Not processed after all, as far as the client can tell: a refusal, neither kept
       // nor durable, that it retries (the pools then know the site is full).
-      o.refusal = () =>
-        this.#errorBytes(
+      // Signed when the commit refuses, maybe many datagrams later: with the session's key
+      // as the cache has it then (the one verified may have been evicted and disposed).
+      o.refusal = () => {
+        const key = ctx.session ? ctx.session.hmac : ctx.key;
+        if (!key) return undefined; // its server key is gone: the client's retry is refused
+        return this.#errorBytes(
           ctx.head,
           ctx.mode,
-          ctx.key,
+          key,
           ErrorCode.BUSY,
           REFUSED_RETRY_MS,
           'another server of the site took the last seat first; retry',
           ctx.head.seq,
           ctx.capped,
         );
+      };
     }
     this.#queue(o, durable || ctx.recordKey !== undefined || ctx.floorWait === true || this.busy);
   }
@@ -460,7 +465,8 @@ export class Outbox {
       if (o.leases?.some((id) => refused.has(id)) && o.refusal) {
         this.counters.answered--;
         this.counters.errors++;
-        if (!this.closed) this.sendRaw(o.refusal(), o.to);
+        const refusal = this.closed ? undefined : o.refusal();
+        if (refusal) this.sendRaw(refusal, o.to);
         continue;
       }
       this.#keep(o, now);
