@@ -14,7 +14,8 @@
  * agree; a `--prof` daemon also paid the profiler (15–20 % more CPU per heartbeat).
  *
  * Both servers start once, are warmed up by an unmeasured run each, and stay up; then echo
- * and heartbeat runs alternate, E H E H … E, and each heartbeat run is compared with the
+ * and heartbeat runs alternate, E H E H … E (with an echo on the daemon's batched socket, B,
+ * after each E when the addon is built), and each heartbeat run is compared with the
  * mean of the echo runs just before and after it, seconds apart, so drift in the shared
  * machine's speed hits both sides of each ratio alike. The figure is the median of those
  * ratios, printed with their range. Server CPU is the server process's own CPU clock (every
