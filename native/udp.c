@@ -68,9 +68,12 @@ static napi_value throw_errno(napi_env env, const char *syscall, int err) {
   return NULL;
 }
 
-static sock_t *unwrap(napi_env env, napi_value v) {
+/* The socket handle of a call's first argument, and its other `argc - 1` arguments into argv
+ * (argv[0] is the handle); NULL with a TypeError thrown when the handle is not one. */
+static sock_t *handle_args(napi_env env, napi_callback_info info, size_t argc, napi_value *argv) {
   void *p = NULL;
-  if (napi_get_value_external(env, v, &p) != napi_ok || p == NULL) {
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok ||
+      napi_get_value_external(env, argv[0], &p) != napi_ok || p == NULL) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "handle must be a socket handle");
     return NULL;
   }
@@ -221,10 +224,8 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 
 /* port(handle) -> the bound port */
 static napi_value js_port(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  sock_t *s = unwrap(env, argv[0]);
+  sock_t *s = handle_args(env, info, 1, argv);
   if (!s) return NULL;
   struct sockaddr_in a;
   socklen_t l = sizeof a;
@@ -237,10 +238,8 @@ static napi_value js_port(napi_env env, napi_callback_info info) {
 /* send(handle, n) -> how many of the n datagrams in the send area the kernel took; when
  * fewer, the socket is watched for room and onWritable is called once there is. */
 static napi_value js_send(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
   napi_value argv[2];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  sock_t *s = unwrap(env, argv[0]);
+  sock_t *s = handle_args(env, info, 2, argv);
   if (!s) return NULL;
   int32_t n;
   CHECK(napi_get_value_int32(env, argv[1], &n));
@@ -278,10 +277,8 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
 }
 
 static napi_value js_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
   napi_value argv[1];
-  CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  sock_t *s = unwrap(env, argv[0]);
+  sock_t *s = handle_args(env, info, 1, argv);
   if (!s) return NULL;
   if (s->closing) return NULL;
   s->closing = 1;

@@ -272,15 +272,9 @@ class BatchSocket implements UdpSocket {
   #ip(address: string): number {
     let ip = this.#ips.get(address);
     if (ip === undefined) {
-      const p = address.split('.');
+      if (!isIPv4(address)) throw new TypeError(`address must be an IPv4 address, got ${address}`);
       ip = 0;
-      let ok = p.length === 4;
-      for (const part of p) {
-        const v = Number(part);
-        if (!(Number.isInteger(v) && v >= 0 && v <= 255) || part === '') ok = false;
-        ip = ip * 256 + v;
-      }
-      if (!ok) throw new TypeError(`address must be an IPv4 address, got ${address}`);
+      for (const part of address.split('.')) ip = ip * 256 + Number(part);
       ip |= 0;
       if (this.#ips.size >= ADDRESS_CACHE) this.#ips.clear();
       this.#ips.set(address, ip);
