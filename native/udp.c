@@ -17,6 +17,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "addon.h"
+
 #define BATCH 64
 #define SLOT 1280
 /* Rounds of recvmmsg per readable event: bounds how long one event holds the loop. */
@@ -295,7 +297,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static napi_value init(napi_env env, napi_value exports) {
+void udp_init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
       {"port", NULL, js_port, NULL, NULL, NULL, napi_default, NULL},
@@ -308,7 +310,4 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_set_named_property(env, exports, "BATCH", v);
   napi_create_int32(env, SLOT, &v);
   napi_set_named_property(env, exports, "SLOT", v);
-  return exports;
 }
-
-NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -21,7 +21,24 @@
  */
 import * as nodeCrypto from 'node:crypto';
 import { randomFillSync, timingSafeEqual } from 'node:crypto';
+import { type Addon, loadAddon } from '../native.ts';
 import { compress } from './sha256-compress.ts';
+
+/**
+ * The addon's keyed HMAC over a trailing tag (native/hmac.c), when built: a datagram's tag
+ * then costs ~0.1 µs instead of ~1.1 µs, hashed where the datagram lies.
+ */
+let fast: Addon | undefined = loadAddon();
+
+/**
+ * @internal Whether KeyedHmac's trailing-tag operations use the addon (`on`, when it is
+ * built) or the JavaScript below; returns whether the addon is now in use. For the tests
+ * and the benchmark, which hold both to the same answers.
+ */
+export function useNativeHmac(on: boolean): boolean {
+  fast = on ? loadAddon() : undefined;
+  return fast !== undefined;
+}
 
 /** Bytes of an HMAC-SHA256 tag and of every floatlm key. */
 export const MAC_LENGTH = 32;
@@ -303,6 +320,10 @@ export class KeyedHmac {
   signTrailing(bytes: Uint8Array): void {
     const end = bytes.length - MAC_LENGTH;
     if (end < 0) throw new RangeError(`bytes must be at least ${MAC_LENGTH} long`);
+    if (fast) {
+      fast.hmacSign(this.#mid, this.#state(), bytes);
+      return;
+    }
     macTrailing(this.#mid, this.#state(), bytes, end);
     digestInto(bytes, end);
     wipe();
@@ -315,6 +336,7 @@ export class KeyedHmac {
   verifyTrailing(bytes: Uint8Array): boolean {
     const end = bytes.length - MAC_LENGTH;
     if (end < 0) return false;
+    if (fast) return fast.hmacVerify(this.#mid, this.#state(), bytes);
     macTrailing(this.#mid, this.#state(), bytes, end);
     // Word by word against the state, no early exit: the time does not depend on where the
     // tags differ.

@@ -8,12 +8,9 @@
  * to the kernel once per batch, or at the end of the current job when sent from elsewhere.
  */
 import dgram from 'node:dgram';
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { isIPv4 } from 'node:net';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
+import { type Addon, addonUnavailable, loadAddon } from '../native.ts';
 
 /** Called for every datagram received: its bytes (the receiver's to keep) and sender. */
 export type OnDatagram = (bytes: Uint8Array, address: string, port: number) => void;
@@ -31,55 +28,12 @@ export interface UdpSocket {
   close(): void;
 }
 
-interface Native {
-  readonly BATCH: number;
-  readonly SLOT: number;
-  open(
-    host: string,
-    port: number,
-    rcvbuf: number,
-    recv: ArrayBuffer,
-    recvMeta: ArrayBuffer,
-    send: ArrayBuffer,
-    sendMeta: ArrayBuffer,
-    onBatch: (n: number) => void,
-    onWritable: () => void,
-    self: object,
-  ): unknown;
-  port(handle: unknown): number;
-  send(handle: unknown, n: number): number;
-  close(handle: unknown): void;
-}
-
 const META = 3;
-
-let native: Native | undefined;
-let nativeError: string | undefined;
-
-/** The addon, from build/Release at the package root (lib/server or dist/lib/server). */
-function loadNative(): Native | undefined {
-  if (native || nativeError) return native;
-  const here = dirname(fileURLToPath(import.meta.url));
-  const require = createRequire(import.meta.url);
-  for (const up of ['../..', '../../..']) {
-    const file = join(here, up, 'build', 'Release', 'floatlm_udp.node');
-    if (!existsSync(file)) continue;
-    try {
-      native = require(file) as Native;
-      return native;
-    } catch (e) {
-      nativeError = `${file}: ${(e as Error).message.split('\n')[0]}`;
-      return undefined;
-    }
-  }
-  nativeError = 'build/Release/floatlm_udp.node not built (npm rebuild builds it; needs gcc)';
-  return undefined;
-}
 
 /** Why the batched socket cannot be used here, or undefined when it can. */
 export function batchUnavailable(host: string): string | undefined {
   if (!isIPv4(host)) return `the batched socket takes an IPv4 address, not ${host}`;
-  return loadNative() ? undefined : nativeError;
+  return addonUnavailable();
 }
 
 /**
@@ -98,7 +52,7 @@ export async function bindUdp(
   const why = batchUnavailable(host);
   if (kind === 'batch' && why) throw new Error(`--udp batch: ${why}`);
   if (kind === 'dgram' || why) return bindDgram(host, port, rcvbuf, onDatagram, onError);
-  return new BatchSocket(native as Native, host, port, rcvbuf, onDatagram);
+  return new BatchSocket(loadAddon() as Addon, host, port, rcvbuf, onDatagram);
 }
 
 async function bindDgram(
@@ -182,7 +136,7 @@ const ADDRESS_CACHE = 4096;
 
 class BatchSocket implements UdpSocket {
   readonly kind = 'batch';
-  readonly #n: Native;
+  readonly #n: Addon;
   readonly #handle: unknown;
   readonly #recv: Uint8Array;
   readonly #rmeta: Int32Array;
@@ -202,7 +156,7 @@ class BatchSocket implements UdpSocket {
   readonly #names = new Map<number, string>();
   readonly #ips = new Map<string, number>();
 
-  constructor(n: Native, host: string, port: number, rcvbuf: number, onDatagram: OnDatagram) {
+  constructor(n: Addon, host: string, port: number, rcvbuf: number, onDatagram: OnDatagram) {
     this.#n = n;
     this.#onDatagram = onDatagram;
     const recv = new ArrayBuffer(n.BATCH * n.SLOT);

@@ -18,8 +18,14 @@ import {
   sha256,
   u32be,
   u64be,
+  useNativeHmac,
 } from '../../lib/crypto/hmac.ts';
+import { addonUnavailable, loadAddon } from '../../lib/native.ts';
 import { fromHex, toHex } from '../../lib/wire/index.ts';
+
+const noAddon = addonUnavailable();
+// Under CI the addon must have been built: its HMAC is what the daemon verifies tags with.
+if (noAddon && process.env.CI === 'true') throw new Error(`CI=true: ${noAddon}`);
 
 const fill = (n: number, byte: number) => new Uint8Array(n).fill(byte);
 
@@ -435,5 +441,91 @@ t.test(
       message: `at must leave ${KEYED_WORDS} words in slab`,
     });
     t.throws(() => new KeyedHmac(key, slab, -1), RangeError);
+  },
+);
+
+t.test(
+  'trailing tags: JavaScript, the addon portable and with SHA extensions all agree',
+  async (t) => {
+    const addon = loadAddon();
+    const impls: { name: string; use: () => void }[] = [
+      { name: 'JavaScript', use: () => t.notOk(useNativeHmac(false)) },
+    ];
+    if (addon) {
+      impls.push({
+        name: 'addon, portable C',
+        use: () => {
+          t.ok(useNativeHmac(true));
+          t.equal(addon.sha256Impl('portable'), 'portable');
+        },
+      });
+      const best = addon.sha256Impl();
+      if (best !== 'portable')
+        impls.push({ name: `addon, ${best}`, use: () => t.ok(useNativeHmac(true)) });
+      else t.comment('this CPU has no SHA extensions: the portable C compression only');
+    } else t.comment(`${noAddon}: the JavaScript implementation only`);
+    t.teardown(() => {
+      useNativeHmac(true);
+      addon?.sha256Impl();
+    });
+    const slab = new Int32Array(KEYED_WORDS * 3);
+    for (const impl of impls) {
+      impl.use();
+      let bad = 0;
+      let checked = 0;
+      for (const keyLength of [1, 32, 64, 65, 131]) {
+        const key = randomBytes(keyLength);
+        // Its own words, and the last slot of a slab (the daemon's session keys).
+        for (const h of [new KeyedHmac(key), new KeyedHmac(key, slab, 2 * KEYED_WORDS)]) {
+          for (let n = 0; n <= 1300; n += n < 200 ? 1 : 37) {
+            // At an odd offset of a larger buffer, as a view of a receive area would be.
+            const big = randomBytes(n + 32 + 3);
+            const d = big.subarray(3);
+            h.signTrailing(d);
+            checked++;
+            const want = createHmac('sha256', key).update(d.subarray(0, n)).digest();
+            if (!Buffer.from(d.subarray(n)).equals(want) || !h.verifyTrailing(d)) bad++;
+            d[(n * 7) % (n + 32)]! ^= 0x01;
+            if (h.verifyTrailing(d)) bad++;
+          }
+        }
+      }
+      t.equal(bad, 0, `${impl.name}: ${checked} tags signed, verified, refused when changed`);
+    }
+  },
+);
+
+t.test(
+  "the addon's HMAC refuses what is not a keyed state and a datagram",
+  { skip: noAddon ?? false },
+  async (t) => {
+    const a = loadAddon()!;
+    const st = new Int32Array(16);
+    const d = new Uint8Array(40);
+    const bad = (f: () => unknown, cls: ErrorConstructor, message: string) =>
+      t.throws(f, { name: cls.name, message }, message);
+    bad(
+      () => a.hmacVerify(new Uint32Array(16) as unknown as Int32Array, 0, d),
+      TypeError,
+      'state must be an Int32Array',
+    );
+    bad(() => a.hmacVerify(st, 1, d), RangeError, 'at must leave 16 words in state');
+    bad(() => a.hmacVerify(st, -1, d), RangeError, 'at must leave 16 words in state');
+    bad(
+      () => a.hmacSign(st, 0, new Uint16Array(20) as unknown as Uint8Array),
+      TypeError,
+      'bytes must be a Uint8Array',
+    );
+    bad(() => a.hmacSign(st, 0, new Uint8Array(31)), RangeError, 'bytes must be at least 32 long');
+    bad(
+      () => (a.hmacVerify as (...x: unknown[]) => boolean)(st, 0),
+      TypeError,
+      'expected (state, at, bytes)',
+    );
+    t.equal(
+      a.hmacVerify(st, 0, new Uint8Array(32)),
+      false,
+      'an empty message with a zero tag is refused',
+    );
   },
 );

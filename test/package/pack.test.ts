@@ -45,7 +45,10 @@ t.test('npm pack, install the tarball, run README’s client example', async (t)
     'package/lib/server/web/index.html',
     'package/contrib/systemd/floatlmd.service',
     'package/binding.gyp',
+    'package/native/addon.c',
+    'package/native/addon.h',
     'package/native/udp.c',
+    'package/native/hmac.c',
   ])
     t.ok(listing.includes(f), `the tarball ships ${f}`);
   t.notOk(

@@ -1,0 +1,76 @@
+/**
+ * The optional native addon (native/*.c, built by `npm install` into
+ * build/Release/floatlm_native.node): the batched UDP socket and the keyed HMAC of a
+ * datagram's tag. Loaded once, on first use; everything it offers has a JavaScript
+ * counterpart giving the same results, so a machine without a compiler runs floatlm slower,
+ * not differently.
+ */
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** What native/addon.c exports. */
+export interface Addon {
+  /** Datagrams a receive or send batch holds, and bytes a datagram's slot holds. */
+  readonly BATCH: number;
+  readonly SLOT: number;
+  open(
+    host: string,
+    port: number,
+    rcvbuf: number,
+    recv: ArrayBuffer,
+    recvMeta: ArrayBuffer,
+    send: ArrayBuffer,
+    sendMeta: ArrayBuffer,
+    onBatch: (n: number) => void,
+    onWritable: () => void,
+    self: object,
+  ): unknown;
+  port(handle: unknown): number;
+  send(handle: unknown, n: number): number;
+  close(handle: unknown): void;
+  /** Whether the last 32 bytes of `bytes` are the HMAC, keyed by state[at..at+16), of the rest. */
+  hmacVerify(state: Int32Array, at: number, bytes: Uint8Array): boolean;
+  /** Writes that HMAC into the last 32 bytes of `bytes`. */
+  hmacSign(state: Int32Array, at: number, bytes: Uint8Array): void;
+  /** Selects the SHA-256 compression ('portable', or the fastest); returns the one in use. */
+  sha256Impl(name?: string): string;
+}
+
+const FILE = 'floatlm_native.node';
+let addon: Addon | undefined;
+let why: string | undefined;
+
+/**
+ * The addon, from build/Release at the package root (this file is in lib/ or dist/lib/);
+ * undefined when it is not built, does not load, or FLOATLM_NATIVE=0 is set (then
+ * `addonUnavailable()` says why).
+ */
+export function loadAddon(): Addon | undefined {
+  if (addon || why) return addon;
+  if (process.env.FLOATLM_NATIVE === '0') {
+    why = 'the addon is disabled (FLOATLM_NATIVE=0)';
+    return undefined;
+  }
+  const here = dirname(fileURLToPath(import.meta.url));
+  const require = createRequire(import.meta.url);
+  for (const up of ['..', '../..']) {
+    const file = join(here, up, 'build', 'Release', FILE);
+    if (!existsSync(file)) continue;
+    try {
+      addon = require(file) as Addon;
+      return addon;
+    } catch (e) {
+      why = `${file}: ${(e as Error).message.split('\n')[0]}`;
+      return undefined;
+    }
+  }
+  why = `build/Release/${FILE} not built (npm rebuild builds it; needs gcc)`;
+  return undefined;
+}
+
+/** Why the addon cannot be used here, or undefined when it can. */
+export function addonUnavailable(): string | undefined {
+  return loadAddon() ? undefined : why;
+}
