@@ -371,13 +371,7 @@ export class Client extends EventEmitter<ClientEvents> {
         if (e instanceof AbortError) throw await this.#abandon(feature, !!o.wait);
         throw e;
       }
-      if (
-        d.type === MsgType.ERROR &&
-        d.body.code === ErrorCode.BUSY &&
-        d.body.retryAfterMs > 0 &&
-        d.body.retryAfterMs <= BUSY_RETRY_MAX_MS &&
-        busy++ < BUSY_RETRIES
-      ) {
+      if (retryableBusy(d) && busy++ < BUSY_RETRIES) {
         // Not processed, retry soon (a site server whose grant another server beat to the
         // last seat: its next answer is the site's), as the same request.
         rid = d.requestId;
@@ -570,22 +564,50 @@ export class Client extends EventEmitter<ClientEvents> {
     return this.#destroyed;
   }
 
-  /** @internal Lease.checkin. */
+  /**
+   * @internal Lease.checkin. A BUSY answer with a short hint (a site server whose etcd is
+   * electing a leader, a daemon whose state cannot be written for a moment) was not
+   * processed: the seat is still held, so the same request goes again after the hint, within
+   * the budget; if the server stays busy the lease stays held here too (heartbeated, and
+   * checked in again by close()).
+   */
   async _checkin(lease: Lease, budgetMs?: number): Promise<void> {
-    const { d } = await this.#call(
-      MsgType.CHECKIN,
-      { leaseId: lease.leaseId, feature: lease.feature },
-      `checkin ${lease.feature}`,
-      budgetMs === undefined ? {} : { budgetMs, only: true },
-    );
-    this.#leases.delete(lease.leaseId);
-    if (d.type === MsgType.ERROR && d.body.code !== ErrorCode.NOT_HOLDER) {
-      throw new DeniedError(
+    const deadline = budgetMs === undefined ? undefined : this.#now() + budgetMs;
+    let busy = 0;
+    let rid: number | undefined;
+    for (;;) {
+      const o: CallOptions = rid === undefined ? {} : { rid };
+      if (deadline !== undefined) {
+        o.budgetMs = Math.max(1, deadline - this.#now());
+        o.only = true;
+      }
+      const { d } = await this.#call(
+        MsgType.CHECKIN,
+        { leaseId: lease.leaseId, feature: lease.feature },
         `checkin ${lease.feature}`,
-        d.body.code,
-        d.body.retryAfterMs,
-        d.body.message,
+        o,
       );
+      if (
+        retryableBusy(d) &&
+        busy++ < BUSY_RETRIES &&
+        (deadline === undefined || this.#now() + d.body.retryAfterMs < deadline)
+      ) {
+        rid = d.requestId;
+        await sleep(d.body.retryAfterMs);
+        continue;
+      }
+      if (d.type === MsgType.ERROR && d.body.code !== ErrorCode.BUSY) {
+        this.#leases.delete(lease.leaseId);
+      } else if (d.type !== MsgType.ERROR) this.#leases.delete(lease.leaseId);
+      if (d.type === MsgType.ERROR && d.body.code !== ErrorCode.NOT_HOLDER) {
+        throw new DeniedError(
+          `checkin ${lease.feature}`,
+          d.body.code,
+          d.body.retryAfterMs,
+          d.body.message,
+        );
+      }
+      return;
     }
   }
 
@@ -1176,6 +1198,16 @@ function safeUser(): string {
   } catch {
     return process.env.USER ?? 'unknown';
   }
+}
+
+/** An ERROR BUSY whose hint is short enough to wait for and send the same request again. */
+function retryableBusy(d: AnyDatagram): d is Extract<AnyDatagram, { type: typeof MsgType.ERROR }> {
+  return (
+    d.type === MsgType.ERROR &&
+    d.body.code === ErrorCode.BUSY &&
+    d.body.retryAfterMs > 0 &&
+    d.body.retryAfterMs <= BUSY_RETRY_MAX_MS
+  );
 }
 
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {

@@ -487,7 +487,7 @@ export class EtcdLedger extends EventEmitter {
   private grantable = false;
   private grantTimer: NodeJS.Timeout | undefined;
   private reacquireTimer: NodeJS.Timeout | undefined;
-  private watchdog: NodeJS.Timeout | undefined;
+  private keepalive: NodeJS.Timeout | undefined;
   private renewing = false;
   private closed = false;
 
@@ -576,28 +576,18 @@ export class EtcdLedger extends EventEmitter {
 
   // ---------------------------------------------------------------- server lease
 
-  /** A new etcd3 Lease (granted in the background) wired to this ledger's lease state. */
+  /**
+   * A new etcd3 Lease (granted in the background) wired to this ledger's lease state. Its
+   * keepalive is this ledger's (startKeepalive), not the client's: etcd3's keepalive loop
+   * can start a second stream when a stream's timeout and its error both fire, and the first
+   * stream's 1 s interval then runs for ever, renewing a lease this server gave up (and
+   * keeping the process alive after close()).
+   */
   private newLease(deadline: number): Lease {
-    const lease = this.client.lease(this.leaseTtlSec, { deadline });
+    const lease = this.client.lease(this.leaseTtlSec, { deadline, autoKeepAlive: false });
     // The client emits 'lost' for a failed grant too; acquireLease reports that itself.
+    // Otherwise 'lost' comes from a keepalive etcd answered with the lease gone.
     lease.on('lost', () => this.onLeaseLost(lease));
-    // Send times of this lease's keepalives not answered yet, oldest first. Listening from
-    // the start: the stream may fire before the registration returns.
-    let fired: number[] = [];
-    lease.on('keepaliveEstablished', () => {
-      fired = [];
-    });
-    lease.on('keepaliveFired', () => {
-      fired.push(Date.now());
-    });
-    lease.on('keepaliveSucceeded', () => {
-      const t = fired.shift();
-      if (lease !== this.lease) return;
-      // etcd counts the TTL from when it received the keepalive, later than we sent it.
-      if (t !== undefined && t > this.okSentAt) this.okSentAt = t;
-      this.ok();
-      this.updateGrantable();
-    });
     return lease;
   }
 
@@ -650,41 +640,53 @@ export class EtcdLedger extends EventEmitter {
           `the previous one died less than ${this.leaseTtlSec} s ago)`,
       );
     }
+    if (this.closed) {
+      // close() ran while this was registering: it could not release a lease it had not seen.
+      lease.release();
+      this.live();
+    }
     this.serverCreateRev = r.header.revision;
     this.lease = lease;
     this.leaseId = id;
     this.okSentAt = sentAt;
     this.updateGrantable();
-    this.startWatchdog(lease);
+    this.startKeepalive(lease);
     this.emit('lease-acquired', id);
   }
 
   /**
-   * A second path for the keepalive: the etcd3 client's stream sticks to one member and only
-   * gives up on it after a whole TTL without answers, past the point where this server stops
-   * granting. When no keepalive was acknowledged for half the TTL, renew() sends one on a
-   * fresh stream (to any member) so that a frozen member cannot stop a healthy server.
+   * The server lease's keepalive: a check every TTL/6 sends one keepalive (renew(): a fresh
+   * stream, to whichever member answers, retried within the operation timeout) once the last
+   * acknowledged one was sent TTL/3 ago, as etcd's own clients do; a frozen or dead member
+   * costs one attempt, not the lease. After two TTLs without an acknowledgement the lease is
+   * gone at etcd (as the etcd3 client judges it too): this server takes a new one.
    */
-  private startWatchdog(lease: Lease): void {
-    if (this.watchdog) clearInterval(this.watchdog);
-    const period = (this.leaseTtlSec * 1000) / 6;
-    this.watchdog = setInterval(() => {
+  private startKeepalive(lease: Lease): void {
+    if (this.keepalive) clearInterval(this.keepalive);
+    const ttlMs = this.leaseTtlSec * 1000;
+    this.keepalive = setInterval(() => {
       if (lease !== this.lease || this.renewing) return;
-      if (Date.now() - this.okSentAt < (this.leaseTtlSec * 1000) / 2) return;
+      const since = Date.now() - this.okSentAt;
+      if (since >= 2 * ttlMs) {
+        lease.release();
+        this.onLeaseLost(lease);
+        return;
+      }
+      if (since < ttlMs / 3) return;
       this.renewing = true;
       this.renew()
         .catch(() => undefined)
         .finally(() => {
           this.renewing = false;
         });
-    }, period);
-    this.watchdog.unref();
+    }, ttlMs / 6);
+    this.keepalive.unref();
   }
 
   private onLeaseLost(lease: Lease): void {
     if (lease !== this.lease) return;
-    if (this.watchdog) clearInterval(this.watchdog);
-    this.watchdog = undefined;
+    if (this.keepalive) clearInterval(this.keepalive);
+    this.keepalive = undefined;
     this.lease = undefined;
     this.leaseId = undefined;
     this.serverCreateRev = '0';
@@ -1828,9 +1830,12 @@ export class EtcdLedger extends EventEmitter {
     for (const w of this.watchers) await w.cancel().catch(() => undefined);
     this.watchers.clear();
     this.closed = true;
+    // A lease taken again while the watchers closed: left to expire, as with revoke false.
+    (this.lease as Lease | undefined)?.release();
+    this.lease = undefined;
     if (this.grantTimer) clearTimeout(this.grantTimer);
     if (this.reacquireTimer) clearTimeout(this.reacquireTimer);
-    if (this.watchdog) clearInterval(this.watchdog);
+    if (this.keepalive) clearInterval(this.keepalive);
     this.updateGrantable();
     this.client.close();
   }

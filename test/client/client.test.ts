@@ -372,6 +372,69 @@ t.test('close() ends the session on the server', async (t) => {
   t.equal(d.pool.status().features.find((f) => f.name === 'demo')!.inUse, 0);
 });
 
+t.test(
+  'a checkin answered BUSY (the server cannot write for a moment) goes again, same request, and frees the seat',
+  async (t) => {
+    const { d, relay, c } = await relayed(t, { heartbeatMs: 60_000 });
+    const lease = await c.checkout('demo');
+    const inUse = () => d.pool.status().features.find((f) => f.name === 'demo')!.inUse;
+    t.equal(inUse(), 1);
+    d.store.injectFault(
+      Object.assign(new Error('SQLITE_FULL: simulated'), { code: 'SQLITE_FULL' }),
+    );
+    const checkins: { at: number; rid: number }[] = [];
+    relay.onRequest = (b) => {
+      if (b[3] !== MsgType.CHECKIN) return;
+      checkins.push({ at: performance.now(), rid: b.readUInt32BE(8) });
+      // The disk is back when the retry after the BUSY hint (1 s) arrives; retransmissions
+      // of the first come within 400 ms. Cleared before the relay forwards it.
+      if (checkins.at(-1)!.at - checkins[0]!.at >= 700) d.store.injectFault(undefined);
+    };
+    await lease.checkin();
+    t.ok(
+      checkins.some((c) => c.at - checkins[0]!.at >= 700),
+      'sent again after the BUSY hint, and then processed',
+    );
+    t.same(
+      [...new Set(checkins.map((c) => c.rid))],
+      [checkins[0]!.rid],
+      'always the same request (the first was not processed)',
+    );
+    t.equal(lease.state, 'released');
+    t.equal(inUse(), 0, 'the seat is free on the server');
+  },
+);
+
+t.test(
+  'a checkin the server stays too busy for leaves the lease held and heartbeated',
+  async (t) => {
+    const { d, relay, c } = await relayed(t, { heartbeatMs: 60_000 });
+    const lease = await c.checkout('demo');
+    d.store.injectFault(
+      Object.assign(new Error('SQLITE_IOERR: simulated'), { code: 'SQLITE_IOERR' }),
+    );
+    // Sendings of the CHECKIN: a new one when it comes ≥ 700 ms after the last datagram
+    // (after the 1 s hint; retransmissions come within 400 ms).
+    let sendings = 0;
+    let last = -Infinity;
+    relay.onRequest = (b) => {
+      if (b[3] !== MsgType.CHECKIN) return;
+      const now = performance.now();
+      if (now - last >= 700) sendings++;
+      last = now;
+    };
+    const err = await lease.checkin().catch((e: unknown) => e);
+    t.match(err, { name: 'DeniedError', code: 'BUSY' });
+    t.equal(sendings, 6, 'the first sending and five retries, one per hint');
+    t.equal(lease.state, 'held', 'not given back: the server still counts it');
+    d.store.injectFault(undefined);
+    t.equal(await c.heartbeat(), 1, 'still heartbeated');
+    await lease.checkin();
+    t.equal(lease.state, 'released');
+    t.equal(d.pool.status().features.find((f) => f.name === 'demo')!.inUse, 0);
+  },
+);
+
 t.test('DeniedError names its reason; a lease carries the granted version', async (t) => {
   const { site, d, c } = await relayed(t, { heartbeatMs: 60_000 });
   const lease = await c.checkout('solver');

@@ -18,6 +18,7 @@ import {
 } from '../../lib/store/etcd.ts';
 import type { SessionRecord } from '../../lib/store/sqlite.ts';
 import { type EtcdCluster, skipWithoutEtcd, startCluster } from '../helpers/etcd.ts';
+import { leftOpen, refHandles } from '../helpers/leaks.ts';
 import { rng } from '../helpers/rng.ts';
 
 const skip = skipWithoutEtcd();
@@ -130,11 +131,13 @@ async function heal() {
 }
 
 t.test('site ledger over a real etcd cluster', { skip }, async (t) => {
+  const baseline = refHandles();
   cluster = await startCluster();
-  t.teardown(async () => {
+  const closeAll = async () => {
     for (const l of open) await l.close({ revoke: false }).catch(() => undefined);
     await cluster.teardown();
-  });
+  };
+  t.teardown(closeAll);
 
   await t.test('concurrent grants from 3 servers never exceed 5 seats', async (t) => {
     const servers = await Promise.all(['a', 'b', 'c'].map((id) => ledger(id, 'concurrent')));
@@ -547,5 +550,11 @@ t.test('site ledger over a real etcd cluster', { skip }, async (t) => {
       }
     }
     t.pass(`120 steps, seed ${seed}`);
+  });
+
+  await t.test('closed ledgers and a stopped cluster leave nothing running', async (t) => {
+    await closeAll();
+    // A leaked stream, timer or child would keep this file alive until tap's timeout.
+    t.same(await leftOpen(baseline), [], "no ref'ed handle left");
   });
 });
