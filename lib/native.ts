@@ -34,6 +34,10 @@ export interface Addon {
   hmacVerify(state: Int32Array, at: number, bytes: Uint8Array): boolean;
   /** Writes that HMAC into the last 32 bytes of `bytes`. */
   hmacSign(state: Int32Array, at: number, bytes: Uint8Array): void;
+  /** Keys the 32 words at `at` of `state` as KeyedHmac lays them out. */
+  hmacKey(state: Int32Array, at: number, key: Uint8Array): void;
+  /** HKDF-SHA256 filling `out`; false (nothing written) when `info` is over 512 bytes. */
+  hkdf(ikm: Uint8Array, salt: Uint8Array, info: Uint8Array, out: Uint8Array): boolean;
   /** Selects the SHA-256 compression ('portable', or the fastest); returns the one in use. */
   sha256Impl(name?: string): string;
 }

@@ -5,7 +5,8 @@
 
 /* Batched UDP socket (udp.c): open, port, send, close, BATCH, SLOT. */
 void udp_init(napi_env env, napi_value exports);
-/* Keyed HMAC-SHA256 over a trailing tag (hmac.c): hmacVerify, hmacSign, sha256Impl. */
+/* Keyed HMAC-SHA256 over a trailing tag (hmac.c): hmacVerify, hmacSign, hmacKey, hkdf,
+ * sha256Impl. */
 void hmac_init(napi_env env, napi_value exports);
 
 #endif

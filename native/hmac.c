@@ -1,8 +1,9 @@
 /*
- * Keyed HMAC-SHA256 over a datagram's trailing tag, for lib/crypto/hmac.ts's KeyedHmac: the
- * keyed state (inner and outer midstates, as KeyedHmac keeps them in its Int32Array) is read
- * where JavaScript keeps it, the datagram is hashed where it lies, and only a yes/no (verify)
- * or the 32 tag bytes (sign) come back. In JavaScript a short datagram's tag costs ~1.1 µs
+ * SHA-256 for lib/crypto/hmac.ts: keying a KeyedHmac, HKDF (a session key), and above all
+ * the keyed HMAC-SHA256 over a datagram's trailing tag. The keyed state (inner and outer
+ * midstates, as KeyedHmac keeps them in its Int32Array) is read where JavaScript keeps it,
+ * the datagram is hashed where it lies, and only a yes/no (verify) or the 32 tag bytes
+ * (sign) come back. In JavaScript a short datagram's tag costs ~1.1 µs
  * (two or three compressions); here ~0.1 µs with the CPU's SHA extensions, which is most of
  * what a bad-tag datagram costs the daemon above the kernel's share.
  *
@@ -12,6 +13,7 @@
  */
 #include <node_api.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
@@ -141,33 +143,101 @@ static int have_shani(void) {
 typedef void (*compress_fn)(uint32_t st[8], const uint8_t *data, size_t blocks);
 static compress_fn compress = compress_portable;
 
-/*
- * out = HMAC(msg[0..len)) from the keyed midstates at mid[0..16): inner over the message
- * (the key pad block already absorbed: 64 bytes counted), outer over the inner digest.
- */
-static void hmac_keyed(const int32_t *mid, const uint8_t *msg, size_t len, uint8_t out[32]) {
-  uint32_t st[8];
+static const uint32_t IV[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                               0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+
+/* Hashes msg[0..len) into st and pads, `counted` bytes having gone in before. */
+static void hash_tail(uint32_t st[8], const uint8_t *msg, size_t len, uint64_t counted) {
   uint8_t blk[128];
-  for (int i = 0; i < 8; i++) st[i] = (uint32_t)mid[i];
   size_t full = len / 64, rem = len % 64;
   compress(st, msg, full);
   memcpy(blk, msg + 64 * full, rem);
   size_t nb = rem < 56 ? 1 : 2;
   memset(blk + rem, 0, 64 * nb - rem);
   blk[rem] = 0x80;
-  uint64_t bits = (uint64_t)(64 + len) * 8;
+  uint64_t bits = (counted + len) * 8;
   for (int i = 0; i < 8; i++) blk[64 * nb - 1 - i] = (uint8_t)(bits >> (8 * i));
   compress(st, blk, nb);
-  for (int i = 0; i < 8; i++) put_be32(blk + 4 * i, st[i]);
-  memset(blk + 32, 0, 32);
-  blk[32] = 0x80;
-  blk[62] = (96 * 8) >> 8;
-  blk[63] = (96 * 8) & 0xff;
-  for (int i = 0; i < 8; i++) st[i] = (uint32_t)mid[8 + i];
-  compress(st, blk, 1);
-  for (int i = 0; i < 8; i++) put_be32(out + 4 * i, st[i]);
-  wipe(st, sizeof st);
   wipe(blk, sizeof blk);
+}
+
+static void digest_out(const uint32_t st[8], uint8_t out[32]) {
+  for (int i = 0; i < 8; i++) put_be32(out + 4 * i, st[i]);
+}
+
+/*
+ * out = HMAC(msg[0..len)) from the keyed midstates at mid[0..16): inner over the message
+ * (the key pad block already absorbed: 64 bytes counted), outer over the inner digest.
+ */
+static void hmac_keyed(const int32_t *mid, const uint8_t *msg, size_t len, uint8_t out[32]) {
+  uint32_t st[8];
+  uint8_t inner[32];
+  for (int i = 0; i < 8; i++) st[i] = (uint32_t)mid[i];
+  hash_tail(st, msg, len, 64);
+  digest_out(st, inner);
+  for (int i = 0; i < 8; i++) st[i] = (uint32_t)mid[8 + i];
+  hash_tail(st, inner, 32, 64);
+  digest_out(st, out);
+  wipe(st, sizeof st);
+  wipe(inner, sizeof inner);
+}
+
+/*
+ * Keys the 32 words at mid as KeyedHmac lays them out: the inner midstate (0..7), the outer
+ * (8..15), then the inner key pad's 64 bytes in memory order (16..31). RFC 2104: a key
+ * longer than a block is its hash.
+ */
+static void hmac_key(int32_t *mid, const uint8_t *key, size_t klen) {
+  uint8_t pad[64];
+  uint32_t st[8];
+  memset(pad, 0, sizeof pad);
+  if (klen > 64) {
+    memcpy(st, IV, sizeof st);
+    hash_tail(st, key, klen, 0);
+    digest_out(st, pad);
+  } else {
+    memcpy(pad, key, klen);
+  }
+  for (int i = 0; i < 64; i++) pad[i] ^= 0x36;
+  memcpy(st, IV, sizeof st);
+  compress(st, pad, 1);
+  for (int i = 0; i < 8; i++) mid[i] = (int32_t)st[i];
+  memcpy(mid + 16, pad, 64);
+  for (int i = 0; i < 64; i++) pad[i] ^= 0x36 ^ 0x5c;
+  memcpy(st, IV, sizeof st);
+  compress(st, pad, 1);
+  for (int i = 0; i < 8; i++) mid[8 + i] = (int32_t)st[i];
+  wipe(pad, sizeof pad);
+  wipe(st, sizeof st);
+}
+
+/* Longest HKDF info taken here; longer ones are the JavaScript's (none in floatlm is). */
+#define HKDF_INFO_MAX 512
+
+/* RFC 5869 HKDF-SHA256 into out[0..olen); 0 when info is longer than HKDF_INFO_MAX. */
+static int hkdf(const uint8_t *ikm, size_t ilen, const uint8_t *salt, size_t slen,
+                const uint8_t *info, size_t nlen, uint8_t *out, size_t olen) {
+  if (nlen > HKDF_INFO_MAX) return 0;
+  int32_t mid[32];
+  uint8_t prk[32], t[32], buf[32 + HKDF_INFO_MAX + 1];
+  /* An empty salt is HashLen zero bytes, which pad exactly as no bytes do. */
+  hmac_key(mid, salt, slen);
+  hmac_keyed(mid, ikm, ilen, prk);
+  hmac_key(mid, prk, 32);
+  size_t tlen = 0;
+  for (size_t at = 0, i = 1; at < olen; at += 32, i++) {
+    memcpy(buf, t, tlen);
+    memcpy(buf + tlen, info, nlen);
+    buf[tlen + nlen] = (uint8_t)i;
+    hmac_keyed(mid, buf, tlen + nlen + 1, t);
+    tlen = 32;
+    memcpy(out + at, t, olen - at < 32 ? olen - at : 32);
+  }
+  wipe(mid, sizeof mid);
+  wipe(prk, sizeof prk);
+  wipe(t, sizeof t);
+  wipe(buf, sizeof buf);
+  return 1;
 }
 
 /*
@@ -241,6 +311,72 @@ static napi_value js_sign(napi_env env, napi_callback_info info) {
 /* Whether the CPU has the SHA extensions, asked once (CPUID traps to a hypervisor: ~20 µs). */
 static int shani = -1;
 
+/* The bytes of a Uint8Array argument; 0 (a TypeError thrown) when it is not one. */
+static int u8_arg(napi_env env, napi_value v, const char *name, uint8_t **data, size_t *len) {
+  napi_typedarray_type type;
+  void *d;
+  if (napi_get_typedarray_info(env, v, &type, len, &d, NULL, NULL) != napi_ok ||
+      type != napi_uint8_array) {
+    char msg[64];
+    snprintf(msg, sizeof msg, "%s must be a Uint8Array", name);
+    napi_throw_type_error(env, NULL, msg);
+    return 0;
+  }
+  *data = (uint8_t *)d;
+  return 1;
+}
+
+/* hmacKey(state, at, key): keys the 32 words at `at` of `state` (an Int32Array) with key. */
+static napi_value js_key(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) {
+    napi_throw_type_error(env, NULL, "expected (state, at, key)");
+    return NULL;
+  }
+  napi_typedarray_type type;
+  size_t words;
+  void *data;
+  if (napi_get_typedarray_info(env, argv[0], &type, &words, &data, NULL, NULL) != napi_ok ||
+      type != napi_int32_array) {
+    napi_throw_type_error(env, NULL, "state must be an Int32Array");
+    return NULL;
+  }
+  uint32_t at;
+  if (napi_get_value_uint32(env, argv[1], &at) != napi_ok || (size_t)at + 32 > words) {
+    napi_throw_range_error(env, NULL, "at must leave 32 words in state");
+    return NULL;
+  }
+  uint8_t *key;
+  size_t klen;
+  if (!u8_arg(env, argv[2], "key", &key, &klen)) return NULL;
+  hmac_key((int32_t *)data + at, key, klen);
+  return NULL;
+}
+
+/* hkdf(ikm, salt, info, out): HKDF-SHA256 filling out (≤ 8160 bytes); false: info too long. */
+static napi_value js_hkdf(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) {
+    napi_throw_type_error(env, NULL, "expected (ikm, salt, info, out)");
+    return NULL;
+  }
+  uint8_t *ikm, *salt, *inf, *out;
+  size_t ilen, slen, nlen, olen;
+  if (!u8_arg(env, argv[0], "ikm", &ikm, &ilen) || !u8_arg(env, argv[1], "salt", &salt, &slen) ||
+      !u8_arg(env, argv[2], "info", &inf, &nlen) || !u8_arg(env, argv[3], "out", &out, &olen)) {
+    return NULL;
+  }
+  if (olen < 1 || olen > 255 * 32) {
+    napi_throw_range_error(env, NULL, "out must be 1 to 8160 bytes long");
+    return NULL;
+  }
+  napi_value v;
+  napi_get_boolean(env, hkdf(ikm, ilen, salt, slen, inf, nlen, out, olen), &v);
+  return v;
+}
+
 /* The fastest compression this CPU has. */
 static const char *best(void) {
 #ifdef HAVE_X86
@@ -278,6 +414,8 @@ void hmac_init(napi_env env, napi_value exports) {
       {"hmacVerify", NULL, js_verify, NULL, NULL, NULL, napi_default, NULL},
       {"hmacSign", NULL, js_sign, NULL, NULL, NULL, napi_default, NULL},
       {"sha256Impl", NULL, js_impl, NULL, NULL, NULL, napi_default, NULL},
+      {"hmacKey", NULL, js_key, NULL, NULL, NULL, napi_default, NULL},
+      {"hkdf", NULL, js_hkdf, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -27,6 +27,8 @@ const noAddon = addonUnavailable();
 // Under CI the addon must have been built: its HMAC is what the daemon verifies tags with.
 if (noAddon && process.env.CI === 'true') throw new Error(`CI=true: ${noAddon}`);
 
+type Tap = Parameters<Parameters<typeof t.test>[0]>[0];
+
 const fill = (n: number, byte: number) => new Uint8Array(n).fill(byte);
 
 /** RFC 4231 section 4, HMAC-SHA-256 of test cases 1-7 (case 5 truncated to 128 bits). */
@@ -444,33 +446,44 @@ t.test(
   },
 );
 
+/**
+ * Runs `fn` once for each SHA-256 this machine has: the JavaScript, and with the addon its
+ * portable C and (CPU permitting) SHA-NI compressions; the fastest is in use again after.
+ */
+function forEachImpl(t: Tap, fn: (name: string) => void): void {
+  const addon = loadAddon();
+  const impls: { name: string; use: () => void }[] = [
+    { name: 'JavaScript', use: () => t.notOk(useNativeHmac(false)) },
+  ];
+  if (addon) {
+    impls.push({
+      name: 'addon, portable C',
+      use: () => {
+        t.ok(useNativeHmac(true));
+        t.equal(addon.sha256Impl('portable'), 'portable');
+      },
+    });
+    const best = addon.sha256Impl();
+    if (best !== 'portable')
+      impls.push({ name: `addon, ${best}`, use: () => t.ok(useNativeHmac(true)) });
+    else t.comment('this CPU has no SHA extensions: the portable C compression only');
+  } else t.comment(`${noAddon}: the JavaScript implementation only`);
+  try {
+    for (const impl of impls) {
+      impl.use();
+      fn(impl.name);
+    }
+  } finally {
+    useNativeHmac(true);
+    addon?.sha256Impl();
+  }
+}
+
 t.test(
   'trailing tags: JavaScript, the addon portable and with SHA extensions all agree',
   async (t) => {
-    const addon = loadAddon();
-    const impls: { name: string; use: () => void }[] = [
-      { name: 'JavaScript', use: () => t.notOk(useNativeHmac(false)) },
-    ];
-    if (addon) {
-      impls.push({
-        name: 'addon, portable C',
-        use: () => {
-          t.ok(useNativeHmac(true));
-          t.equal(addon.sha256Impl('portable'), 'portable');
-        },
-      });
-      const best = addon.sha256Impl();
-      if (best !== 'portable')
-        impls.push({ name: `addon, ${best}`, use: () => t.ok(useNativeHmac(true)) });
-      else t.comment('this CPU has no SHA extensions: the portable C compression only');
-    } else t.comment(`${noAddon}: the JavaScript implementation only`);
-    t.teardown(() => {
-      useNativeHmac(true);
-      addon?.sha256Impl();
-    });
     const slab = new Int32Array(KEYED_WORDS * 3);
-    for (const impl of impls) {
-      impl.use();
+    forEachImpl(t, (name) => {
       let bad = 0;
       let checked = 0;
       for (const keyLength of [1, 32, 64, 65, 131]) {
@@ -490,8 +503,58 @@ t.test(
           }
         }
       }
-      t.equal(bad, 0, `${impl.name}: ${checked} tags signed, verified, refused when changed`);
-    }
+      t.equal(bad, 0, `${name}: ${checked} tags signed, verified, refused when changed`);
+    });
+  },
+);
+
+t.test(
+  "keying and HKDF: every implementation keys alike and derives node:crypto's keys",
+  async (t) => {
+    let first: string | undefined;
+    forEachImpl(t, (name) => {
+      // The keyed state word for word, for key lengths around the block (longer ones hashed),
+      // in its own words and in a slab slot.
+      const states: string[] = [];
+      for (const n of [1, 31, 32, 55, 63, 64, 65, 100, 131, 200]) {
+        const key = Uint8Array.from({ length: n }, () => Math.floor(Math.random() * 256));
+        const slab = new Int32Array(KEYED_WORDS * 2);
+        new KeyedHmac(key, slab, KEYED_WORDS);
+        const own = new KeyedHmac(key);
+        const m = randomBytes(n);
+        if (!Buffer.from(own.mac(m)).equals(createHmac('sha256', key).update(m).digest()))
+          states.push('bad mac');
+        // Compare the words themselves across implementations with a fixed key.
+        const fixed = Uint8Array.from({ length: n }, (_, i) => (i * 37 + n) & 255);
+        const s2 = new Int32Array(KEYED_WORDS);
+        new KeyedHmac(fixed, s2, 0);
+        states.push(toHex(new Uint8Array(s2.buffer)));
+      }
+      const joined = states.join(',');
+      first ??= joined;
+      t.notOk(joined.includes('bad mac'), `${name}: keyed HMACs as node:crypto's`);
+      t.equal(joined, first, `${name}: the keyed states word for word as the JavaScript's`);
+      let bad = 0;
+      let checked = 0;
+      for (const [ikmLength, saltLength, infoLength] of [
+        [32, 8, 50],
+        [22, 0, 0],
+        [80, 80, 80],
+        [1, 200, 3],
+        [32, 8, 512],
+        [32, 8, 513],
+      ] as const) {
+        const ikm = randomBytes(ikmLength);
+        const salt = randomBytes(saltLength);
+        const info = randomBytes(infoLength);
+        for (const length of [1, 31, 32, 33, 64, 65, 100, 8160]) {
+          checked++;
+          const got = Buffer.from(hkdfSha256(ikm, salt, info, length));
+          if (!got.equals(Buffer.from(hkdfSync('sha256', ikm, salt, info, length)))) bad++;
+        }
+      }
+      t.equal(bad, 0, `${name}: ${checked} HKDF outputs as node:crypto's`);
+    });
   },
 );
 
@@ -526,6 +589,20 @@ t.test(
       a.hmacVerify(st, 0, new Uint8Array(32)),
       false,
       'an empty message with a zero tag is refused',
+    );
+    const w = new Int32Array(32);
+    bad(() => a.hmacKey(w, 1, d), RangeError, 'at must leave 32 words in state');
+    bad(() => a.hmacKey(w, 0, 'k' as unknown as Uint8Array), TypeError, 'key must be a Uint8Array');
+    bad(() => a.hkdf(d, d, d, new Uint8Array(0)), RangeError, 'out must be 1 to 8160 bytes long');
+    bad(
+      () => a.hkdf(d, 'x' as unknown as Uint8Array, d, d),
+      TypeError,
+      'salt must be a Uint8Array',
+    );
+    t.equal(
+      a.hkdf(d, d, new Uint8Array(513), new Uint8Array(32)),
+      false,
+      'a longer info is left to the JavaScript',
     );
   },
 );
