@@ -29,6 +29,8 @@ export interface UdpSocket {
 }
 
 const META = 3;
+/** Bytes of a block received datagrams are copied into (a new one when it is full). */
+const KEPT_BLOCK = 64 * 1024;
 
 /** Why the batched socket cannot be used here, or undefined when it can. */
 export function batchUnavailable(host: string): string | undefined {
@@ -154,6 +156,9 @@ class BatchSocket implements UdpSocket {
   #flushQueued = false;
   #closed = false;
   readonly #names = new Map<number, string>();
+  /** Where received datagrams are copied to: the current block and its first free byte. */
+  #kept = new Uint8Array(KEPT_BLOCK);
+  #keptAt = 0;
   readonly #ips = new Map<string, number>();
 
   constructor(n: Addon, host: string, port: number, rcvbuf: number, onDatagram: OnDatagram) {
@@ -197,12 +202,17 @@ class BatchSocket implements UdpSocket {
       for (let i = 0; i < count && !this.#closed; i++) {
         const len = m[i * META] as number;
         const off = i * slot;
-        // The receiver may keep what it is given; the area is reused by the next batch. From
-        // Node's buffer pool (cheaper than an ArrayBuffer each), but handed over as a plain
-        // Uint8Array, as the dgram kind does: Buffer's slice() is a view, and the decoders'
-        // copies (readBytes) would then pin a pool block per session.
-        const pooled = Buffer.allocUnsafe(len);
-        const bytes = new Uint8Array(pooled.buffer, pooled.byteOffset, len);
+        // The receiver may keep what it is given; the area is reused by the next batch. Out
+        // of a block of this socket's own (cheaper than an ArrayBuffer, or a Buffer from
+        // Node's pool, each), as a plain Uint8Array: its slice() copies, so a decoder's copy
+        // does not hold the block (Buffer's slice is a view: it would).
+        let at = this.#keptAt;
+        if (at + len > this.#kept.length) {
+          this.#kept = new Uint8Array(KEPT_BLOCK);
+          at = 0;
+        }
+        const bytes = this.#kept.subarray(at, at + len);
+        this.#keptAt = (at + len + 7) & ~7;
         if (len <= slot) bytes.set(this.#recv.subarray(off, off + len));
         else bytes.fill(0); // cut short by the slot: longer than any datagram, refused as such
         this.#onDatagram(bytes, this.#name(m[i * META + 1] as number), m[i * META + 2] as number);
