@@ -240,44 +240,76 @@ static int hkdf(const uint8_t *ikm, size_t ilen, const uint8_t *salt, size_t sle
   return 1;
 }
 
-/*
- * Arguments (state: Int32Array, at: word offset, bytes: Uint8Array): the 16 midstate words
- * at `at` and the datagram, whose last 32 bytes are its tag. Bounds are checked here too:
- * the JavaScript side checks them first, but nothing from it is trusted with memory.
- */
-static int keyed_args(napi_env env, napi_callback_info info, const int32_t **mid,
-                      uint8_t **bytes, size_t *len) {
-  size_t argc = 3;
-  napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) {
-    napi_throw_type_error(env, NULL, "expected (state, at, bytes)");
+/* The call's first n arguments; 0 (a TypeError saying `usage` thrown) when it has fewer. */
+static int call_args(napi_env env, napi_callback_info info, size_t n, napi_value *argv,
+                     const char *usage) {
+  size_t argc = n;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < n) {
+    napi_throw_type_error(env, NULL, usage);
     return 0;
   }
+  return 1;
+}
+
+/* The bytes of a Uint8Array argument; 0 (a TypeError thrown) when it is not one. */
+static int u8_arg(napi_env env, napi_value v, const char *name, uint8_t **data, size_t *len) {
   napi_typedarray_type type;
-  size_t words, blen;
+  void *d;
+  if (napi_get_typedarray_info(env, v, &type, len, &d, NULL, NULL) != napi_ok ||
+      type != napi_uint8_array) {
+    char msg[64];
+    snprintf(msg, sizeof msg, "%s must be a Uint8Array", name);
+    napi_throw_type_error(env, NULL, msg);
+    return 0;
+  }
+  *data = (uint8_t *)d;
+  return 1;
+}
+
+/*
+ * The `words` keyed-state words at word offset `at` of an Int32Array; 0 (a TypeError or
+ * RangeError thrown) when `state` is not one or has no such words. Bounds are checked here
+ * although the JavaScript checks them first: nothing from it is trusted with memory.
+ */
+static int state_arg(napi_env env, napi_value state, napi_value at, size_t words,
+                     int32_t **mid) {
+  napi_typedarray_type type;
+  size_t length;
   void *data;
-  if (napi_get_typedarray_info(env, argv[0], &type, &words, &data, NULL, NULL) != napi_ok ||
+  if (napi_get_typedarray_info(env, state, &type, &length, &data, NULL, NULL) != napi_ok ||
       type != napi_int32_array) {
     napi_throw_type_error(env, NULL, "state must be an Int32Array");
     return 0;
   }
-  uint32_t at;
-  if (napi_get_value_uint32(env, argv[1], &at) != napi_ok || (size_t)at + 16 > words) {
-    napi_throw_range_error(env, NULL, "at must leave 16 words in state");
+  uint32_t a;
+  if (napi_get_value_uint32(env, at, &a) != napi_ok || (size_t)a + words > length) {
+    char msg[48];
+    snprintf(msg, sizeof msg, "at must leave %zu words in state", words);
+    napi_throw_range_error(env, NULL, msg);
     return 0;
   }
-  void *b;
-  if (napi_get_typedarray_info(env, argv[2], &type, &blen, &b, NULL, NULL) != napi_ok ||
-      type != napi_uint8_array) {
-    napi_throw_type_error(env, NULL, "bytes must be a Uint8Array");
+  *mid = (int32_t *)data + a;
+  return 1;
+}
+
+/*
+ * Arguments (state, at, bytes) of hmacVerify and hmacSign: the 16 midstate words at `at` and
+ * the datagram, whose last 32 bytes are its tag.
+ */
+static int keyed_args(napi_env env, napi_callback_info info, const int32_t **mid,
+                      uint8_t **bytes, size_t *len) {
+  napi_value argv[3];
+  int32_t *m;
+  size_t blen;
+  if (!call_args(env, info, 3, argv, "expected (state, at, bytes)") ||
+      !state_arg(env, argv[0], argv[1], 16, &m) || !u8_arg(env, argv[2], "bytes", bytes, &blen)) {
     return 0;
   }
   if (blen < 32) {
     napi_throw_range_error(env, NULL, "bytes must be at least 32 long");
     return 0;
   }
-  *mid = (const int32_t *)data + at;
-  *bytes = (uint8_t *)b;
+  *mid = m;
   *len = blen - 32;
   return 1;
 }
@@ -311,57 +343,24 @@ static napi_value js_sign(napi_env env, napi_callback_info info) {
 /* Whether the CPU has the SHA extensions, asked once (CPUID traps to a hypervisor: ~20 µs). */
 static int shani = -1;
 
-/* The bytes of a Uint8Array argument; 0 (a TypeError thrown) when it is not one. */
-static int u8_arg(napi_env env, napi_value v, const char *name, uint8_t **data, size_t *len) {
-  napi_typedarray_type type;
-  void *d;
-  if (napi_get_typedarray_info(env, v, &type, len, &d, NULL, NULL) != napi_ok ||
-      type != napi_uint8_array) {
-    char msg[64];
-    snprintf(msg, sizeof msg, "%s must be a Uint8Array", name);
-    napi_throw_type_error(env, NULL, msg);
-    return 0;
-  }
-  *data = (uint8_t *)d;
-  return 1;
-}
-
 /* hmacKey(state, at, key): keys the 32 words at `at` of `state` (an Int32Array) with key. */
 static napi_value js_key(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
   napi_value argv[3];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3) {
-    napi_throw_type_error(env, NULL, "expected (state, at, key)");
-    return NULL;
-  }
-  napi_typedarray_type type;
-  size_t words;
-  void *data;
-  if (napi_get_typedarray_info(env, argv[0], &type, &words, &data, NULL, NULL) != napi_ok ||
-      type != napi_int32_array) {
-    napi_throw_type_error(env, NULL, "state must be an Int32Array");
-    return NULL;
-  }
-  uint32_t at;
-  if (napi_get_value_uint32(env, argv[1], &at) != napi_ok || (size_t)at + 32 > words) {
-    napi_throw_range_error(env, NULL, "at must leave 32 words in state");
-    return NULL;
-  }
+  int32_t *mid;
   uint8_t *key;
   size_t klen;
-  if (!u8_arg(env, argv[2], "key", &key, &klen)) return NULL;
-  hmac_key((int32_t *)data + at, key, klen);
+  if (!call_args(env, info, 3, argv, "expected (state, at, key)") ||
+      !state_arg(env, argv[0], argv[1], 32, &mid) || !u8_arg(env, argv[2], "key", &key, &klen)) {
+    return NULL;
+  }
+  hmac_key(mid, key, klen);
   return NULL;
 }
 
 /* hkdf(ikm, salt, info, out): HKDF-SHA256 filling out (≤ 8160 bytes); false: info too long. */
 static napi_value js_hkdf(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
   napi_value argv[4];
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4) {
-    napi_throw_type_error(env, NULL, "expected (ikm, salt, info, out)");
-    return NULL;
-  }
+  if (!call_args(env, info, 4, argv, "expected (ikm, salt, info, out)")) return NULL;
   uint8_t *ikm, *salt, *inf, *out;
   size_t ilen, slen, nlen, olen;
   if (!u8_arg(env, argv[0], "ikm", &ikm, &ilen) || !u8_arg(env, argv[1], "salt", &salt, &slen) ||
