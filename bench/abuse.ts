@@ -10,7 +10,9 @@
  *   random tag). They go in bursts, each followed by one valid mode-3 HEARTBEAT whose
  *   answer proves the burst has been read (one socket, read in order); the probes' own cost,
  *   measured alone beforehand, is subtracted. The daemon runs with `--rate-limit 0`, so every
- *   datagram reaches the tag check (spoofed sources would spread a real flood anyway).
+ *   datagram reaches the tag check (spoofed sources would spread a real flood anyway). With
+ *   the daemon's default flood pause (its batched socket rests 1 ms after a read that was
+ *   mostly forged) and again with `--flood-pause 0`, beside the wait of each burst's probe.
  *   Datagrams the kernel dropped (full receive buffer) are not counted as handled.
  * - `flood`: the daemon's RSS before, during (peak) and after a flood of validly signed
  *   mode-1 PINGs (each with a fresh nonce) from one credential, with the daemon's default
@@ -79,6 +81,18 @@ export interface BadTagResult {
   floor_batch_us: number | null;
   /** The socket floatlmd served on (`auto`: batch where the addon is built). */
   daemon_udp: 'batch' | 'dgram';
+  /** Median wait of the valid request sent right after each burst (request to answer), ms. */
+  probe_wait_ms_p50: number;
+  /**
+   * The same rows with the flood pause off (`--flood-pause 0`: the socket read as soon as a
+   * datagram arrives); null when not measured (the daemon was on node:dgram, which never
+   * pauses).
+   */
+  no_pause: {
+    worst_us_modes_1_3_4: number;
+    worst_us_mode_2: number;
+    probe_wait_ms_p50: number;
+  } | null;
 }
 
 const BURST = 500;
@@ -112,12 +126,24 @@ function spoil(bytes: Uint8Array): Uint8Array {
  */
 export function badTag(n = 50_000): Promise<BadTagResult> {
   const pinned = canPin(availableParallelism());
-  return onCore1(pinned, () => badTagRows(n, pinned));
+  return onCore1(pinned, async () => {
+    const r = await badTagRows(n, pinned, []);
+    if (r.daemon_udp !== 'batch') return r;
+    const off = await badTagRows(n, pinned, ['--flood-pause', '0']);
+    return {
+      ...r,
+      no_pause: {
+        worst_us_modes_1_3_4: off.worst_us_modes_1_3_4,
+        worst_us_mode_2: off.worst_us_mode_2,
+        probe_wait_ms_p50: off.probe_wait_ms_p50,
+      },
+    };
+  });
 }
 
-async function badTagRows(n: number, pinned: boolean): Promise<BadTagResult> {
+async function badTagRows(n: number, pinned: boolean, args: string[]): Promise<BadTagResult> {
   const site = makeSite(['FEATURE bench demo 1.0 permanent 100 DUP_GROUP=NONE']);
-  const d = await spawnFloatlmd(site, ['--rate-limit', '0'], pinned ? { core: 0 } : {});
+  const d = await spawnFloatlmd(site, ['--rate-limit', '0', ...args], pinned ? { core: 0 } : {});
   const pid = d.child.pid!;
   const req = await Requester.open(d.port);
   let replies = 0;
@@ -202,6 +228,7 @@ async function badTagRows(n: number, pinned: boolean): Promise<BadTagResult> {
     const probeS = ((await probeCpu()) + (await probeCpu())) / 2;
 
     const rows: BadTagRow[] = [];
+    const waits: number[] = [];
     for (const k of kinds) {
       const all = Array.from({ length: n }, () => spoil(k.make()));
       const drops0 = udpDrops(d.port);
@@ -211,7 +238,9 @@ async function badTagRows(n: number, pinned: boolean): Promise<BadTagResult> {
       for (let b = 0; b < bursts; b++) {
         const end = Math.min(n, (b + 1) * BURST);
         for (let i = b * BURST; i < end; i++) req.socket.send(all[i]!, d.port, '127.0.0.1');
+        const w0 = performance.now();
         await probe();
+        waits.push(performance.now() - w0);
       }
       const cpu = cpuSecondsFine(pid) - c0;
       const wall = (performance.now() - t0) / 1000;
@@ -228,9 +257,13 @@ async function badTagRows(n: number, pinned: boolean): Promise<BadTagResult> {
         rate: Math.round(handled / wall),
       });
     }
-    const floor = await sinkFloor(kinds[0]!.make, n, pinned, 'sink');
+    // The floors are the same with or without the daemon's pause: measured once.
+    const again = args.length > 0;
+    const floor = again ? Number.NaN : await sinkFloor(kinds[0]!.make, n, pinned, 'sink');
     const batch = !batchUnavailable('127.0.0.1');
-    const floorBatch = batch ? await sinkFloor(kinds[0]!.make, n, pinned, 'sink-batch') : null;
+    const floorBatch =
+      batch && !again ? await sinkFloor(kinds[0]!.make, n, pinned, 'sink-batch') : null;
+    waits.sort((x, y) => x - y);
     const worst = (modes: number[]) =>
       Math.max(
         ...rows.filter((r) => modes.includes(r.mode)).map((r) => r.server_cpu_us_per_datagram),
@@ -245,6 +278,8 @@ async function badTagRows(n: number, pinned: boolean): Promise<BadTagResult> {
       floor_us: floor,
       floor_batch_us: floorBatch,
       daemon_udp: batch ? 'batch' : 'dgram',
+      probe_wait_ms_p50: round2(waits[waits.length >> 1] ?? Number.NaN),
+      no_pause: null,
     };
   } finally {
     req.close();

@@ -257,8 +257,14 @@ async function main(): Promise<void> {
     say(
       `   worst: modes 1/3/4 ${bt.worst_us_modes_1_3_4} µs (target ≤ 5), mode 2 ${bt.worst_us_mode_2} µs (target ≤ 10); probe ${bt.probe_cpu_us} µs a burst of ${bt.burst}, subtracted`,
     );
+    const np = bt.no_pause;
     say(
-      `   floor: a node:dgram socket that reads and drops the same datagrams costs ${bt.floor_us} µs each (same run, same core); ${bt.floor_batch_us === null ? `on the batched socket: ${NOT_RUN} (the addon is not built)` : `the same on the batched socket ${bt.floor_batch_us} µs`}; floatlmd (${bt.daemon_udp} socket) above its own socket's floor: modes 1/3/4 ${round(bt.worst_us_modes_1_3_4 - (bt.floor_batch_us ?? bt.floor_us), 2)} µs, mode 2 ${round(bt.worst_us_mode_2 - (bt.floor_batch_us ?? bt.floor_us), 2)} µs`,
+      `   a valid request right after each burst waited ${bt.probe_wait_ms_p50} ms (median); with --flood-pause 0: ${np === null ? `${NOT_RUN} (the daemon is on node:dgram, which never pauses)` : `modes 1/3/4 ${np.worst_us_modes_1_3_4} µs, mode 2 ${np.worst_us_mode_2} µs, the request waited ${np.probe_wait_ms_p50} ms`}`,
+    );
+    const own = bt.floor_batch_us ?? bt.floor_us;
+    const above = (v: number) => round(v - own, 2);
+    say(
+      `   floor: a node:dgram socket that reads and drops the same datagrams costs ${bt.floor_us} µs each (same run, same core); ${bt.floor_batch_us === null ? `on the batched socket: ${NOT_RUN} (the addon is not built)` : `the same on the batched socket ${bt.floor_batch_us} µs`} (both read every datagram as it comes); floatlmd (${bt.daemon_udp} socket) against its own socket's floor: modes 1/3/4 ${above(bt.worst_us_modes_1_3_4)} µs${np ? ` (${above(np.worst_us_modes_1_3_4)} without the pause)` : ''}, mode 2 ${above(bt.worst_us_mode_2)} µs${np ? ` (${above(np.worst_us_mode_2)})` : ''}`,
     );
   } else skipped(title5);
 
@@ -381,6 +387,7 @@ async function main(): Promise<void> {
     badtag_worst_us_mode_2: bt?.worst_us_mode_2 ?? null,
     badtag_floor_us: bt?.floor_us ?? null,
     badtag_floor_batch_us: bt?.floor_batch_us ?? null,
+    badtag_no_pause_worst_us_modes_1_3_4: bt?.no_pause?.worst_us_modes_1_3_4 ?? null,
     flood: fd ?? null,
     flood_rss_peak_bytes: fd?.rss_peak_bytes ?? null,
     flood_hello_share: fd?.hello_other.share ?? null,

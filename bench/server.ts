@@ -44,6 +44,8 @@ async function main(): Promise<void> {
       (bytes, address, port) => {
         n++;
         if (echo || bytes.length === 12) s.send(bytes, port, address);
+        // Nothing is judged forged: the floor is the socket reading every datagram.
+        return false;
       },
       () => {},
     );

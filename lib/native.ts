@@ -23,11 +23,16 @@ export interface Addon {
     recvMeta: ArrayBuffer,
     send: ArrayBuffer,
     sendMeta: ArrayBuffer,
-    onBatch: (n: number) => void,
+    /** Answers how many of the batch's n datagrams failed authentication. */
+    onBatch: (n: number) => number,
     onWritable: () => void,
     self: object,
+    /** When more than half of a batch failed authentication, reading pauses this long (0: never). */
+    pauseMs: number,
   ): unknown;
   port(handle: unknown): number;
+  /** How many times reading paused for a batch that mostly failed authentication. */
+  pauses(handle: unknown): number;
   send(handle: unknown, n: number): number;
   close(handle: unknown): void;
   /** Whether the last 32 bytes of `bytes` are the HMAC, keyed by state[at..at+16), of the rest. */

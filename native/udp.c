@@ -4,7 +4,10 @@
  * send area JavaScript fills goes out with one sendmmsg(2). node:dgram makes one JavaScript
  * call, one Buffer and one address object per datagram, which is most of what a heartbeat
  * costs the daemon. The socket is a plain non-blocking fd watched by a libuv poll handle on
- * Node's own loop, so nothing here runs outside the main thread.
+ * Node's own loop, so nothing here runs outside the main thread. When most of what one
+ * readable event brought failed authentication, the poll handle rests for a moment (a libuv
+ * timer): a flood of forged datagrams costs a wake-up and a system call per batch, not per
+ * datagram.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -25,10 +28,21 @@
 #define ROUNDS 8
 /* Meta words per datagram: length, IPv4 address (host order), port. */
 #define META 3
+/* A read was mostly forged when more than half of its datagrams failed authentication
+ * (onBatch's answers). */
+#define FLOODED(bad, n) ((bad) * 2 > (n))
 
 typedef struct {
   int fd;
   uv_poll_t poll;
+  /* While it runs, the socket is not read: a flood of forged datagrams queues in the kernel
+   * and is then read a batch a system call, not woken for one by one. */
+  uv_timer_t pause;
+  int pause_ms;
+  int paused;
+  /* libuv handles still to close before the struct can go (poll and pause). */
+  int open_handles;
+  uint32_t pauses;
   napi_env env;
   napi_ref self;
   napi_ref on_batch;
@@ -82,7 +96,8 @@ static sock_t *handle_args(napi_env env, napi_callback_info info, size_t argc, n
   return (sock_t *)p;
 }
 
-static void call(sock_t *s, napi_ref fn_ref, int32_t arg) {
+/* Calls fn_ref(arg) on self; its int32 answer, 0 when it gave none or threw. */
+static int32_t call(sock_t *s, napi_ref fn_ref, int32_t arg) {
   napi_env env = s->env;
   napi_handle_scope scope;
   napi_open_handle_scope(env, &scope);
@@ -90,16 +105,27 @@ static void call(sock_t *s, napi_ref fn_ref, int32_t arg) {
   napi_get_reference_value(env, fn_ref, &fn);
   napi_get_reference_value(env, s->self, &recv);
   napi_create_int32(env, arg, &argv);
+  int32_t answer = 0;
   /* make_callback, as node:dgram's MakeCallback: process.nextTick and promise jobs run after. */
-  if (napi_make_callback(env, s->async, recv, fn, 1, &argv, &result) == napi_pending_exception) {
+  napi_status st = napi_make_callback(env, s->async, recv, fn, 1, &argv, &result);
+  if (st == napi_pending_exception) {
     napi_value err;
     napi_get_and_clear_last_exception(env, &err);
     napi_fatal_exception(env, err);
+  } else if (st == napi_ok && napi_get_value_int32(env, result, &answer) != napi_ok) {
+    answer = 0;
   }
   napi_close_handle_scope(env, scope);
+  return answer;
 }
 
 static void update_poll(sock_t *s);
+
+static void on_pause_end(uv_timer_t *t) {
+  sock_t *s = (sock_t *)t->data;
+  s->paused = 0;
+  update_poll(s);
+}
 
 static void on_poll(uv_poll_t *h, int status, int events) {
   sock_t *s = (sock_t *)h->data;
@@ -111,14 +137,16 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     call(s, s->on_writable, 0);
     if (s->closing) return;
   }
-  if (!(events & UV_READABLE)) return;
+  if (!(events & UV_READABLE) || s->paused) return;
+  /* Datagrams read in this event, and how many of them failed authentication. */
+  int32_t got = 0, bad = 0;
   for (int round = 0; round < ROUNDS && !s->closing; round++) {
     for (int i = 0; i < BATCH; i++) {
       s->rmsgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
       s->rmsgs[i].msg_hdr.msg_flags = 0;
     }
     int n = recvmmsg(s->fd, s->rmsgs, BATCH, MSG_DONTWAIT, NULL);
-    if (n <= 0) return; /* EAGAIN: drained; anything else: wait for the next event */
+    if (n <= 0) break; /* EAGAIN: drained; anything else: wait for the next event */
     for (int i = 0; i < n; i++) {
       int32_t *m = s->recv_meta + i * META;
       int trunc = s->rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC;
@@ -126,26 +154,44 @@ static void on_poll(uv_poll_t *h, int status, int events) {
       m[1] = (int32_t)ntohl(s->raddr[i].sin_addr.s_addr);
       m[2] = ntohs(s->raddr[i].sin_port);
     }
-    call(s, s->on_batch, n);
-    if (n < BATCH) return;
+    got += n;
+    int32_t b = call(s, s->on_batch, n);
+    bad += b < 0 ? 0 : b > n ? n : b;
+    if (n < BATCH) break;
   }
+  if (s->closing || s->pause_ms == 0 || !FLOODED(bad, got)) return;
+  /* Most of what this event read was forged: read again only after the pause, so that a
+   * flood is taken up to ROUNDS batches a wake-up instead of a wake-up a datagram. A
+   * verified request queued behind it waits that long more; what arrives meanwhile waits in
+   * the kernel's receive buffer. */
+  s->paused = 1;
+  s->pauses++;
+  update_poll(s);
+  uv_timer_start(&s->pause, on_pause_end, (uint64_t)s->pause_ms, 0);
 }
 
 static void update_poll(sock_t *s) {
   if (s->closing) return;
-  uv_poll_start(&s->poll, UV_READABLE | (s->want_writable ? UV_WRITABLE : 0), on_poll);
+  int events = (s->paused ? 0 : UV_READABLE) | (s->want_writable ? UV_WRITABLE : 0);
+  if (events) uv_poll_start(&s->poll, events, on_poll);
+  else uv_poll_stop(&s->poll);
 }
 
-static void on_closed(uv_handle_t *h) { free(h->data); }
+static void on_closed(uv_handle_t *h) {
+  sock_t *s = (sock_t *)h->data;
+  if (--s->open_handles == 0) free(s);
+}
 
 /* open(host: string, port: number, rcvbuf: number, recv: ArrayBuffer, recvMeta: ArrayBuffer,
- *      send: ArrayBuffer, sendMeta: ArrayBuffer, onBatch, onWritable, self) -> handle */
+ *      send: ArrayBuffer, sendMeta: ArrayBuffer, onBatch, onWritable, self, pauseMs) -> handle
+ * onBatch(n) answers how many of the n datagrams failed authentication; when more than half
+ * did and pauseMs > 0, the socket is not read for pauseMs. */
 static napi_value js_open(napi_env env, napi_callback_info info) {
-  size_t argc = 10;
-  napi_value argv[10];
+  size_t argc = 11;
+  napi_value argv[11];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 10) {
-    napi_throw_type_error(env, "ERR_MISSING_ARGS", "open takes 10 arguments");
+  if (argc < 11) {
+    napi_throw_type_error(env, "ERR_MISSING_ARGS", "open takes 11 arguments");
     return NULL;
   }
   char host[64];
@@ -154,9 +200,13 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", "host must be a string");
     return NULL;
   }
-  int32_t port, rcvbuf;
+  int32_t port, rcvbuf, pause_ms;
   CHECK(napi_get_value_int32(env, argv[1], &port));
   CHECK(napi_get_value_int32(env, argv[2], &rcvbuf));
+  if (napi_get_value_int32(env, argv[10], &pause_ms) != napi_ok || pause_ms < 0) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "pauseMs must be an integer >= 0");
+    return NULL;
+  }
   void *bufs[4];
   size_t lens[4];
   const size_t need[4] = {BATCH * SLOT, BATCH * META * 4, BATCH * SLOT, BATCH * META * 4};
@@ -190,6 +240,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   }
   s->fd = fd;
   s->env = env;
+  s->pause_ms = pause_ms;
   s->recv = bufs[0];
   s->recv_meta = bufs[1];
   s->send = bufs[2];
@@ -218,6 +269,11 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   CHECK(napi_get_uv_event_loop(env, &loop));
   uv_poll_init_socket(loop, &s->poll, fd);
   s->poll.data = s;
+  /* Ref'd like the poll handle it stands in for while it runs: an open socket keeps the
+   * loop alive, paused or not. */
+  uv_timer_init(loop, &s->pause);
+  s->pause.data = s;
+  s->open_handles = 2;
   update_poll(s);
   napi_value handle;
   CHECK(napi_create_external(env, s, NULL, NULL, &handle));
@@ -234,6 +290,16 @@ static napi_value js_port(napi_env env, napi_callback_info info) {
   if (getsockname(s->fd, (struct sockaddr *)&a, &l) < 0) return throw_errno(env, "getsockname", errno);
   napi_value v;
   napi_create_int32(env, ntohs(a.sin_port), &v);
+  return v;
+}
+
+/* pauses(handle) -> how many times reading paused for a flood of forged datagrams */
+static napi_value js_pauses(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  sock_t *s = handle_args(env, info, 1, argv);
+  if (!s) return NULL;
+  napi_value v;
+  napi_create_uint32(env, s->pauses, &v);
   return v;
 }
 
@@ -287,6 +353,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   /* uv_poll_stop takes the fd out of epoll at once, so the port is free when close returns
    * (a daemon restarted on the same port binds it again at once); the handle goes later. */
   uv_poll_stop(&s->poll);
+  uv_timer_stop(&s->pause);
   close(s->fd);
   s->fd = -1;
   napi_delete_reference(env, s->on_batch);
@@ -294,6 +361,7 @@ static napi_value js_close(napi_env env, napi_callback_info info) {
   napi_delete_reference(env, s->self);
   napi_async_destroy(env, s->async);
   uv_close((uv_handle_t *)&s->poll, on_closed);
+  uv_close((uv_handle_t *)&s->pause, on_closed);
   return NULL;
 }
 
@@ -301,6 +369,7 @@ void udp_init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
       {"port", NULL, js_port, NULL, NULL, NULL, napi_default, NULL},
+      {"pauses", NULL, js_pauses, NULL, NULL, NULL, napi_default, NULL},
       {"send", NULL, js_send, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -145,6 +145,12 @@ export function buildDaemonProgram(io: CliIO, started: (d: Daemon) => void = () 
         .choices(['auto', 'batch', 'dgram'])
         .default(DEFAULTS.udp),
     )
+    .option(
+      '--flood-pause <ms>',
+      'after a batch mostly of forged datagrams, stop reading for this long (batch socket; 0: never)',
+      intOption('--flood-pause', 0, 1000),
+      DEFAULTS.floodPauseMs,
+    )
     .option('--report <file>', 'JSON-lines report log (default <state>/report.jsonl)')
     .option(
       '--allow-empty',
@@ -232,6 +238,7 @@ Exit codes: 0 stopped cleanly, 1 runtime error, 2 usage error, 6 bad license/key
       ...(o.serverId ? { serverId: o.serverId as string } : {}),
       etcdLeaseTtlS: o.etcdLeaseTtl as number,
       udp: o.udp as 'auto' | 'batch' | 'dgram',
+      floodPauseMs: o.floodPause as number,
       tokenLifetimeS: o.tokenLifetime as number,
       rateLimit: { rate: o.rateLimit as number, burst: Math.max(1, (o.rateLimit as number) * 2) },
       ...(o.report ? { reportLog: resolve(io.cwd, o.report as string) } : {}),

@@ -137,6 +137,7 @@ export class Daemon implements OperatorSource {
         RECV_BUFFER_BYTES,
         pipeline.onDatagram,
         (e) => log.error(`socket: ${e.message}`),
+        opts.floodPauseMs,
       );
       socket = s;
       d.#socket = s;
@@ -170,6 +171,11 @@ export class Daemon implements OperatorSource {
   /** Counters the operator can read (status, logs, benchmarks). */
   get counters(): Counters {
     return this.#core.counters;
+  }
+
+  /** Times the socket paused reading under a flood of forged datagrams (OperatorSource). */
+  readPauses(): number {
+    return this.#socket?.readPauses() ?? 0;
   }
 
   /** The kind of UDP socket serving (lib/server/udp.ts). */

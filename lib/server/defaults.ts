@@ -72,6 +72,12 @@ export interface DaemonOptions {
    * `dgram`, node:dgram; `auto`, batch where the addon is built and the host is IPv4.
    */
   udp?: 'auto' | 'batch' | 'dgram';
+  /**
+   * The batched socket stops reading this long after a batch of which more than half failed
+   * authentication (a flood of forged datagrams is then read a batch a wake-up, for less CPU
+   * each); requests queued behind the flood wait that much longer. 0: never pause.
+   */
+  floodPauseMs?: number;
 }
 
 /** The defaults of every optional option (floatlmd's CLI reads them from here). */
@@ -98,6 +104,7 @@ export const DEFAULTS = {
   serverId: '',
   etcdLeaseTtlS: 5,
   udp: 'auto' as 'auto' | 'batch' | 'dgram',
+  floodPauseMs: 1,
 } as const;
 
 /** The socket's kernel receive buffer: bursts queue there while a group commit runs. */

@@ -42,6 +42,8 @@ export interface OperatorSource {
   readonly state: string;
   readonly sessionCount: number;
   readonly counters: DatagramCounters;
+  /** Times the socket paused reading under a flood of forged datagrams. */
+  readPauses(): number;
   /** ms of restart grace left; 0 outside grace. */
   graceLeft(): number;
   /** The pool's status (LicensePool.status()). */
@@ -210,6 +212,15 @@ export class Metrics {
       collect() {
         this.reset();
         for (const [outcome, key] of OUTCOMES) this.inc({ outcome }, src.counters[key]);
+      },
+    });
+    new Counter({
+      name: 'floatlm_udp_read_pauses_total',
+      help: 'Times the UDP socket stopped reading for floodPauseMs because most of a batch failed authentication (a flood of forged datagrams).',
+      registers,
+      collect() {
+        this.reset();
+        this.inc(src.readPauses());
       },
     });
     new Counter({

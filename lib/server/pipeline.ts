@@ -50,27 +50,32 @@ export class Pipeline {
     return false;
   };
 
-  /** Entry point for every datagram the socket receives (an OnDatagram of udp.ts). */
-  onDatagram = (bytes: Uint8Array, address: string, port: number): void => {
+  /**
+   * Entry point for every datagram the socket receives (an OnDatagram of udp.ts): true when
+   * it was thrown away unauthenticated (malformed, unknown key, bad tag, over budget), which
+   * is what the socket's flood pause counts.
+   */
+  onDatagram = (bytes: Uint8Array, address: string, port: number): boolean => {
     const core = this.#core;
     try {
-      this.#receive(bytes, address, port);
+      return this.#receive(bytes, address, port);
     } catch (e) {
       core.counters.internal++;
       core.log.error(
         `internal error handling a datagram from ${address}:${port}: ${(e as Error).stack ?? e}`,
       );
+      return false;
     }
   };
 
-  #receive(bytes: Uint8Array, address: string, port: number): void {
+  #receive(bytes: Uint8Array, address: string, port: number): boolean {
     const core = this.#core;
     const c = core.counters;
     c.received++;
-    if (core.state !== 'RUNNING') return;
+    if (core.state !== 'RUNNING') return false;
     if (!looksLikeDatagram(bytes)) {
       c.malformed++;
-      return;
+      return true;
     }
     let head: Head;
     try {
@@ -78,14 +83,14 @@ export class Pipeline {
     } catch (e) {
       if (!(e instanceof DecodeError)) throw e;
       c.malformed++;
-      return;
+      return true;
     }
     const from: Peer = { address, port };
     const d = core.auth.authenticate(head, from);
     switch (d.action) {
       case 'drop':
         this.#dropped(head, d.reason, from);
-        return;
+        return true;
       case 'refuse':
         c.refused++;
         if (head.auth.mode === AuthMode.CREDENTIAL && d.code === ErrorCode.NOT_PERMITTED) {
@@ -100,13 +105,13 @@ export class Pipeline {
           from,
           !this.#trusted(head, d.mode, from),
         );
-        return;
+        return false;
       case 'replay':
         this.#replay(head, d.mode, from);
-        return;
+        return false;
       case 'accept':
         this.#accepted(head, d, from);
-        return;
+        return false;
     }
   }
 

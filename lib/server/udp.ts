@@ -6,14 +6,20 @@
  * Datagrams are handed over as bytes the receiver owns (copied out of the shared receive
  * area) with the sender's address and port; replies queue in a shared send area that goes
  * to the kernel once per batch, or at the end of the current job when sent from elsewhere.
+ * Under a flood of forged datagrams the batched socket reads less often (`floodPauseMs`), so
+ * that they are taken a batch a system call and a wake-up rather than one each.
  */
 import dgram from 'node:dgram';
 import { isIPv4 } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { type Addon, addonUnavailable, loadAddon } from '../native.ts';
 
-/** Called for every datagram received: its bytes (the receiver's to keep) and sender. */
-export type OnDatagram = (bytes: Uint8Array, address: string, port: number) => void;
+/**
+ * Called for every datagram received: its bytes (the receiver's to keep) and sender. Answers
+ * true when the datagram failed authentication (or was thrown away before it could verify):
+ * the batched socket pauses its reads while a batch is mostly such datagrams.
+ */
+export type OnDatagram = (bytes: Uint8Array, address: string, port: number) => boolean;
 
 export type UdpKind = 'batch' | 'dgram';
 
@@ -24,6 +30,8 @@ export interface UdpSocket {
   port(): number;
   /** Queues one datagram; `sent` runs once the kernel has it (or it was dropped). */
   send(bytes: Uint8Array, port: number, address: string, sent?: () => void): void;
+  /** How many times reading paused for a batch that mostly failed authentication. */
+  readPauses(): number;
   /** Stops receiving and releases the socket; idempotent. */
   close(): void;
 }
@@ -40,6 +48,8 @@ export function batchUnavailable(host: string): string | undefined {
 
 /**
  * Binds a socket of `kind` on host:port and starts handing its datagrams to `onDatagram`.
+ * On the batched socket, a batch of which more than half failed authentication (by
+ * onDatagram's answers) pauses reading for `floodPauseMs` (0: never); node:dgram reads on.
  * @throws {Error} with the system's code (EADDRINUSE, …) when the address cannot be bound;
  *   {Error} when `kind` is 'batch' and the addon cannot be used here
  */
@@ -50,11 +60,15 @@ export async function bindUdp(
   rcvbuf: number,
   onDatagram: OnDatagram,
   onError: (e: Error) => void,
+  floodPauseMs = 0,
 ): Promise<UdpSocket> {
+  if (!Number.isInteger(floodPauseMs) || floodPauseMs < 0 || floodPauseMs > 10_000) {
+    throw new RangeError(`floodPauseMs must be an integer 0..10000, got ${floodPauseMs}`);
+  }
   const why = batchUnavailable(host);
   if (kind === 'batch' && why) throw new Error(`--udp batch: ${why}`);
   if (kind === 'dgram' || why) return bindDgram(host, port, rcvbuf, onDatagram, onError);
-  return new BatchSocket(loadAddon() as Addon, host, port, rcvbuf, onDatagram);
+  return new BatchSocket(loadAddon() as Addon, host, port, rcvbuf, onDatagram, floodPauseMs);
 }
 
 async function bindDgram(
@@ -94,6 +108,7 @@ async function bindDgram(
   return {
     kind: 'dgram',
     port: () => s.address().port,
+    readPauses: () => 0,
     send: (bytes, p, address, sent) => {
       if (closed) {
         sent?.(); // as the batched socket: dropped, where node:dgram would throw
@@ -155,13 +170,21 @@ class BatchSocket implements UdpSocket {
   #inBatch = false;
   #flushQueued = false;
   #closed = false;
+  #pausesAtClose = 0;
   readonly #names = new Map<number, string>();
   /** Where received datagrams are copied to: the current block and its first free byte. */
   #kept = new Uint8Array(KEPT_BLOCK);
   #keptAt = 0;
   readonly #ips = new Map<string, number>();
 
-  constructor(n: Addon, host: string, port: number, rcvbuf: number, onDatagram: OnDatagram) {
+  constructor(
+    n: Addon,
+    host: string,
+    port: number,
+    rcvbuf: number,
+    onDatagram: OnDatagram,
+    pauseMs: number,
+  ) {
     this.#n = n;
     this.#onDatagram = onDatagram;
     const recv = new ArrayBuffer(n.BATCH * n.SLOT);
@@ -184,6 +207,7 @@ class BatchSocket implements UdpSocket {
         (count) => this.#onBatch(count),
         () => this.#onWritable(),
         this,
+        pauseMs,
       );
     } catch (e) {
       throw systemError(e, host, port);
@@ -194,9 +218,15 @@ class BatchSocket implements UdpSocket {
     return this.#n.port(this.#handle);
   }
 
-  #onBatch(count: number): void {
+  readPauses(): number {
+    return this.#closed ? this.#pausesAtClose : this.#n.pauses(this.#handle);
+  }
+
+  /** Hands the batch's datagrams over; answers how many failed authentication. */
+  #onBatch(count: number): number {
     const slot = this.#n.SLOT;
     const m = this.#rmeta;
+    let bad = 0;
     this.#inBatch = true;
     try {
       for (let i = 0; i < count && !this.#closed; i++) {
@@ -215,12 +245,14 @@ class BatchSocket implements UdpSocket {
         this.#keptAt = (at + len + 7) & ~7;
         if (len <= slot) bytes.set(this.#recv.subarray(off, off + len));
         else bytes.fill(0); // cut short by the slot: longer than any datagram, refused as such
-        this.#onDatagram(bytes, this.#name(m[i * META + 1] as number), m[i * META + 2] as number);
+        const ip = m[i * META + 1] as number;
+        if (this.#onDatagram(bytes, this.#name(ip), m[i * META + 2] as number) === true) bad++;
       }
     } finally {
       this.#inBatch = false;
       this.#flush();
     }
+    return bad;
   }
 
   #name(ip: number): string {
@@ -324,6 +356,7 @@ class BatchSocket implements UdpSocket {
   close(): void {
     if (this.#closed) return;
     this.#flush();
+    this.#pausesAtClose = this.#n.pauses(this.#handle);
     this.#closed = true;
     this.#n.close(this.#handle);
     // What never reached the kernel is dropped, as a closing dgram socket drops its queue.

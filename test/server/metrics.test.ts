@@ -16,7 +16,9 @@ import {
   type StoreState,
 } from '../../lib/server/metrics.ts';
 
-function source(over: Partial<{ state: string; grace: number; store: StoreState }> = {}) {
+function source(
+  over: Partial<{ state: string; grace: number; store: StoreState; pauses: number }> = {},
+) {
   const status: PoolStatus = { features: [], holders: [], queue: [], reservations: [] };
   const counters = {
     received: 0,
@@ -37,6 +39,7 @@ function source(over: Partial<{ state: string; grace: number; store: StoreState 
     sessionCount: 0,
     counters,
     graceLeft: () => over.grace ?? 0,
+    readPauses: () => over.pauses ?? 0,
     poolStatus: () => status,
     storeState: () => over.store ?? { backend: 'sqlite', reachable: true },
   };
@@ -76,6 +79,11 @@ t.test('denials and queue waits come from the report events', async (t) => {
     { feature: 'cad', reason: 'USER_MAX', count: 1 },
   ]);
   t.equal(value(text, 'floatlm_build_info{version="9.9.9"}'), 1);
+});
+
+t.test("the socket's flood pauses are a counter", async (t) => {
+  const m = new Metrics(source({ pauses: 7 }), { processMetrics: false });
+  t.equal(value(await m.registry.metrics(), 'floatlm_udp_read_pauses_total'), 7);
 });
 
 t.test('hooks check their argument; notReady names the reason', async (t) => {

@@ -323,6 +323,13 @@ t.test(
     }
     t.ok(d.counters.badMac > 0, `the flood arrived (${d.counters.badMac} bad tags)`);
     t.ok(answered >= 0.95 * beats, `${answered}/${beats} heartbeats answered`);
+    if (d.udp === 'batch') {
+      // The batched socket rested after reads that were mostly forged, and the heartbeats
+      // queued behind them were still answered.
+      t.ok(d.readPauses() > 0, `reading paused under the flood (${d.readPauses()} times)`);
+      const scrape = await d.metrics.text();
+      t.match(scrape, new RegExp(`^floatlm_udp_read_pauses_total ${d.readPauses()}$`, 'm'));
+    }
   },
 );
 

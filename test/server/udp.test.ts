@@ -7,10 +7,13 @@
  * close frees the port at once and is idempotent. The batched kind needs the addon built
  * (npm install builds it with gcc); without it these tests skip, except under CI=true.
  */
+import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
+import { join } from 'node:path';
 import t from 'tap';
 import { batchUnavailable, bindUdp, type UdpKind, type UdpSocket } from '../../lib/server/udp.ts';
 import { MAX_DATAGRAM } from '../../lib/wire/constants.ts';
+import { ROOT, TSX } from '../helpers/site.ts';
 
 const missing = batchUnavailable('127.0.0.1');
 if (missing && process.env.CI === 'true') throw new Error(`CI=true: ${missing}`);
@@ -21,14 +24,21 @@ interface Got {
   port: number;
 }
 
-async function bound(kind: UdpKind, onDatagram: (g: Got) => void, port = 0): Promise<UdpSocket> {
+/** A socket of `kind` whose datagrams go to `onDatagram` (true: "failed authentication"). */
+async function bound(
+  kind: UdpKind,
+  onDatagram: (g: Got) => unknown,
+  port = 0,
+  floodPauseMs = 0,
+): Promise<UdpSocket> {
   return bindUdp(
     kind,
     '127.0.0.1',
     port,
     1 << 22,
-    (bytes, address, p) => onDatagram({ bytes, address, port: p }),
+    (bytes, address, p) => onDatagram({ bytes, address, port: p }) === true,
     () => {},
+    floodPauseMs,
   );
 }
 
@@ -64,7 +74,9 @@ for (const kind of ['dgram', 'batch'] as const) {
     { skip },
     async (tt) => {
       const got: Got[] = [];
-      const s = await bound(kind, (g) => got.push(g));
+      const s = await bound(kind, (g) => {
+        got.push(g);
+      });
       tt.teardown(() => s.close());
       tt.equal(s.kind, kind);
       const a = await client();
@@ -139,7 +151,9 @@ for (const kind of ['dgram', 'batch'] as const) {
     { skip },
     async (tt) => {
       const got: Got[] = [];
-      const s = await bound(kind, (g) => got.push(g));
+      const s = await bound(kind, (g) => {
+        got.push(g);
+      });
       tt.teardown(() => s.close());
       const c = await client();
       tt.teardown(() => c.close());
@@ -181,6 +195,129 @@ for (const kind of ['dgram', 'batch'] as const) {
   );
 }
 
+const skipBatch = missing ? `${missing}` : false;
+
+t.test(
+  'batch: a read mostly of forged datagrams pauses reading; nothing is lost, replies still go',
+  { skip: skipBatch },
+  async (tt) => {
+    const PAUSE = 300;
+    const at: number[] = [];
+    const s: UdpSocket = await bound(
+      'batch',
+      (g) => {
+        at.push(performance.now());
+        // A reply from inside the batch: sending does not wait for the pause.
+        if (at.length === 1) s.send(g.bytes, g.port, g.address);
+        return true;
+      },
+      0,
+      PAUSE,
+    );
+    tt.teardown(() => s.close());
+    const c = await client();
+    tt.teardown(() => c.close());
+    const back: number[] = [];
+    c.on('message', () => back.push(performance.now()));
+    c.send(datagram(0), s.port(), '127.0.0.1');
+    await until(() => at.length === 1, 'the first datagram');
+    const N = 200;
+    for (let i = 1; i <= N; i++) c.send(datagram(i), s.port(), '127.0.0.1');
+    await until(() => at.length === N + 1 && back.length === 1, `${N + 1} datagrams and a reply`);
+    const gap = at[1]! - at[0]!;
+    tt.ok(gap >= PAUSE - 20, `the next read waited out the pause (${gap.toFixed(0)} ms)`);
+    tt.ok(back[0]! - at[0]! < gap, 'the reply went out before the pause ended');
+    // 1 alone, then the 200 queued meanwhile in one readable event (64 a batch, up to 8
+    // batches): a pause per read, not per datagram or per batch (more only if the sender was
+    // slower than the pause).
+    const pauses = s.readPauses();
+    tt.ok(pauses >= 2 && pauses <= 5, `a pause per mostly forged read (${pauses})`);
+    s.close();
+    tt.equal(s.readPauses(), pauses, 'still counted once closed');
+  },
+);
+
+t.test(
+  'batch: verified traffic, or a pause of 0, never pauses',
+  { skip: skipBatch },
+  async (tt) => {
+    for (const [pause, forged] of [
+      [50, false],
+      [0, true],
+    ] as const) {
+      let got = 0;
+      const s = await bound(
+        'batch',
+        () => {
+          got++;
+          return forged;
+        },
+        0,
+        pause,
+      );
+      const c = await client();
+      for (let i = 0; i < 500; i++) c.send(datagram(i), s.port(), '127.0.0.1');
+      await until(() => got === 500, '500 datagrams');
+      tt.equal(s.readPauses(), 0, `pause ${pause} ms, ${forged ? 'forged' : 'verified'}: no pause`);
+      c.close();
+      s.close();
+    }
+  },
+);
+
+t.test(
+  'batch: closed while paused, the port is free at once and the process can exit',
+  { skip: skipBatch },
+  async (tt) => {
+    // In a child: a pause (10 s) still running in libuv after close would keep it alive.
+    const script = `
+      import dgram from 'node:dgram';
+      import { bindUdp } from ${JSON.stringify(join(ROOT, 'lib/server/udp.ts'))};
+      const s = await bindUdp('batch', '127.0.0.1', 0, 0, () => true, () => {}, 10000);
+      const c = dgram.createSocket('udp4');
+      c.send(Buffer.alloc(40), s.port(), '127.0.0.1');
+      const wait = setInterval(() => {
+        if (s.readPauses() !== 1) return;
+        clearInterval(wait);
+        const port = s.port();
+        s.close();
+        s.close();
+        c.close();
+        const again = dgram.createSocket('udp4');
+        again.bind(port, '127.0.0.1', () => {
+          again.close();
+          console.log('closed ' + port);
+          // Fires only if something else (the 10 s pause) still holds the process.
+          setTimeout(() => {
+            console.log('still alive');
+            process.exit(3);
+          }, 8000).unref();
+        });
+      }, 5);
+    `;
+    const child = spawn(process.execPath, ['--import', TSX, '--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
+    child.stderr.on('data', (b: Buffer) => {
+      err += b.toString();
+    });
+    const code = await new Promise<number | null>((resolve) => {
+      const kill = setTimeout(() => child.kill('SIGKILL'), 30_000);
+      child.on('exit', (c) => {
+        clearTimeout(kill);
+        resolve(c);
+      });
+    });
+    tt.match(out, /^closed \d+$/m, `paused, closed, its port bound again at once ${err}`);
+    tt.equal(code, 0, 'the process exited by itself (no pause left running)');
+  },
+);
+
 t.test('batch: misuse is named; auto picks node:dgram where batch cannot go', async (tt) => {
   tt.match(batchUnavailable('::1'), /IPv4 address, not ::1/);
   tt.match(batchUnavailable('localhost'), /IPv4 address, not localhost/);
@@ -190,7 +327,7 @@ t.test('batch: misuse is named; auto picks node:dgram where batch cannot go', as
       '::1',
       0,
       0,
-      () => {},
+      () => false,
       () => {},
     ),
     {
@@ -202,7 +339,7 @@ t.test('batch: misuse is named; auto picks node:dgram where batch cannot go', as
     '::1',
     0,
     0,
-    () => {},
+    () => false,
     () => {},
   ).catch(() => undefined);
   if (six) {
@@ -226,9 +363,23 @@ t.test('batch: misuse is named; auto picks node:dgram where batch cannot go', as
     '127.0.0.1',
     0,
     0,
-    () => {},
+    () => false,
     () => {},
   );
   tt.equal(auto.kind, 'batch', 'auto on IPv4 with the addon built: batch');
   auto.close();
+  for (const bad of [-1, 1.5, 10_001, Number.NaN]) {
+    await tt.rejects(
+      bindUdp(
+        'batch',
+        '127.0.0.1',
+        0,
+        0,
+        () => false,
+        () => {},
+        bad,
+      ),
+      { name: 'RangeError', message: `floodPauseMs must be an integer 0..10000, got ${bad}` },
+    );
+  }
 });
