@@ -48,6 +48,19 @@ export interface Addon {
 }
 
 const FILE = 'floatlm_native.node';
+/** Every function of Addon: a build missing one is not used. */
+const NEEDED = [
+  'open',
+  'port',
+  'pauses',
+  'send',
+  'close',
+  'hmacVerify',
+  'hmacSign',
+  'hmacKey',
+  'hkdf',
+  'sha256Impl',
+] as const satisfies readonly (keyof Addon)[];
 let addon: Addon | undefined;
 let why: string | undefined;
 
@@ -68,7 +81,14 @@ export function loadAddon(): Addon | undefined {
     const file = join(here, up, 'build', 'Release', FILE);
     if (!existsSync(file)) continue;
     try {
-      addon = require(file) as Addon;
+      const a = require(file) as Partial<Addon>;
+      // A build left from an older floatlm loads but lacks what this one calls.
+      const lacking = NEEDED.filter((f) => typeof a[f] !== 'function');
+      if (lacking.length > 0) {
+        why = `${file} is an older build (no ${lacking.join(', ')}): npm rebuild floatlm`;
+        return undefined;
+      }
+      addon = a as Addon;
       return addon;
     } catch (e) {
       why = `${file}: ${(e as Error).message.split('\n')[0]}`;

@@ -268,7 +268,7 @@ static int u8_arg(napi_env env, napi_value v, const char *name, uint8_t **data, 
 
 /*
  * The `words` keyed-state words at word offset `at` of an Int32Array; 0 (a TypeError or
- * RangeError thrown) when `state` is not one or has no such words. Bounds are checked here
+ * RangeError thrown) when `state` is not one or `at` is not a whole number leaving them. Bounds are checked here
  * although the JavaScript checks them first: nothing from it is trusted with memory.
  */
 static int state_arg(napi_env env, napi_value state, napi_value at, size_t words,
@@ -281,14 +281,16 @@ static int state_arg(napi_env env, napi_value state, napi_value at, size_t words
     napi_throw_type_error(env, NULL, "state must be an Int32Array");
     return 0;
   }
-  uint32_t a;
-  if (napi_get_value_uint32(env, at, &a) != napi_ok || (size_t)a + words > length) {
+  /* As a double: napi_get_value_uint32 would wrap 2^32, NaN or 1.5 into some other slot. */
+  double d;
+  if (napi_get_value_double(env, at, &d) != napi_ok || !(d >= 0) || length < words ||
+      d > (double)(length - words) || d != (double)(size_t)d) {
     char msg[48];
     snprintf(msg, sizeof msg, "at must leave %zu words in state", words);
     napi_throw_range_error(env, NULL, msg);
     return 0;
   }
-  *mid = (int32_t *)data + a;
+  *mid = (int32_t *)data + (size_t)d;
   return 1;
 }
 

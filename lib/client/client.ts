@@ -596,9 +596,9 @@ export class Client extends EventEmitter<ClientEvents> {
         await sleep(d.body.retryAfterMs);
         continue;
       }
-      if (d.type === MsgType.ERROR && d.body.code !== ErrorCode.BUSY) {
-        this.#leases.delete(lease.leaseId);
-      } else if (d.type !== MsgType.ERROR) this.#leases.delete(lease.leaseId);
+      // Not processed (BUSY, SHUTTING_DOWN): the server still counts the lease, so it stays
+      // held (and heartbeated) here; anything else ends it.
+      if (d.type !== MsgType.ERROR || !cannotServe(d.body.code)) this.#leases.delete(lease.leaseId);
       if (d.type === MsgType.ERROR && d.body.code !== ErrorCode.NOT_HOLDER) {
         throw new DeniedError(
           `checkin ${lease.feature}`,

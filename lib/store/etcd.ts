@@ -488,7 +488,8 @@ export class EtcdLedger extends EventEmitter {
   private grantTimer: NodeJS.Timeout | undefined;
   private reacquireTimer: NodeJS.Timeout | undefined;
   private keepalive: NodeJS.Timeout | undefined;
-  private renewing = false;
+  /** The lease a keepalive is in flight for (one at a time; a new lease need not wait). */
+  private renewing: Lease | undefined;
   private closed = false;
 
   private pending: Pending[] = [];
@@ -665,19 +666,21 @@ export class EtcdLedger extends EventEmitter {
     if (this.keepalive) clearInterval(this.keepalive);
     const ttlMs = this.leaseTtlSec * 1000;
     this.keepalive = setInterval(() => {
-      if (lease !== this.lease || this.renewing) return;
+      if (lease !== this.lease) return;
       const since = Date.now() - this.okSentAt;
+      // Judged before a renew in flight is waited for: that one retries for up to
+      // opTimeoutMs, which may be longer than the lease lives.
       if (since >= 2 * ttlMs) {
         lease.release();
         this.onLeaseLost(lease);
         return;
       }
-      if (since < ttlMs / 3) return;
-      this.renewing = true;
+      if (this.renewing === lease || since < ttlMs / 3) return;
+      this.renewing = lease;
       this.renew()
         .catch(() => undefined)
         .finally(() => {
-          this.renewing = false;
+          if (this.renewing === lease) this.renewing = undefined;
         });
     }, ttlMs / 6);
     this.keepalive.unref();
@@ -772,10 +775,20 @@ export class EtcdLedger extends EventEmitter {
     const lease = this.lease;
     if (!lease) throw new EtcdStoreError('NO_LEASE', 'this server holds no etcd lease');
     let sentAt = 0;
-    await this.call('renewing the server lease', (o) => {
-      sentAt = Date.now();
-      return lease.keepaliveOnce(o);
-    });
+    // Not past two TTLs since the last acknowledged keepalive: by then the lease is judged
+    // lost (startKeepalive), and a late keepalive would only stretch a lease given up.
+    const until = Math.min(
+      Date.now() + this.opTimeoutMs,
+      this.okSentAt + 2 * this.leaseTtlSec * 1000,
+    );
+    await this.call(
+      'renewing the server lease',
+      (o) => {
+        sentAt = Date.now();
+        return lease.keepaliveOnce(o);
+      },
+      until,
+    );
     if (lease === this.lease && sentAt > this.okSentAt) this.okSentAt = sentAt;
     this.updateGrantable();
   }

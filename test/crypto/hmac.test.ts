@@ -574,6 +574,10 @@ t.test(
     );
     bad(() => a.hmacVerify(st, 1, d), RangeError, 'at must leave 16 words in state');
     bad(() => a.hmacVerify(st, -1, d), RangeError, 'at must leave 16 words in state');
+    // Not wrapped or rounded into some other slot of the state.
+    for (const at of [2 ** 32, -(2 ** 32), 0.5, Number.NaN, Number.POSITIVE_INFINITY, '0']) {
+      bad(() => a.hmacVerify(st, at as number, d), RangeError, 'at must leave 16 words in state');
+    }
     bad(
       () => a.hmacSign(st, 0, new Uint16Array(20) as unknown as Uint8Array),
       TypeError,
@@ -592,6 +596,12 @@ t.test(
     );
     const w = new Int32Array(32);
     bad(() => a.hmacKey(w, 1, d), RangeError, 'at must leave 32 words in state');
+    const slab = new Int32Array(64);
+    bad(() => a.hmacKey(slab, 2 ** 32 + 32, d), RangeError, 'at must leave 32 words in state');
+    t.ok(
+      slab.every((x) => x === 0),
+      'nothing written for an offset past 2^32',
+    );
     bad(() => a.hmacKey(w, 0, 'k' as unknown as Uint8Array), TypeError, 'key must be a Uint8Array');
     bad(() => a.hkdf(d, d, d, new Uint8Array(0)), RangeError, 'out must be 1 to 8160 bytes long');
     bad(

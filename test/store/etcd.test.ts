@@ -246,6 +246,29 @@ t.test('site ledger over a real etcd cluster', { skip }, async (t) => {
     t.equal(await grantDecided(a, lease(8n, 8n, 10)), 'granted', 'grants again');
   });
 
+  await t.test(
+    'a frozen cluster: the lease is given up after 2 × TTL even while a keepalive retries',
+    async (t) => {
+      // The keepalive retries within opTimeoutMs (60 s here): the lease must be judged lost
+      // after 2 × TTL (6 s) all the same, not when that one attempt gives up.
+      const a = await ledger('a', 'frozen-all', { opTimeoutMs: 60_000 });
+      t.equal(a.canGrant(), true);
+      const lost = waitFor<unknown>(a, 'lease-lost', () => true, 2 * TTL * 1000 + 20_000);
+      t.teardown(() => {
+        for (let i = 0; i < 3; i++) cluster.cont(i);
+      });
+      for (let i = 0; i < 3; i++) cluster.stop(i);
+      await lost;
+      t.equal(a.canGrant(), false, 'not granting without a lease');
+      const back = waitFor<string>(a, 'lease-acquired', () => true, 60_000);
+      for (let i = 0; i < 3; i++) cluster.cont(i);
+      await cluster.waitHealthy();
+      await back;
+      if (!a.canGrant()) await waitFor<boolean>(a, 'grantable', (g) => g, 30_000);
+      t.equal(a.canGrant(), true, 'a new lease once etcd answers again');
+    },
+  );
+
   await t.test('a frozen server loses its sessions; another server sees them go', async (t) => {
     const b = await ledger('b', 'sigstop');
     const gone = new Set<bigint>();
