@@ -58,6 +58,15 @@ export interface Ctx {
   grants?: bigint[];
 }
 
+/** What an ERROR answering a request needs of its header (no view of its bytes). */
+interface ErrorHead {
+  requestId: number;
+  sessionId: bigint;
+  seq: number;
+  /** The request's length: an ERROR to an unknown source is never longer. */
+  length: number;
+}
+
 interface Outgoing {
   bytes: Uint8Array;
   to: Peer;
@@ -289,18 +298,27 @@ export class Outbox {
       // nor durable, that it retries (the pools then know the site is full).
       // Signed when the commit refuses, maybe many datagrams later: with the session's key
       // as the cache has it then (the one verified may have been evicted and disposed).
+      // Only what the refusal needs is kept, not ctx: its head is a view into the block the
+      // socket copied the datagram into (64 KB, lib/server/udp.ts), kept while it waits.
+      const { session, key: verified, mode, capped } = ctx;
+      const h: ErrorHead = {
+        requestId: ctx.head.requestId,
+        sessionId: ctx.head.sessionId,
+        seq: ctx.head.seq,
+        length: ctx.head.bytes.length,
+      };
       o.refusal = () => {
-        const key = ctx.session ? ctx.session.hmac : ctx.key;
+        const key = session ? session.hmac : verified;
         if (!key) return undefined; // its server key is gone: the client's retry is refused
         return this.#errorBytes(
-          ctx.head,
-          ctx.mode,
+          h,
+          mode,
           key,
           ErrorCode.BUSY,
           REFUSED_RETRY_MS,
           'another server of the site took the last seat first; retry',
-          ctx.head.seq,
-          ctx.capped,
+          h.seq,
+          capped,
         );
       };
     }
@@ -332,7 +350,7 @@ export class Outbox {
   }
 
   #errorBytes(
-    head: Head,
+    head: ErrorHead | Head,
     mode: AuthMode,
     key: KeyedHmac,
     code: number,
@@ -344,7 +362,8 @@ export class Outbox {
     let text = message ?? ERROR_TEXT[code as ErrorCode] ?? errorName(code);
     // Towards an unknown source the error must not be larger than the request: trim the
     // text, never the code.
-    if (capped && ERROR_OVERHEAD + Buffer.byteLength(text) > head.bytes.length) text = '';
+    const length = 'length' in head ? head.length : head.bytes.length;
+    if (capped && ERROR_OVERHEAD + Buffer.byteLength(text) > length) text = '';
     return errorReply(
       head.requestId,
       head.sessionId,
