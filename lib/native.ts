@@ -34,6 +34,8 @@ export interface Addon {
   /** How many times reading paused for a batch that mostly failed authentication. */
   pauses(handle: unknown): number;
   send(handle: unknown, n: number): number;
+  /** Tests: the next k datagrams go, then one send reports EAGAIN (a full send buffer). */
+  fullAfter(handle: unknown, k: number): void;
   close(handle: unknown): void;
   /** Whether the last 32 bytes of `bytes` are the HMAC, keyed by state[at..at+16), of the rest. */
   hmacVerify(state: Int32Array, at: number, bytes: Uint8Array): boolean;
@@ -54,6 +56,7 @@ const NEEDED = [
   'port',
   'pauses',
   'send',
+  'fullAfter',
   'close',
   'hmacVerify',
   'hmacSign',

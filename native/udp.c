@@ -53,6 +53,10 @@ typedef struct {
   unsigned char *send;
   int32_t *send_meta;
   int want_writable;
+  /* Test hook (fullAfter): datagrams the kernel takes before one send reports EAGAIN, as a
+   * full send buffer does (loopback never fills one: its datagrams leave the socket's
+   * account at once); -1: off. */
+  int full_after;
   int closing;
   struct mmsghdr rmsgs[BATCH];
   struct iovec riov[BATCH];
@@ -241,6 +245,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   s->fd = fd;
   s->env = env;
   s->pause_ms = pause_ms;
+  s->full_after = -1;
   s->recv = bufs[0];
   s->recv_meta = bufs[1];
   s->send = bufs[2];
@@ -324,7 +329,17 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
       s->saddr[i].sin_port = htons((uint16_t)m[2]);
     }
     while (sent < n) {
-      int r = sendmmsg(s->fd, s->smsgs + sent, (unsigned)(n - sent), MSG_DONTWAIT);
+      int r;
+      if (s->full_after == 0) {
+        s->full_after = -1;
+        r = -1;
+        errno = EAGAIN;
+      } else {
+        unsigned want = (unsigned)(n - sent);
+        if (s->full_after > 0 && (unsigned)s->full_after < want) want = (unsigned)s->full_after;
+        r = sendmmsg(s->fd, s->smsgs + sent, want, MSG_DONTWAIT);
+        if (r > 0 && s->full_after > 0) s->full_after -= r;
+      }
       if (r > 0) {
         sent += r;
         continue;
@@ -342,6 +357,20 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
   napi_value v;
   napi_create_int32(env, sent, &v);
   return v;
+}
+
+/* fullAfter(handle, k): the next k datagrams go, then one send reports EAGAIN (tests). */
+static napi_value js_full_after(napi_env env, napi_callback_info info) {
+  napi_value argv[2];
+  sock_t *s = handle_args(env, info, 2, argv);
+  if (!s) return NULL;
+  int32_t k;
+  if (napi_get_value_int32(env, argv[1], &k) != napi_ok || k < 0) {
+    napi_throw_range_error(env, "ERR_OUT_OF_RANGE", "k must be an integer >= 0");
+    return NULL;
+  }
+  s->full_after = k;
+  return NULL;
 }
 
 static napi_value js_close(napi_env env, napi_callback_info info) {
@@ -371,6 +400,7 @@ void udp_init(napi_env env, napi_value exports) {
       {"port", NULL, js_port, NULL, NULL, NULL, napi_default, NULL},
       {"pauses", NULL, js_pauses, NULL, NULL, NULL, napi_default, NULL},
       {"send", NULL, js_send, NULL, NULL, NULL, napi_default, NULL},
+      {"fullAfter", NULL, js_full_after, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

@@ -21,6 +21,7 @@ const NAMES = [
   'port',
   'pauses',
   'send',
+  'fullAfter',
   'close',
   'hmacVerify',
   'hmacSign',
@@ -97,6 +98,6 @@ NAPI_MODULE_INIT() {
   t.same(old.loaded, [], 'not used');
   t.equal(
     old.why,
-    `${out} is an older build (no pauses, hmacVerify, hmacSign, hmacKey, hkdf, sha256Impl): npm rebuild floatlm`,
+    `${out} is an older build (no pauses, fullAfter, hmacVerify, hmacSign, hmacKey, hkdf, sha256Impl): npm rebuild floatlm`,
   );
 });

@@ -348,6 +348,15 @@ class BatchSocket implements UdpSocket {
     }
   }
 
+  /**
+   * Tests only: the next `k` datagrams reach the kernel, then one send finds it full
+   * (EAGAIN), as a full send buffer would.
+   * @internal
+   */
+  fullAfter(k: number): void {
+    if (!this.#closed) this.#n.fullAfter(this.#handle, k);
+  }
+
   #onWritable(): void {
     this.#blocked = false;
     this.#flush();

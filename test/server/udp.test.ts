@@ -318,6 +318,45 @@ t.test(
   },
 );
 
+t.test(
+  'batch: a full send buffer: the rest goes once there is room, in order, each callback once',
+  { skip: skipBatch },
+  async (tt) => {
+    let echoed = 0;
+    const s: UdpSocket = await bound('batch', (g) => {
+      s.send(g.bytes, g.port, g.address, () => echoed++);
+      return false;
+    });
+    tt.teardown(() => s.close());
+    const full = (k: number) => (s as unknown as { fullAfter(k: number): void }).fullAfter(k);
+    const c = await client();
+    tt.teardown(() => c.close());
+    const back: number[] = [];
+    c.on('message', (m) => back.push(m.readUInt32BE(0)));
+    // Replies of batches: the kernel takes 10, then is full until the socket is writable.
+    full(10);
+    for (let i = 0; i < 100; i++) c.send(datagram(i), s.port(), '127.0.0.1');
+    await until(() => back.length >= 100 && echoed === 100, '100 echoes');
+    tt.same(
+      back,
+      Array.from({ length: 100 }, (_, i) => i),
+      'every echo once, in order',
+    );
+    // From outside a batch, 150 at once: more than the send area holds while it is blocked.
+    let called = 0;
+    full(5);
+    for (let i = 0; i < 150; i++)
+      s.send(datagram(1000 + i), c.address().port, '127.0.0.1', () => called++);
+    await until(() => back.length >= 250 && called === 150, '150 sends');
+    tt.same(
+      back.slice(100),
+      Array.from({ length: 150 }, (_, i) => 1000 + i),
+      'past the area too: every one, in order',
+    );
+    tt.equal(echoed, 100, 'no callback twice');
+  },
+);
+
 t.test('batch: misuse is named; auto picks node:dgram where batch cannot go', async (tt) => {
   tt.match(batchUnavailable('::1'), /IPv4 address, not ::1/);
   tt.match(batchUnavailable('localhost'), /IPv4 address, not localhost/);
