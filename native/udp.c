@@ -142,15 +142,20 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     if (s->closing) return;
   }
   if (!(events & UV_READABLE) || s->paused) return;
-  /* Datagrams read in this event, and how many of them failed authentication. */
+  /* Datagrams read in this event, how many of them failed authentication, and whether the
+   * event emptied the socket (else it ended at ROUNDS with more waiting). */
   int32_t got = 0, bad = 0;
+  int drained = 0;
   for (int round = 0; round < ROUNDS && !s->closing; round++) {
     for (int i = 0; i < BATCH; i++) {
       s->rmsgs[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
       s->rmsgs[i].msg_hdr.msg_flags = 0;
     }
     int n = recvmmsg(s->fd, s->rmsgs, BATCH, MSG_DONTWAIT, NULL);
-    if (n <= 0) break; /* EAGAIN: drained; anything else: wait for the next event */
+    if (n <= 0) { /* EAGAIN: drained; anything else: wait for the next event */
+      drained = 1;
+      break;
+    }
     for (int i = 0; i < n; i++) {
       int32_t *m = s->recv_meta + i * META;
       int trunc = s->rmsgs[i].msg_hdr.msg_flags & MSG_TRUNC;
@@ -161,9 +166,15 @@ static void on_poll(uv_poll_t *h, int status, int events) {
     got += n;
     int32_t b = call(s, s->on_batch, n);
     bad += b < 0 ? 0 : b > n ? n : b;
-    if (n < BATCH) break;
+    if (n < BATCH) {
+      drained = 1;
+      break;
+    }
   }
-  if (s->closing || s->pause_ms == 0 || !FLOODED(bad, got)) return;
+  /* Resting helps only when the socket is empty: with more waiting, the next event comes at
+   * once and reads full batches anyway, and a rest would only cap how fast a flood is read
+   * (and let the receive buffer overflow, legitimate datagrams with it). */
+  if (s->closing || s->pause_ms == 0 || !drained || !FLOODED(bad, got)) return;
   /* Most of what this event read was forged: read again only after the pause, so that a
    * flood is taken up to ROUNDS batches a wake-up instead of a wake-up a datagram. A
    * verified request queued behind it waits that long more; what arrives meanwhile waits in

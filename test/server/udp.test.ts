@@ -238,6 +238,36 @@ t.test(
 );
 
 t.test(
+  'batch: a flood more than one read takes is read on without a rest until the socket is empty',
+  { skip: skipBatch },
+  async (tt) => {
+    let got = 0;
+    const s = await bound(
+      'batch',
+      () => {
+        got++;
+        return true;
+      },
+      0,
+      300,
+    );
+    tt.teardown(() => s.close());
+    const c = await client();
+    tt.teardown(() => c.close());
+    c.send(datagram(0), s.port(), '127.0.0.1');
+    await until(() => got === 1 && s.readPauses() === 1, 'the first pause');
+    // Queued during the pause: 4 readable events' worth (8 batches of 64 each).
+    const N = 2000;
+    for (let i = 1; i <= N; i++) c.send(datagram(i), s.port(), '127.0.0.1');
+    await until(() => got === N + 1, `${N + 1} datagrams`);
+    const pauses = s.readPauses();
+    // A rest after each full read would make it 5 (one per 512): reads that left datagrams
+    // waiting do not rest, so the flood is read as fast as it can be.
+    tt.ok(pauses <= 3, `rests only once the socket is empty (${pauses} in all)`);
+  },
+);
+
+t.test(
   'batch: verified traffic, or a pause of 0, never pauses',
   { skip: skipBatch },
   async (tt) => {
