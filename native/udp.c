@@ -42,7 +42,7 @@ typedef struct {
   int paused;
   /* libuv handles still to close before the struct can go (poll and pause). */
   int open_handles;
-  uint32_t pauses;
+  double pauses; /* a Prometheus counter: must not wrap (a uint32 would in ~50 days at 1 kHz) */
   napi_env env;
   napi_ref self;
   napi_ref on_batch;
@@ -182,6 +182,9 @@ static void on_poll(uv_poll_t *h, int status, int events) {
   s->paused = 1;
   s->pauses++;
   update_poll(s);
+  /* From now: the loop's clock is from when epoll woke, before this read was handled, and a
+   * read of hundreds of datagrams would otherwise eat the whole rest. */
+  uv_update_time(s->pause.loop);
   uv_timer_start(&s->pause, on_pause_end, (uint64_t)s->pause_ms, 0);
 }
 
@@ -315,7 +318,7 @@ static napi_value js_pauses(napi_env env, napi_callback_info info) {
   sock_t *s = handle_args(env, info, 1, argv);
   if (!s) return NULL;
   napi_value v;
-  napi_create_uint32(env, s->pauses, &v);
+  napi_create_double(env, s->pauses, &v);
   return v;
 }
 

@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { loadConfig } from '../server/config.ts';
 import { Daemon, type DaemonOptions } from '../server/daemon.ts';
-import { DEFAULTS } from '../server/defaults.ts';
+import { DEFAULTS, MAX_FLOOD_PAUSE_MS } from '../server/defaults.ts';
 import { checkHttpFlags, type HttpServer, startHttp } from '../server/http.ts';
 import { LEVELS, LOG_FORMATS, makeLogger } from '../server/log.ts';
 import { batchUnavailable } from '../server/udp.ts';
@@ -147,8 +147,8 @@ export function buildDaemonProgram(io: CliIO, started: (d: Daemon) => void = () 
     )
     .option(
       '--flood-pause <ms>',
-      'after a batch mostly of forged datagrams, stop reading for this long (batch socket; 0: never)',
-      intOption('--flood-pause', 0, 1000),
+      'after a read mostly of forged datagrams, stop reading for this long (batch socket; 0: never)',
+      intOption('--flood-pause', 0, MAX_FLOOD_PAUSE_MS),
       DEFAULTS.floodPauseMs,
     )
     .option('--report <file>', 'JSON-lines report log (default <state>/report.jsonl)')

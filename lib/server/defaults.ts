@@ -107,6 +107,14 @@ export const DEFAULTS = {
   floodPauseMs: 1,
 } as const;
 
+/**
+ * The longest flood pause: while the socket rests, whatever arrives queues in the kernel's
+ * receive buffer (4 MiB asked, often capped lower by net.core.rmem_max), and an attacker
+ * needs only to keep most of each read forged to keep the pauses coming. A few ms keeps
+ * both the queue and the wait of genuine requests small.
+ */
+export const MAX_FLOOD_PAUSE_MS = 10;
+
 /** The socket's kernel receive buffer: bursts queue there while a group commit runs. */
 export const RECV_BUFFER_BYTES = 4 * 1024 * 1024;
 
@@ -137,8 +145,20 @@ export type ResolvedOptions = Required<
   onClosed: (() => void) | undefined;
 };
 
-/** Merges `opts` over DEFAULTS, once. */
+/**
+ * Merges `opts` over DEFAULTS, once.
+ * @throws {RangeError} when floodPauseMs is not an integer 0..MAX_FLOOD_PAUSE_MS
+ */
 export function resolveOptions(opts: DaemonOptions): ResolvedOptions {
+  const pause = opts.floodPauseMs;
+  if (
+    pause !== undefined &&
+    !(Number.isInteger(pause) && pause >= 0 && pause <= MAX_FLOOD_PAUSE_MS)
+  ) {
+    throw new RangeError(
+      `options.floodPauseMs must be an integer 0..${MAX_FLOOD_PAUSE_MS}, got ${pause}`,
+    );
+  }
   const heartbeatMs = opts.heartbeatMs ?? DEFAULTS.heartbeatMs;
   return {
     ...DEFAULTS,

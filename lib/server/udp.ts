@@ -105,9 +105,11 @@ async function bindDgram(
   );
   s.on('error', onError);
   let closed = false;
+  // Read once: node:dgram's address() throws once the socket is closed.
+  const bound = s.address().port;
   return {
     kind: 'dgram',
-    port: () => s.address().port,
+    port: () => bound,
     readPauses: () => 0,
     send: (bytes, p, address, sent) => {
       if (closed) {
@@ -171,6 +173,7 @@ class BatchSocket implements UdpSocket {
   #flushQueued = false;
   #closed = false;
   #pausesAtClose = 0;
+  readonly #port: number;
   readonly #names = new Map<number, string>();
   /** Where received datagrams are copied to: the current block and its first free byte. */
   #kept = new Uint8Array(KEPT_BLOCK);
@@ -212,10 +215,13 @@ class BatchSocket implements UdpSocket {
     } catch (e) {
       throw systemError(e, host, port);
     }
+    // Read once: after close the handle's memory is freed, and port() is still asked then
+    // (Daemon.address() of a closed daemon).
+    this.#port = n.port(this.#handle);
   }
 
   port(): number {
-    return this.#n.port(this.#handle);
+    return this.#port;
   }
 
   readPauses(): number {

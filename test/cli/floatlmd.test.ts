@@ -39,8 +39,8 @@ t.test('usage errors exit 2; --help exits 0 with examples', async (t) => {
   t.equal(await runDaemonCli(['--port', '70000', '--demo'], bad), 2);
   t.match(bad.stderr(), /--port must be an integer in \[0, 65535\]/);
   const pause = capture(site.dir);
-  t.equal(await runDaemonCli(['--flood-pause', '5000', '--demo'], pause), 2);
-  t.match(pause.stderr(), /--flood-pause must be an integer in \[0, 1000\]/);
+  t.equal(await runDaemonCli(['--flood-pause', '50', '--demo'], pause), 2);
+  t.match(pause.stderr(), /--flood-pause must be an integer in \[0, 10\]/);
   const level = capture(site.dir);
   t.equal(await runDaemonCli(['--demo', '--log-level', 'loud'], level), 2, 'bad log level: exit 2');
   t.match(level.stderr(), /--log-level.*loud.*error, warn, info, debug/);

@@ -82,6 +82,27 @@ for (const udp of ['dgram', 'batch'] as const)
     },
   );
 
+for (const udp of ['dgram', 'batch'] as const)
+  t.test(
+    `a closed daemon still says which port it had (${udp} socket)`,
+    { skip: udp === 'batch' && noBatch ? noBatch : false },
+    async (t) => {
+      const d = await startDaemon(makeSite(LINES), { udp });
+      const port = d.address().port;
+      await d.close();
+      // The batched socket's native handle is freed by then: the port is not read from it.
+      t.equal(d.address().port, port);
+      t.equal(d.readPauses(), 0);
+    },
+  );
+
+t.test('a flood pause beyond MAX_FLOOD_PAUSE_MS is refused', async (t) => {
+  await t.rejects(startDaemon(makeSite(LINES), { floodPauseMs: 11 }), {
+    name: 'RangeError',
+    message: 'options.floodPauseMs must be an integer 0..10, got 11',
+  });
+});
+
 t.test('version matching, unknown features and expiry', async (t) => {
   const site = makeSite(LINES);
   const d = await startDaemon(site);

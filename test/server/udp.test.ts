@@ -237,6 +237,35 @@ t.test(
   },
 );
 
+t.test('batch: the rest counts from the end of a long read', { skip: skipBatch }, async (tt) => {
+  const PAUSE = 100;
+  const at: number[] = [];
+  let end0 = 0;
+  const s = await bound(
+    'batch',
+    () => {
+      at.push(performance.now());
+      if (at.length === 1) {
+        // A read that takes a while (hundreds of forged datagrams would).
+        while (performance.now() - at[0]! < 60);
+        end0 = performance.now();
+      }
+      return true;
+    },
+    0,
+    PAUSE,
+  );
+  tt.teardown(() => s.close());
+  const c = await client();
+  tt.teardown(() => c.close());
+  c.send(datagram(0), s.port(), '127.0.0.1');
+  await until(() => at.length === 1 && end0 > 0, 'the first read');
+  c.send(datagram(1), s.port(), '127.0.0.1');
+  await until(() => at.length === 2, 'the second');
+  const rest = at[1]! - end0;
+  tt.ok(rest >= PAUSE - 10, `rested ${rest.toFixed(0)} ms after the read ended`);
+});
+
 t.test(
   'batch: a flood more than one read takes is read on without a rest until the socket is empty',
   { skip: skipBatch },
