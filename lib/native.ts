@@ -50,8 +50,8 @@ export interface Addon {
 }
 
 const FILE = 'floatlm_native.node';
-/** Every function of Addon: a build missing one is not used. */
-const NEEDED = [
+/** Every function of Addon: a build missing one is not used. @internal */
+export const ADDON_FUNCTIONS = [
   'open',
   'port',
   'pauses',
@@ -86,7 +86,7 @@ export function loadAddon(): Addon | undefined {
     try {
       const a = require(file) as Partial<Addon>;
       // A build left from an older floatlm loads but lacks what this one calls.
-      const lacking = NEEDED.filter((f) => typeof a[f] !== 'function');
+      const lacking = ADDON_FUNCTIONS.filter((f) => typeof a[f] !== 'function');
       if (lacking.length > 0) {
         why = `${file} is an older build (no ${lacking.join(', ')}): npm rebuild floatlm`;
         return undefined;

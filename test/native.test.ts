@@ -10,24 +10,14 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import t from 'tap';
+import { ADDON_FUNCTIONS } from '../lib/native.ts';
 import { ROOT, TSX } from './helpers/site.ts';
 
 const built = existsSync(join(ROOT, 'build/Release/floatlm_native.node'));
 if (!built && process.env.CI === 'true') throw new Error('CI=true: the addon is not built');
 
 /** The addon's functions (its properties are not enumerable: napi_define_properties). */
-const NAMES = [
-  'open',
-  'port',
-  'pauses',
-  'send',
-  'fullAfter',
-  'close',
-  'hmacVerify',
-  'hmacSign',
-  'hmacKey',
-  'hkdf',
-];
+const NAMES: readonly string[] = ADDON_FUNCTIONS;
 
 /** What `loadAddon()` and `addonUnavailable()` say in a child run from `root`. */
 function probe(root: string, env: NodeJS.ProcessEnv = {}): { loaded: string[]; why: string } {
