@@ -31,6 +31,8 @@ export interface Addon {
     pauseMs: number,
   ): unknown;
   port(handle: unknown): number;
+  /** The receive buffer the kernel gave, as SO_RCVBUF reads it (Linux: twice the size set). */
+  rcvbuf(handle: unknown): number;
   /** How many times reading paused for a batch that mostly failed authentication. */
   pauses(handle: unknown): number;
   send(handle: unknown, n: number): number;
@@ -54,6 +56,7 @@ const FILE = 'floatlm_native.node';
 export const ADDON_FUNCTIONS = [
   'open',
   'port',
+  'rcvbuf',
   'pauses',
   'send',
   'fullAfter',

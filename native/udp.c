@@ -322,6 +322,20 @@ static napi_value js_pauses(napi_env env, napi_callback_info info) {
   return v;
 }
 
+/* rcvbuf(handle) -> the receive buffer the kernel gave, as SO_RCVBUF reads it (Linux: twice
+ * what was asked, capped at twice net.core.rmem_max) */
+static napi_value js_rcvbuf(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  sock_t *s = handle_args(env, info, 1, argv);
+  if (!s) return NULL;
+  int v = 0;
+  socklen_t l = sizeof v;
+  if (getsockopt(s->fd, SOL_SOCKET, SO_RCVBUF, &v, &l) < 0) return throw_errno(env, "getsockopt", errno);
+  napi_value r;
+  napi_create_int32(env, v, &r);
+  return r;
+}
+
 /* send(handle, n) -> how many of the n datagrams in the send area the kernel took; when
  * fewer, the socket is watched for room and onWritable is called once there is. */
 static napi_value js_send(napi_env env, napi_callback_info info) {
@@ -413,6 +427,7 @@ void udp_init(napi_env env, napi_value exports) {
       {"open", NULL, js_open, NULL, NULL, NULL, napi_default, NULL},
       {"port", NULL, js_port, NULL, NULL, NULL, napi_default, NULL},
       {"pauses", NULL, js_pauses, NULL, NULL, NULL, napi_default, NULL},
+      {"rcvbuf", NULL, js_rcvbuf, NULL, NULL, NULL, napi_default, NULL},
       {"send", NULL, js_send, NULL, NULL, NULL, napi_default, NULL},
       {"fullAfter", NULL, js_full_after, NULL, NULL, NULL, napi_default, NULL},
       {"close", NULL, js_close, NULL, NULL, NULL, napi_default, NULL},

@@ -88,6 +88,6 @@ NAPI_MODULE_INIT() {
   t.same(old.loaded, [], 'not used');
   t.equal(
     old.why,
-    `${out} is an older build (no pauses, fullAfter, hmacVerify, hmacSign, hmacKey, hkdf, sha256Impl): npm rebuild floatlm`,
+    `${out} is an older build (no rcvbuf, pauses, fullAfter, hmacVerify, hmacSign, hmacKey, hkdf, sha256Impl): npm rebuild floatlm`,
   );
 });

@@ -24,7 +24,7 @@ import { restore } from './restore.ts';
 import { SessionTable } from './sessions.ts';
 import { attachSite, openSite, seatRule } from './site.ts';
 import { endServed, refused } from './site-sessions.ts';
-import { bindUdp, type UdpKind, type UdpSocket } from './udp.ts';
+import { bindUdp, recvBufferShort, type UdpKind, type UdpSocket } from './udp.ts';
 
 export type { DaemonConfig, DaemonOptions };
 export { type Counters, SERVER_VERSION };
@@ -141,6 +141,8 @@ export class Daemon implements OperatorSource {
       );
       socket = s;
       d.#socket = s;
+      const short = recvBufferShort(RECV_BUFFER_BYTES, s.recvBuffer);
+      if (short) log.warn(`socket: ${short}`);
       outbox.attach(s);
       // Uptime and the restart grace count from when the daemon can hear its clients.
       const listening = opts.now();

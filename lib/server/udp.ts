@@ -32,6 +32,11 @@ export interface UdpSocket {
   send(bytes: Uint8Array, port: number, address: string, sent?: () => void): void;
   /** How many times reading paused for a batch that mostly failed authentication. */
   readPauses(): number;
+  /**
+   * The receive buffer the kernel gave, in bytes as SO_RCVBUF reads it (Linux: twice the
+   * size asked, capped at twice net.core.rmem_max).
+   */
+  readonly recvBuffer: number;
   /** Stops receiving and releases the socket; idempotent. */
   close(): void;
 }
@@ -39,6 +44,22 @@ export interface UdpSocket {
 const META = 3;
 /** Bytes of a block received datagrams are copied into (a new one when it is full). */
 const KEPT_BLOCK = 64 * 1024;
+
+/**
+ * What to tell the operator when the kernel gave a smaller receive buffer than `asked`;
+ * undefined when it gave all of it. `got` is as SO_RCVBUF reads it: on Linux (`doubled`)
+ * twice the size granted, which is the size asked capped at net.core.rmem_max.
+ */
+export function recvBufferShort(
+  asked: number,
+  got: number,
+  doubled = process.platform === 'linux',
+): string | undefined {
+  const granted = doubled ? got / 2 : got;
+  if (granted >= asked) return undefined;
+  const kib = (n: number) => `${Math.round(n / 1024)} KiB`;
+  return `the kernel capped the UDP receive buffer at ${kib(granted)} (asked ${kib(asked)}; net.core.rmem_max): bursts, and what queues behind a flood, are dropped sooner; sysctl -w net.core.rmem_max=${asked} gives it all`;
+}
 
 /** Why the batched socket cannot be used here, or undefined when it can. */
 export function batchUnavailable(host: string): string | undefined {
@@ -109,6 +130,7 @@ async function bindDgram(
   const bound = s.address().port;
   return {
     kind: 'dgram',
+    recvBuffer: s.getRecvBufferSize(),
     port: () => bound,
     readPauses: () => 0,
     send: (bytes, p, address, sent) => {
@@ -174,6 +196,7 @@ class BatchSocket implements UdpSocket {
   #closed = false;
   #pausesAtClose = 0;
   readonly #port: number;
+  readonly recvBuffer: number;
   readonly #names = new Map<number, string>();
   /** Where received datagrams are copied to: the current block and its first free byte. */
   #kept = new Uint8Array(KEPT_BLOCK);
@@ -218,6 +241,7 @@ class BatchSocket implements UdpSocket {
     // Read once: after close the handle's memory is freed, and port() is still asked then
     // (Daemon.address() of a closed daemon).
     this.#port = n.port(this.#handle);
+    this.recvBuffer = n.rcvbuf(this.#handle);
   }
 
   port(): number {

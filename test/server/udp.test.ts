@@ -11,7 +11,13 @@ import { spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { join } from 'node:path';
 import t from 'tap';
-import { batchUnavailable, bindUdp, type UdpKind, type UdpSocket } from '../../lib/server/udp.ts';
+import {
+  batchUnavailable,
+  bindUdp,
+  recvBufferShort,
+  type UdpKind,
+  type UdpSocket,
+} from '../../lib/server/udp.ts';
 import { MAX_DATAGRAM } from '../../lib/wire/constants.ts';
 import { ROOT, TSX } from '../helpers/site.ts';
 
@@ -415,6 +421,38 @@ t.test(
     tt.equal(echoed, 100, 'no callback twice');
   },
 );
+
+for (const kind of ['dgram', 'batch'] as const) {
+  t.test(
+    `${kind}: says the receive buffer the kernel gave`,
+    { skip: kind === 'batch' && missing ? missing : false },
+    async (tt) => {
+      const s = await bindUdp(
+        kind,
+        '127.0.0.1',
+        0,
+        1 << 16,
+        () => false,
+        () => {},
+      );
+      tt.teardown(() => s.close());
+      // 64 KiB is below any net.core.rmem_max Linux starts with (208 KiB): granted whole.
+      if (process.platform === 'linux')
+        tt.equal(s.recvBuffer, 2 << 16, 'twice 64 KiB, as Linux reads it');
+      tt.equal(recvBufferShort(1 << 16, s.recvBuffer), undefined, 'nothing to warn of');
+    },
+  );
+}
+
+t.test('a receive buffer capped by net.core.rmem_max is named, with the fix', async (tt) => {
+  tt.equal(recvBufferShort(4 << 20, 8 << 20, true), undefined, 'Linux: twice what was asked');
+  tt.equal(recvBufferShort(4 << 20, 4 << 20, false), undefined);
+  tt.equal(
+    recvBufferShort(4 << 20, 425_984, true),
+    'the kernel capped the UDP receive buffer at 208 KiB (asked 4096 KiB; net.core.rmem_max): bursts, and what queues behind a flood, are dropped sooner; sysctl -w net.core.rmem_max=4194304 gives it all',
+  );
+  tt.match(recvBufferShort(4 << 20, 1 << 20, false), /capped the UDP receive buffer at 1024 KiB/);
+});
 
 t.test('batch: misuse is named; auto picks node:dgram where batch cannot go', async (tt) => {
   tt.match(batchUnavailable('::1'), /IPv4 address, not ::1/);
