@@ -186,6 +186,21 @@ t.test('aborting a wait leaves the queue', async (t) => {
   t.equal(st.queued.length, 0);
 });
 
+t.test("a client's close() is answered: its session's key outlives the answer", async (t) => {
+  const site = makeSite(LINES);
+  const d = await startDaemon(site);
+  t.teardown(() => d.close());
+  const c = await client(site, d.address().port);
+  await c.checkout('demo', { version: '1.0' });
+  await c.heartbeat(); // mode 3 from now on: verified with the session's cached key
+  const answered = d.counters.answered;
+  await c.close();
+  t.equal(d.counters.internal, 0, 'no internal error (the key was disposed before signing)');
+  t.equal(d.counters.answered, answered + 2, 'CHECKIN_OK for its lease, then for the session');
+  t.equal(d.sessionCount, 0, 'the session is gone');
+  t.equal(d.pool.status().features[0]!.inUse, 0, 'its seat released');
+});
+
 t.test('duplicate grouping and per-user maximum', async (t) => {
   const site = makeSite(LINES);
   const d = await startDaemon(site);

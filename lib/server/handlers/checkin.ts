@@ -12,8 +12,11 @@ export function checkin(core: Core, ctx: Ctx, b: Bodies[typeof MsgType.CHECKIN],
   const now = ctx.now;
   if (b.leaseId === 0n && b.feature === '') {
     // The client is done with the session (close()): everything goes, the token is revoked.
-    const n = core.reap(s, now, 'closed by the client', 'close');
+    // The answer is signed first: when the request verified with the session's cached key,
+    // reaping the session disposes of that key (the answer would be lost to an internal error).
+    const n = core.pool.leaseCount(s.id);
     core.outbox.reply(ctx, MsgType.CHECKIN_OK, { leaseId: 0n, released: n }, true);
+    core.reap(s, now, 'closed by the client', 'close');
     return;
   }
   if (b.leaseId === 0n) {
