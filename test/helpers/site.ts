@@ -70,9 +70,27 @@ export function makeSite(
   return site;
 }
 
-/** Starts a daemon in-process on 127.0.0.1:0 with fast timers. */
-export function startDaemon(site: Site, o: Partial<DaemonOptions> = {}): Promise<Daemon> {
-  return Daemon.start({
+/**
+ * The daemons this test file started, in-process and as children. An internal error is a
+ * bug whatever the test asserted (it once hid behind every client close()): the file fails
+ * if any logged one.
+ */
+const started: Daemon[] = [];
+/** The output so far of each daemon child this file spawned (spawnDaemon). */
+const spawned: (() => string)[] = [];
+process.on('exit', () => {
+  let n = started.reduce((sum, d) => sum + d.counters.internal, 0);
+  for (const out of spawned) n += out().match(/internal error handling a datagram/g)?.length ?? 0;
+  if (n === 0) return;
+  process.stderr.write(
+    `${n} internal error(s) logged by this file's daemons (see "internal error" above): a bug\n`,
+  );
+  process.exitCode = 1;
+});
+
+/** Starts a daemon in-process on 127.0.0.1:0 with fast timers (checked at exit, above). */
+export async function startDaemon(site: Site, o: Partial<DaemonOptions> = {}): Promise<Daemon> {
+  const d = await Daemon.start({
     licenseFile: site.licenseFile,
     keysFile: site.keysFile,
     stateDir: site.stateDir,
@@ -82,6 +100,8 @@ export function startDaemon(site: Site, o: Partial<DaemonOptions> = {}): Promise
     rateLimit: { rate: 0, burst: 1 },
     ...o,
   });
+  started.push(d);
+  return d;
 }
 
 /** A client of the site; fast retransmissions so failing tests fail quickly. */
@@ -152,6 +172,7 @@ export async function spawnDaemon(
   child.stdout!.on('data', (b: Buffer) => {
     err += b.toString();
   });
+  spawned.push(() => err);
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`daemon did not start: ${err}`)), 20_000);
     const onData = () => {
