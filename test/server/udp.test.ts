@@ -7,7 +7,7 @@
  * close frees the port at once and is idempotent. The batched kind needs the addon built
  * (npm install builds it with gcc); without it these tests skip, except under CI=true.
  */
-import { spawn } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { join } from 'node:path';
 import t from 'tap';
@@ -360,24 +360,11 @@ t.test(
         });
       }, 5);
     `;
-    const child = spawn(process.execPath, ['--import', TSX, '--input-type=module', '-e', script], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const r = spawnSync(process.execPath, ['--import', TSX, '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 30_000,
     });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (b: Buffer) => {
-      out += b.toString();
-    });
-    child.stderr.on('data', (b: Buffer) => {
-      err += b.toString();
-    });
-    const code = await new Promise<number | null>((resolve) => {
-      const kill = setTimeout(() => child.kill('SIGKILL'), 30_000);
-      child.on('exit', (c) => {
-        clearTimeout(kill);
-        resolve(c);
-      });
-    });
+    const [out, err, code] = [r.stdout, r.stderr, r.status];
     tt.match(out, /^closed \d+$/m, `paused, closed, its port bound again at once ${err}`);
     tt.equal(code, 0, 'the process exited by itself (no pause left running)');
   },
