@@ -27,13 +27,16 @@ export interface Addon {
     onBatch: (n: number) => number,
     onWritable: () => void,
     self: object,
-    /** When more than half of a batch failed authentication, reading pauses this long (0: never). */
+    /**
+     * After a read that emptied the socket and of which more than half failed
+     * authentication, reading rests this long (0: never).
+     */
     pauseMs: number,
   ): unknown;
   port(handle: unknown): number;
   /** The receive buffer the kernel gave, as SO_RCVBUF reads it (Linux: twice the size set). */
   rcvbuf(handle: unknown): number;
-  /** How many times reading paused for a batch that mostly failed authentication. */
+  /** How many times reading rested after a read mostly of datagrams failing authentication. */
   pauses(handle: unknown): number;
   send(handle: unknown, n: number): number;
   /** Tests: the next k datagrams go, then one send reports EAGAIN (a full send buffer). */

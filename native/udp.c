@@ -4,9 +4,9 @@
  * send area JavaScript fills goes out with one sendmmsg(2). node:dgram makes one JavaScript
  * call, one Buffer and one address object per datagram, which is most of what a heartbeat
  * costs the daemon. The socket is a plain non-blocking fd watched by a libuv poll handle on
- * Node's own loop, so nothing here runs outside the main thread. When most of what one
- * readable event brought failed authentication, the poll handle rests for a moment (a libuv
- * timer): a flood of forged datagrams costs a wake-up and a system call per batch, not per
+ * Node's own loop, so nothing here runs outside the main thread. When a readable event
+ * emptied the socket and most of what it brought failed authentication, the poll handle
+ * rests for a moment (a libuv timer): a flood of forged datagrams costs a wake-up and a system call per batch, not per
  * datagram.
  */
 #define _GNU_SOURCE

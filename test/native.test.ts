@@ -16,15 +16,13 @@ import { ROOT, TSX } from './helpers/site.ts';
 const built = existsSync(join(ROOT, 'build/Release/floatlm_native.node'));
 if (!built && process.env.CI === 'true') throw new Error('CI=true: the addon is not built');
 
-/** The addon's functions (its properties are not enumerable: napi_define_properties). */
-const NAMES: readonly string[] = ADDON_FUNCTIONS;
-
 /** What `loadAddon()` and `addonUnavailable()` say in a child run from `root`. */
 function probe(root: string, env: NodeJS.ProcessEnv = {}): { loaded: string[]; why: string } {
   const script = `
     import { loadAddon, addonUnavailable } from ${JSON.stringify(join(root, 'lib/native.ts'))};
     const a = loadAddon();
-    const names = ${JSON.stringify(NAMES)};
+    // By name: the addon's properties are not enumerable (napi_define_properties).
+    const names = ${JSON.stringify(ADDON_FUNCTIONS)};
     const loaded = a ? names.filter((k) => typeof a[k] === 'function') : [];
     console.log(JSON.stringify({ loaded, why: addonUnavailable() ?? '' }));
   `;
@@ -41,7 +39,7 @@ t.test(
   { skip: built ? false : 'the addon is not built (npm install builds it with gcc)' },
   async (t) => {
     const here = probe(ROOT);
-    t.same(here, { loaded: NAMES, why: '' }, 'every function, no reason against it');
+    t.same(here, { loaded: [...ADDON_FUNCTIONS], why: '' }, 'every function, no reason against it');
     const off = probe(ROOT, { FLOATLM_NATIVE: '0' });
     t.same(off, { loaded: [], why: 'the addon is disabled (FLOATLM_NATIVE=0)' });
   },

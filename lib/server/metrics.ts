@@ -216,7 +216,7 @@ export class Metrics {
     });
     new Counter({
       name: 'floatlm_udp_read_pauses_total',
-      help: 'Times the UDP socket stopped reading for floodPauseMs because most of a batch failed authentication (a flood of forged datagrams).',
+      help: 'Times the UDP socket stopped reading for floodPauseMs after a read that emptied it and of which most datagrams failed authentication (a flood of forged datagrams).',
       registers,
       collect() {
         this.reset();

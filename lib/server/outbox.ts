@@ -58,14 +58,11 @@ export interface Ctx {
   grants?: bigint[];
 }
 
-/** What an ERROR answering a request needs of its header (no view of its bytes). */
-interface ErrorHead {
-  requestId: number;
-  sessionId: bigint;
-  seq: number;
-  /** The request's length: an ERROR to an unknown source is never longer. */
-  length: number;
-}
+/**
+ * What an ERROR answering a request needs of its header: a Head is one, and so is a copy of
+ * these fields with only the request's length (an ERROR to an unknown source is never longer).
+ */
+type ErrorHead = Pick<Head, 'requestId' | 'sessionId' | 'seq'> & { bytes: { length: number } };
 
 interface Outgoing {
   bytes: Uint8Array;
@@ -305,7 +302,7 @@ export class Outbox {
         requestId: ctx.head.requestId,
         sessionId: ctx.head.sessionId,
         seq: ctx.head.seq,
-        length: ctx.head.bytes.length,
+        bytes: { length: ctx.head.bytes.length },
       };
       o.refusal = () => {
         const key = session ? session.hmac : verified;
@@ -350,7 +347,7 @@ export class Outbox {
   }
 
   #errorBytes(
-    head: ErrorHead | Head,
+    head: ErrorHead,
     mode: AuthMode,
     key: KeyedHmac,
     code: number,
@@ -362,8 +359,7 @@ export class Outbox {
     let text = message ?? ERROR_TEXT[code as ErrorCode] ?? errorName(code);
     // Towards an unknown source the error must not be larger than the request: trim the
     // text, never the code.
-    const length = 'length' in head ? head.length : head.bytes.length;
-    if (capped && ERROR_OVERHEAD + Buffer.byteLength(text) > length) text = '';
+    if (capped && ERROR_OVERHEAD + Buffer.byteLength(text) > head.bytes.length) text = '';
     return errorReply(
       head.requestId,
       head.sessionId,

@@ -17,7 +17,7 @@ import { type Addon, addonUnavailable, loadAddon } from '../native.ts';
 /**
  * Called for every datagram received: its bytes (the receiver's to keep) and sender. Answers
  * true when the datagram failed authentication (or was thrown away before it could verify):
- * the batched socket pauses its reads while a batch is mostly such datagrams.
+ * the batched socket rests after a read that emptied it and was mostly such datagrams.
  */
 export type OnDatagram = (bytes: Uint8Array, address: string, port: number) => boolean;
 
@@ -30,7 +30,7 @@ export interface UdpSocket {
   port(): number;
   /** Queues one datagram; `sent` runs once the kernel has it (or it was dropped). */
   send(bytes: Uint8Array, port: number, address: string, sent?: () => void): void;
-  /** How many times reading paused for a batch that mostly failed authentication. */
+  /** How many times reading rested after a read mostly of datagrams failing authentication. */
   readPauses(): number;
   /**
    * The receive buffer the kernel gave, in bytes as SO_RCVBUF reads it (Linux: twice the
@@ -69,8 +69,9 @@ export function batchUnavailable(host: string): string | undefined {
 
 /**
  * Binds a socket of `kind` on host:port and starts handing its datagrams to `onDatagram`.
- * On the batched socket, a batch of which more than half failed authentication (by
- * onDatagram's answers) pauses reading for `floodPauseMs` (0: never); node:dgram reads on.
+ * On the batched socket, a read that emptied the socket and of which more than half failed
+ * authentication (by onDatagram's answers) rests reading for `floodPauseMs` (0: never);
+ * node:dgram reads on.
  * @throws {Error} with the system's code (EADDRINUSE, …) when the address cannot be bound;
  *   {Error} when `kind` is 'batch' and the addon cannot be used here
  */

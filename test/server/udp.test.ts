@@ -203,6 +203,21 @@ for (const kind of ['dgram', 'batch'] as const) {
 
 const skipBatch = missing ? `${missing}` : false;
 
+/** A batched socket resting `pauseMs` that judges every datagram `forged`, and its count. */
+async function judging(pauseMs: number, forged: boolean) {
+  let got = 0;
+  const s = await bound(
+    'batch',
+    () => {
+      got++;
+      return forged;
+    },
+    0,
+    pauseMs,
+  );
+  return { s, got: () => got };
+}
+
 t.test(
   'batch: a read mostly of forged datagrams pauses reading; nothing is lost, replies still go',
   { skip: skipBatch },
@@ -276,25 +291,16 @@ t.test(
   'batch: a flood more than one read takes is read on without a rest until the socket is empty',
   { skip: skipBatch },
   async (tt) => {
-    let got = 0;
-    const s = await bound(
-      'batch',
-      () => {
-        got++;
-        return true;
-      },
-      0,
-      300,
-    );
+    const { s, got } = await judging(300, true);
     tt.teardown(() => s.close());
     const c = await client();
     tt.teardown(() => c.close());
     c.send(datagram(0), s.port(), '127.0.0.1');
-    await until(() => got === 1 && s.readPauses() === 1, 'the first pause');
+    await until(() => got() === 1 && s.readPauses() === 1, 'the first pause');
     // Queued during the pause: 3 readable events' worth (8 batches of 64 each).
     const N = 1200;
     for (let i = 1; i <= N; i++) c.send(datagram(i), s.port(), '127.0.0.1');
-    await until(() => got === N + 1, `${N + 1} datagrams`);
+    await until(() => got() === N + 1, `${N + 1} datagrams`);
     const pauses = s.readPauses();
     // A rest after each read would make it 4 (1, then 512, 512, 176): reads that left datagrams
     // waiting do not rest, so the flood is read as fast as it can be.
@@ -310,19 +316,10 @@ t.test(
       [50, false],
       [0, true],
     ] as const) {
-      let got = 0;
-      const s = await bound(
-        'batch',
-        () => {
-          got++;
-          return forged;
-        },
-        0,
-        pause,
-      );
+      const { s, got } = await judging(pause, forged);
       const c = await client();
       for (let i = 0; i < 500; i++) c.send(datagram(i), s.port(), '127.0.0.1');
-      await until(() => got === 500, '500 datagrams');
+      await until(() => got() === 500, '500 datagrams');
       tt.equal(s.readPauses(), 0, `pause ${pause} ms, ${forged ? 'forged' : 'verified'}: no pause`);
       c.close();
       s.close();
