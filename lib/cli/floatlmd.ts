@@ -147,7 +147,7 @@ export function buildDaemonProgram(io: CliIO, started: (d: Daemon) => void = () 
     )
     .option(
       '--flood-pause <ms>',
-      'after a read mostly of forged datagrams, stop reading for this long (batch socket; 0: never)',
+      'after a read that emptied the socket and was mostly forged datagrams, rest this long (batch socket; 0: never)',
       intOption('--flood-pause', 0, MAX_FLOOD_PAUSE_MS),
       DEFAULTS.floodPauseMs,
     )
